@@ -1,0 +1,195 @@
+"""Network blocks: the residual branch F, the generic RK-step block, the adaptive ARK block, the transition.
+
+All blocks map B x C x H x W -> B x C' x H' x W' feature maps (normalised-input space, not pixels).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .schemes import Scheme
+
+NORMS = {"b": "BatchNorm", "g": "GroupNorm(min(32, C) groups)", "l": "GroupNorm(1 group, LayerNorm-like)",
+         "i": "GroupNorm(C groups, InstanceNorm-like)"}
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """The original's norm letters: b BatchNorm2d, g GroupNorm(min(32,C)), l GroupNorm(1), i GroupNorm(C)."""
+    if norm == "b":
+        return nn.BatchNorm2d(channels)
+    if norm == "g":
+        return nn.GroupNorm(min(32, channels), channels)
+    if norm == "l":
+        return nn.GroupNorm(1, channels)
+    if norm == "i":
+        return nn.GroupNorm(channels, channels)
+    raise ValueError(f"unknown norm {norm!r}; valid norms: " + ", ".join(f"{k} ({v})" for k, v in NORMS.items()))
+
+
+class ResidualBranch(nn.Module):
+    """F: Norm -> ReLU -> Conv3x3(stride) -> Norm -> ReLU -> Conv3x3, convs with bias (the original's F)."""
+
+    def __init__(self, c_in: int, c_out: int, norm: str, stride: int = 1):
+        super().__init__()
+        self.n1 = make_norm(norm, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=True)
+        self.n2 = make_norm(norm, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=True)
+
+    def pre(self, x: Tensor) -> Tensor:
+        """ReLU(n1(x)), the part a transition shares with its shortcut."""
+        return torch.relu(self.n1(x))
+
+    def rest(self, a: Tensor) -> Tensor:
+        return self.conv2(torch.relu(self.n2(self.conv1(a))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rest(self.pre(x))
+
+
+Coef = float | Tensor
+
+
+def rk_step(f: Callable[[Tensor], Tensor], x: Tensor, alpha: Sequence[Sequence[Coef]],
+            beta: Sequence[Sequence[Coef]]) -> Tensor:
+    """One explicit RK step in Shu-Osher form with u_0 = x (see `sspnet.schemes`).
+
+    Coefficients may be floats (a float 0 is skipped) or 0-d tensors (learned). F(u_j) is evaluated once,
+    lazily, and only if some beta uses it; u_j is dropped as soon as no later stage needs it.
+    """
+    s = len(alpha)
+
+    def used(c: Coef) -> bool:
+        return isinstance(c, Tensor) or c != 0
+
+    last_u = [max((i for i in range(j, s) if used(alpha[i][j]) or used(beta[i][j])), default=-1) for j in range(s)]
+    us: dict[int, Tensor] = {0: x}
+    fs: dict[int, Tensor] = {}
+    for i in range(s):
+        if any(used(beta[k][i]) for k in range(i, s)):
+            fs[i] = f(us[i])
+        acc: Tensor | None = None
+        for j in range(i + 1):
+            for c, v in ((alpha[i][j], us.get(j)), (beta[i][j], fs.get(j))):
+                if not used(c):
+                    continue
+                term = v if (not isinstance(c, Tensor) and c == 1) else v * c
+                acc = term if acc is None else acc + term
+        for j in range(i + 1):
+            if last_u[j] <= i:
+                us.pop(j, None)
+                fs.pop(j, None)
+        if acc is None:
+            raise ValueError(f"stage {i + 1} of the scheme is identically zero")
+        us[i + 1] = acc
+    return us[s]
+
+
+class RKBlock(nn.Module):
+    """y = one step of `scheme` on F, all stages sharing one F (its weights and norm layers)."""
+
+    def __init__(self, channels: int, norm: str, scheme: Scheme):
+        super().__init__()
+        self.scheme = scheme
+        self.f = ResidualBranch(channels, channels, norm)
+        self.f_calls = scheme.f_calls
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rk_step(self.f, x, self.scheme.alpha, self.scheme.beta)
+
+    def extra_repr(self) -> str:
+        return f"scheme={self.scheme.name}, stages={self.scheme.stages}"
+
+
+class ARKBlock(nn.Module):
+    """Adaptive 2-stage RK: c2 = b = sigmoid(b10) learned; y = x + (1 - 1/(2b)) F(x) + 1/(2b) F(x + b F(x)).
+
+    This is the original `ark` update with its a-terms cancelled (its output does not depend on a =
+    sigmoid(a21)); `a21` and `b10` are kept as 1-element parameters for checkpoint compatibility.
+    freeze_a / freeze_b really freeze (requires_grad False). Exactly 2 F calls per forward.
+    """
+
+    f_calls = 2
+
+    def __init__(self, channels: int, norm: str, a21: float = 0.25, b10: float = 1.0, freeze_a: bool = True,
+                 freeze_b: bool = False):
+        super().__init__()
+        self.f = ResidualBranch(channels, channels, norm)
+        self.a21 = nn.Parameter(torch.tensor([float(a21)]), requires_grad=not freeze_a)
+        self.b10 = nn.Parameter(torch.tensor([float(b10)]), requires_grad=not freeze_b)
+
+    @property
+    def c2(self) -> Tensor:
+        return torch.sigmoid(self.b10[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.c2
+        w2 = 0.5 / b
+        return rk_step(self.f, x, [[1.0], [1.0, 0.0]], [[b], [1.0 - w2, w2]])
+
+    def extra_repr(self) -> str:
+        return f"c2={self.c2.item():.4f}, a21 frozen={not self.a21.requires_grad}, b10 frozen={not self.b10.requires_grad}"
+
+
+class TransitionBlock(nn.Module):
+    """Stride-2 block: y = F_s(x) + D(ReLU(n1(x))), D = Conv1x1(stride 2, no bias) -> Norm; n1 shared."""
+
+    f_calls = 1
+
+    def __init__(self, c_in: int, c_out: int, norm: str):
+        super().__init__()
+        self.f = ResidualBranch(c_in, c_out, norm, stride=2)
+        self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=2, bias=False), make_norm(norm, c_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.f.pre(x)
+        return self.f.rest(a) + self.down(a)
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Within the context BatchNorm layers in `module` normalise with batch statistics as usual but leave their
+    running statistics untouched (momentum 0). Used when activation checkpointing re-runs a forward."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (mom, nbt) in zip(bns, saved):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+
+
+def init_original(model: nn.Module, blocks: int, upscale: bool = True) -> None:
+    """The original CIFAR/Tiny init: conv/linear weights kaiming_uniform(a = sqrt(5) * N if upscale else
+    sqrt(5)), biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BatchNorm weight U(0, 1) and bias 0."""
+    a = math.sqrt(5) * (blocks if upscale else 1)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, a=a)
+            if m.bias is not None:
+                fan_in = m.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                nn.init.uniform_(m.bias, -bound, bound)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.0, 1.0)
+            nn.init.zeros_(m.bias)
+
+
+def init_kaiming(model: nn.Module) -> None:
+    """He-normal (fan_out, ReLU) convs, zero biases, unit norms: a common modern ResNet init."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,237 @@
+"""Checkpoints: sspnet's own format and import of the original code's files.
+
+Own format: torch.save of {"format": "sspnet", "format_version": 1, "model_config": create_model kwargs,
+"state_dict": ..., "provenance": versions, ...extra}. Everything is loaded with `weights_only=True`;
+the original files (a dict with "state_dict" and an argparse.Namespace "args") are admitted by allowing
+exactly argparse.Namespace, so a file whose pickle would run code is refused before anything executes.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .fileio import atomic_torch_save, provenance
+from .models import create_model
+from .specs import get_dataset_spec
+
+FORMAT = "sspnet"
+RUN_FILES = {"acc": "model_acc.pt", "loss": "model_loss.pt", "final": "model_final.pt", "last": "model_final.pt"}
+_F_INDEX = {"0": "n1", "2": "conv1", "3": "n2", "5": "conv2"}
+_ORIG_SCHEMES = {"res": "res", "ssp2": "ssp2", "ssp3": "ssp3", "ark": "ark", "midrk2": "midrk2-orig"}
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
+    """Write `model` (an sspnet model with `.config`) in the own format, atomically."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("save_checkpoint needs an sspnet model (built by create_model, with a .config)")
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    obj = {"format": FORMAT, "format_version": 1, "model_config": dict(config), "state_dict": state,
+           "provenance": provenance(), **extra}
+    return atomic_torch_save(obj, path)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def safe_load(path: str | Path) -> Any:
+    """torch.load with weights_only=True (argparse.Namespace admitted for original checkpoints)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((ln for ln in first if "Unsupported global" in ln or "GLOBAL" in ln), first[0] if first else "")
+        raise ValueError(f"refused to load {path}: it is not a plain weights file and loading it could run code "
+                         f"({detail.strip()[:200]})") from None
+    except (RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+
+
+def resolve_checkpoint(path: str | Path, crit: str = "acc") -> Path:
+    """A checkpoint file from a file path or a run folder (crit: acc | loss | final | last)."""
+    path = Path(path)
+    if path.is_dir():
+        if crit not in RUN_FILES:
+            raise ValueError(f"unknown crit {crit!r}; valid: {', '.join(RUN_FILES)}")
+        for name in (RUN_FILES[crit], "model_final.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"run folder {path} has no {RUN_FILES[crit]} (nor model_final.pt, last.pt); "
+                                "train one with `sspnet train --save DIR`")
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint or run folder at {path}")
+    return path
+
+
+def load_model(path: str | Path, crit: str = "acc", device: str | torch.device = "cpu",
+               **overrides: Any) -> nn.Module:
+    """Load a model in eval mode from a run folder, an own checkpoint or an original-code checkpoint.
+
+    overrides: create_model options (dataset=, model=/scheme=, blocks=, norm=, ...). For original files they
+    fill what its `args` lack; the architecture is inferred from tensor shapes when no dataset is given.
+    """
+    file = resolve_checkpoint(path, crit)
+    obj = safe_load(file)
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
+        raise ValueError(f"{file} is not an sspnet or original SSP-network checkpoint (no 'state_dict' entry)")
+    if "model" in overrides:
+        overrides["scheme"] = overrides.pop("model")
+    if "block" in overrides:
+        overrides["blocks"] = overrides.pop("block")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if obj.get("format") == FORMAT:
+        config = {**obj["model_config"], **overrides}
+        model = create_model(**config)
+        state = obj["state_dict"]
+    else:
+        model, state = _from_original(obj, overrides, file)
+    _load_state(model, state, file)
+    return model.to(device).eval()
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], file: Path) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape_bad = [k for k in own if k in state and own[k].numel() != state[k].numel()]
+    if missing or unexpected or shape_bad:
+        cfg = getattr(model, "config", {})
+        hint = _guess(state)
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}")
+        if shape_bad:
+            parts.append(f"shape mismatch at {shape_bad[:3]}")
+        raise ValueError(f"{file} does not fit a {cfg.get('dataset')} {cfg.get('scheme')} model with "
+                         f"{cfg.get('blocks')} blocks and norm {cfg.get('norm')}: {'; '.join(parts)}. {hint}")
+    model.load_state_dict({k: state[k].reshape(own[k].shape) for k in own}, strict=True)
+
+
+def _guess(state: dict[str, Tensor]) -> str:
+    keys = list(state)
+    blocks = {int(m.group(2)) for k in keys if (m := re.match(r"(groups\.\d+|block\d+|blocks)\.(\d+)\.", k))}
+    arch = _infer_arch(state) if any(k.startswith(("conv.", "downsample.", "stem.")) for k in keys) else None
+    hints = []
+    if blocks:
+        hints.append(f"--block {max(blocks) + 1}")
+    if any(k.endswith(".b10") for k in keys):
+        hints.append("--model ark")
+    if arch:
+        hints.append(f"--eval {_ARCH_DATASET[arch]}")
+    return f"The checkpoint looks like: {' '.join(hints)}." if hints else ""
+
+
+_ARCH_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "tinyimagenet": "tiny"}
+
+
+def _infer_arch(state: dict[str, Tensor]) -> str:
+    keys = state.keys()
+    if any(k.startswith(("downsample.", "blocks.")) for k in keys) or any(k.startswith("groups.0") for k in keys) \
+            and not any(k.startswith("transitions.") for k in keys):
+        return "mnist"
+    if any(k.startswith(("block4.", "sub3.", "transitions.2.")) for k in keys):
+        return "tinyimagenet"
+    return "cifar10"
+
+
+def _args_dict(args: Any) -> dict[str, Any]:
+    if isinstance(args, argparse.Namespace):
+        return vars(args)
+    return dict(args) if isinstance(args, dict) else {}
+
+
+def _map_block_key(rest: str) -> str | None:
+    """Original in-block key -> own key under the block (f.<layer>.<param>, a21, b10)."""
+    while rest.startswith("block."):
+        rest = rest[len("block."):]
+    if rest in ("a21", "b10"):
+        return rest
+    m = re.fullmatch(r"(n1|conv1|n2|conv2)\.(\w+)", rest)
+    if m:
+        return f"f.{m.group(1)}.{m.group(2)}"
+    m = re.fullmatch(r"(?:residual|f)\.(\d)\.(\w+)", rest)
+    if m and m.group(1) in _F_INDEX:
+        return f"f.{_F_INDEX[m.group(1)]}.{m.group(2)}"
+    m = re.fullmatch(r"downsample\.(\d)\.(\w+)", rest)
+    if m:
+        return f"down.{m.group(1)}.{m.group(2)}"
+    return None
+
+
+def original_to_own_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an original state_dict to sspnet names, folding the duplicated alias entries into one."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        new = None
+        if m := re.fullmatch(r"conv\.(\w+)", key):
+            new = f"stem.0.{m.group(1)}"
+        elif m := re.fullmatch(r"fc\.(\w+)", key):
+            new = f"head.2.{m.group(1)}"
+        elif m := re.fullmatch(r"downsample\.(\d+)\.(\w+)", key):
+            new = f"stem.{m.group(1)}.{m.group(2)}"
+        elif m := re.fullmatch(r"linear\.(\d+)\.(\w+)", key):
+            new = f"head.{m.group(1)}.{m.group(2)}"
+        elif m := re.fullmatch(r"block(\d+)\.(\d+)\.(.+)", key):
+            sub = _map_block_key(m.group(3))
+            new = f"groups.{int(m.group(1)) - 1}.{m.group(2)}.{sub}" if sub else None
+        elif m := re.fullmatch(r"blocks\.(\d+)\.(.+)", key):
+            sub = _map_block_key(m.group(2))
+            new = f"groups.0.{m.group(1)}.{sub}" if sub else None
+        elif m := re.fullmatch(r"sub(\d+)\.(.+)", key):
+            sub = _map_block_key(m.group(2))
+            new = f"transitions.{int(m.group(1)) - 1}.{sub}" if sub else None
+        name = new or f"<unmapped>{key}"
+        if name in out and new is not None:
+            if not torch.equal(out[name], value):
+                raise ValueError(f"original checkpoint: alias entries for {name} disagree ({key})")
+            continue
+        out[name] = value
+    return out
+
+
+def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -> tuple[nn.Module, dict]:
+    args = _args_dict(obj.get("args"))
+    state = original_to_own_keys(obj["state_dict"])
+    unknown = [k[len("<unmapped>"):] for k in state if k.startswith("<unmapped>")]
+    if unknown:
+        raise ValueError(f"{file}: unrecognised keys for an original SSP-network checkpoint: {unknown[:4]}")
+    dataset = overrides.pop("dataset", None) or args.get("eval") or args.get("dataset")
+    if dataset in (None, "tiny_imagenet"):
+        dataset = _ARCH_DATASET[_infer_arch(state)] if dataset is None else "tiny"
+    spec = get_dataset_spec(dataset)
+    scheme = overrides.pop("scheme", None) or args.get("model")
+    if scheme is None:
+        raise ValueError(f"{file}: the checkpoint's args name no model; pass --model "
+                         f"({', '.join(_ORIG_SCHEMES)})")
+    scheme = _ORIG_SCHEMES.get(scheme, scheme)
+    blocks = overrides.pop("blocks", None) or args.get("block")
+    if blocks is None:
+        idx = {int(m.group(1)) for k in state if (m := re.match(r"groups\.\d+\.(\d+)\.", k))}
+        blocks = max(idx) + 1 if idx else spec.blocks
+    has_bn = any(k.endswith("running_mean") for k in state)
+    norm = overrides.pop("norm", None) or args.get("norm") or ("b" if has_bn else "g")
+    model = create_model(scheme, dataset=spec.name, blocks=int(blocks), norm=norm, **overrides)
+    own = model.state_dict()
+    for k in ("normalize.mean", "normalize.std"):
+        state.setdefault(k, own[k])
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
+    for k in own:
+        if k.endswith("num_batches_tracked") and k not in state and \
+                k.replace("num_batches_tracked", "running_mean") in state:
+            state[k] = own[k]
+    return model, state

@@ -1,0 +1,1 @@
+"""CLI subcommands, one module each; `sspnet.cli` discovers every module here that defines `register`."""

@@ -1,0 +1,154 @@
+"""The model zoo: parameter counts, shapes, gradients, ARK, groups, normalisation, bad input."""
+import copy
+
+import pytest
+import torch
+
+import sspnet
+from sspnet.blocks import ARKBlock, RKBlock
+from sspnet.specs import CIFAR10_MEAN, CIFAR10_STD
+
+PARAMS = {("cifar10", "res"): 658090, ("cifar10", "ssp2"): 658090, ("cifar10", "ssp3"): 658090,
+          ("cifar10", "midrk2"): 658090, ("cifar10", "ark"): 658102,
+          ("mnist5k", "res"): 503434, ("mnist5k", "ssp2"): 503434, ("mnist5k", "ssp3"): 503434,
+          ("mnist5k", "ark"): 503444}
+
+
+@pytest.mark.parametrize("dataset,scheme", list(PARAMS))
+def test_parameter_counts_match_the_original(dataset, scheme):
+    model = sspnet.create_model(scheme, dataset=dataset)
+    assert sum(p.numel() for p in model.parameters()) == PARAMS[(dataset, scheme)]
+
+
+SHAPES = {"mnist5k": (1, 28, 10), "cifar10": (3, 32, 10), "tiny": (3, 64, 200)}
+
+
+@pytest.mark.parametrize("dataset", list(SHAPES))
+@pytest.mark.parametrize("scheme", sspnet.list_models())
+def test_every_model_forward_and_gradients(scheme, dataset):
+    c, s, k = SHAPES[dataset]
+    model = sspnet.create_model(scheme, dataset=dataset, blocks=1, seed=0)
+    x = torch.rand(2, c, s, s)
+    out = model(x)
+    assert out.shape == (2, k) and torch.isfinite(out).all()
+    out.logsumexp(1).sum().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_ark_block_two_f_calls_and_closed_form():
+    block = ARKBlock(8, "g", a21=0.3, b10=0.7)
+    calls = []
+    block.f.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(2, 8, 5, 5)
+    y = block(x)
+    assert len(calls) == 2 == block.f_calls
+    a, b = torch.sigmoid(torch.tensor(0.3)), torch.sigmoid(torch.tensor(0.7))
+    F = block.f
+    u1 = x + b * F(x)
+    original = (1 - a) * x + (1 - 1 / (2 * b) - a * b) * F(x) + a * u1 + 1 / (2 * b) * F(u1)
+    torch.testing.assert_close(y, original, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("freeze_a,freeze_b", [(True, False), (True, True), (False, False)])
+def test_ark_freeze_flags_really_freeze(freeze_a, freeze_b):
+    model = sspnet.create_model("ark", dataset="mnist5k", blocks=2, freeze_a=freeze_a, freeze_b=freeze_b, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9,
+                          weight_decay=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.rand(4, 1, 28, 28)).logsumexp(1).sum().backward()
+        opt.step()
+    after = model.state_dict()
+    for k in before:
+        if k.endswith("a21"):  # a cancels from the update (see ARKBlock): it never moves
+            assert torch.equal(before[k], after[k])
+        if k.endswith("b10"):
+            assert torch.equal(before[k], after[k]) == freeze_b
+    block = model.groups[0][0]
+    assert (block.a21.requires_grad, block.b10.requires_grad) == (not freeze_a, not freeze_b)
+    assert before["groups.0.0.a21"].item() == -1.0 and before["groups.0.0.b10"].item() == 0.5
+
+
+def test_ark_composition_and_group_override():
+    ark = sspnet.create_model("ark", dataset="cifar10", blocks=2)
+    kinds = [type(g[0]).__name__ + ("" if isinstance(g[0], ARKBlock) else ":" + g[0].scheme.name)
+             for g in ark.groups]
+    assert kinds == ["ARKBlock", "RKBlock:res", "RKBlock:ssp2"]
+    same = sspnet.create_model("res", dataset="cifar10", blocks=2, groups=("ark", "res", "ssp2"))
+    assert same.config["groups"] == ark.config["groups"]
+    assert sspnet.create_model("ark", dataset="tiny", blocks=1).config["groups"] == ["ark", "res", "ssp2", "ssp2"]
+    assert ark.f_calls_per_block == [2, 2, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="groups must name 3 scheme"):
+        sspnet.create_model("res", dataset="cifar10", groups=("res", "ssp2"))
+
+
+def test_normalisation_inside_the_model():
+    model = sspnet.create_model("res", dataset="cifar10", blocks=1, seed=0).eval()
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    x = torch.rand(2, 3, 32, 32)
+    h = model.stem((x - mean) / std)
+    for j, g in enumerate(model.groups):
+        h = g(model.transitions[j - 1](h) if j else h)
+    torch.testing.assert_close(model(x), model.head(h))
+    assert model.normalize.mean.flatten().tolist() == pytest.approx([0.4914, 0.4822, 0.2265])
+
+
+def test_config_rebuilds_the_model_including_custom_schemes():
+    custom = {"name": "ralston", "A": [[0, 0], ["2/3", 0]], "b": ["1/4", "3/4"], "order": 2}
+    for scheme in ("ssp3", "ark", custom):
+        m = sspnet.create_model(scheme, dataset="mnist5k", blocks=2, seed=1)
+        m2 = sspnet.create_model(**m.config, seed=1)
+        x = torch.rand(3, 1, 28, 28)
+        torch.testing.assert_close(m.eval()(x), m2.eval()(x))
+
+
+def test_activation_checkpointing_matches_plain_training_step():
+    torch.manual_seed(0)
+    plain = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=3)
+    ckpt = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=3, activation_checkpointing=True)
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    for m in (plain, ckpt):
+        m.train()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+    for (n, p), (_, q) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
+    for (n, b), (_, c) in zip(plain.named_buffers(), ckpt.named_buffers()):
+        torch.testing.assert_close(b, c, msg=n)  # recompute leaves BatchNorm statistics alone
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(scheme="ssp9"), "unknown scheme 'ssp9'; valid schemes: res, ssp2"),
+    (dict(scheme="res", dataset="imagenet1k"), "unknown dataset 'imagenet1k'; valid datasets: mnist5k"),
+    (dict(scheme="res", norm="q"), "unknown norm 'q'; valid norms: b"),
+    (dict(scheme="res", blocks=0), "blocks must be an integer >= 1"),
+    (dict(scheme="res", init="xavier"), "unknown init 'xavier'; valid inits"),
+    (dict(scheme={"name": "imp", "A": [[0.5, 0], [0, 0.5]], "b": [0.5, 0.5]}), "explicitness"),
+])
+def test_bad_model_options(kwargs, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        sspnet.create_model(**kwargs)
+
+
+def test_wrong_input_shape_names_the_expected_one():
+    model = sspnet.create_model("res", dataset="mnist5k", blocks=1)
+    with pytest.raises(ValueError, match=r"expects input B x 1 x 28 x 28 in \[0, 1\], got shape \(2, 3, 28, 28\)"):
+        model(torch.rand(2, 3, 28, 28))
+
+
+def test_dataset_aliases_map_to_architectures():
+    assert sspnet.create_model("res", dataset="tinyimagenet", blocks=1).config["dataset"] == "tiny"
+    assert len(sspnet.create_model("res", dataset="fmnist", blocks=1).groups) == 1
+    assert isinstance(sspnet.create_model("midrk2", dataset="fmnist", blocks=1).groups[0][0], RKBlock)
+
+
+def test_torch_hub_local(tmp_path):
+    import pathlib
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    model = torch.hub.load(str(repo), "ssp2", source="local", dataset="cifar10", blocks=1)
+    assert model.config["scheme"] == "ssp2" and model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+    assert torch.hub.load(str(repo), "ark", source="local", dataset="mnist5k", blocks=1).config["scheme"] == "ark"

@@ -1,0 +1,157 @@
+"""Schemes as data: closed forms, convergence order, SSP property, conversions and validation."""
+import json
+import math
+
+import pytest
+import torch
+
+from sspnet.blocks import rk_step
+from sspnet.schemes import PRESETS, Scheme, get_scheme, load_scheme_file, register_scheme
+
+D = torch.float64
+
+
+def _F():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(6, 6, generator=g, dtype=D) / 3
+    return lambda u: torch.tanh(u @ W.T) + 0.1 * u
+
+
+CLOSED_FORMS = {
+    "res": lambda x, F: x + F(x),
+    "ssp2": lambda x, F: 0.5 * x + 0.5 * ((x + F(x)) + F(x + F(x))),
+    "ssp3": lambda x, F: (lambda u1: (lambda u2: x / 3 + 2 / 3 * (u2 + F(u2)))(0.75 * x + 0.25 * (u1 + F(u1))))(
+        x + F(x)),
+    "midrk2": lambda x, F: x + F(x + 0.5 * F(x)),
+    "midrk2-orig": lambda x, F: (lambda u: u + F(u))(x + 0.5 * F(x)),
+    "ssp43": lambda x, F: (lambda u2: (lambda u3: u3 + 0.5 * F(u3))(2 / 3 * x + 1 / 3 * u2 + F(u2) / 6))(
+        (lambda u1: u1 + 0.5 * F(u1))(x + 0.5 * F(x))),
+    "rk4": lambda x, F: (lambda k1: (lambda k2: (lambda k3: (lambda k4: x + (k1 + 2 * k2 + 2 * k3 + k4) / 6)(
+        F(x + k3)))(F(x + k2 / 2)))(F(x + k1 / 2)))(F(x)),
+}
+
+
+@pytest.mark.parametrize("name", list(CLOSED_FORMS))
+def test_block_equals_closed_form(name):
+    F = _F()
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1), dtype=D)
+    s = PRESETS[name]
+    calls = []
+
+    def counted(u):
+        calls.append(1)
+        return F(u)
+
+    y = rk_step(counted, x, s.alpha, s.beta)
+    torch.testing.assert_close(y, CLOSED_FORMS[name](x, F), rtol=1e-12, atol=1e-12)
+    assert len(calls) == s.f_calls == s.stages  # exactly one F call per stage
+
+
+def test_every_preset_has_a_closed_form_test():
+    assert set(PRESETS) == set(CLOSED_FORMS)
+
+
+def _error(scheme, n, lam=-1.0, T=1.0):
+    h = T / n
+    y = torch.tensor([1.0], dtype=D)
+    for _ in range(n):
+        y = rk_step(lambda u: h * lam * u, y, scheme.alpha, scheme.beta)
+    return abs(y.item() - math.exp(lam * T))
+
+
+@pytest.mark.parametrize("name", [n for n, s in PRESETS.items() if s.consistent])
+def test_measured_order_matches_declared(name):
+    s = PRESETS[name]
+    e1, e2 = _error(s, 16), _error(s, 32)
+    assert math.log2(e1 / e2) == pytest.approx(s.order, abs=0.15)
+
+
+def test_inconsistent_legacy_scheme_does_not_converge():
+    s = PRESETS["midrk2-orig"]
+    assert s.order == 0 and sum(s.butcher_b) == pytest.approx(1.5)
+    assert _error(s, 64) > 0.1
+
+
+@pytest.mark.parametrize("name", [n for n, s in PRESETS.items() if s.ssp_coefficient])
+def test_ssp_no_norm_growth_within_ssp_step(name):
+    """F(u) = h L u with ||I + L||_inf <= 1 (forward Euler contractive at step 1): no growth for h <= C."""
+    s = PRESETS[name]
+    g = torch.Generator().manual_seed(2)
+    for trial in range(20):
+        P = torch.rand(8, 8, generator=g, dtype=D) ** 4
+        P = P / P.sum(1, keepdim=True)  # row-stochastic, nonnegative
+        L = P - torch.eye(8, dtype=D)
+        x = torch.randn(8, generator=g, dtype=D)
+        for h in (s.ssp_coefficient, s.ssp_coefficient / 2):
+            y = rk_step(lambda u: h * (L @ u), x, s.alpha, s.beta)
+            assert y.abs().max() <= x.abs().max() + 1e-12
+    assert s.shu_osher_ssp_bound() == pytest.approx(s.ssp_coefficient)
+
+
+def test_butcher_round_trip_and_same_step():
+    for name, s in PRESETS.items():
+        t = Scheme.from_butcher(name + "-b", s.butcher_A, s.butcher_b, order=s.order, consistent=s.consistent)
+        for ra, rb in zip(t.butcher_A, s.butcher_A):
+            assert ra == pytest.approx(rb)
+        assert t.butcher_b == pytest.approx(s.butcher_b)
+        F = _F()
+        x = torch.randn(3, 6, dtype=D)
+        torch.testing.assert_close(rk_step(F, x, t.alpha, t.beta), rk_step(F, x, s.alpha, s.beta))
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(A=[[0, 1], [0.5, 0]], b=[0.5, 0.5]), "explicitness"),
+    (dict(A=[[0.5, 0], [1, 0]], b=[0.5, 0.5]), "explicitness"),
+    (dict(A=[[0, 0], [1, 0]], b=[0.5, 0.5, 0.0]), "shape"),
+    (dict(A=[[0, 0], [1, 0]], b=[0.5, 0.6]), "consistency"),
+    (dict(A=[[0, 0], [1, 0]], b=["1/2", "zz"]), "not a number"),
+])
+def test_butcher_validation(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        Scheme.from_butcher("bad", **kwargs)
+
+
+@pytest.mark.parametrize("alpha,beta,needle", [
+    ([[1], [0.5, 0.4]], [[1], [0, 0.5]], "consistency"),
+    ([[1, 0.5], [0.5, 0.5]], [[1], [0, 0.5]], "explicitness"),
+    ([[1], [0.5, 0.5]], [[1]], "shape"),
+    ([[1], [0.5]], [[1], [0, 0.5]], "shape"),
+])
+def test_shu_osher_validation(alpha, beta, needle):
+    with pytest.raises(ValueError, match=needle):
+        Scheme("bad", alpha, beta)
+
+
+def test_scheme_files_json_and_yaml(tmp_path):
+    d = {"name": "heun-file", "A": [[0, 0], ["1", 0]], "b": ["1/2", "1/2"], "order": 2, "ssp_coefficient": 1}
+    (tmp_path / "s.json").write_text(json.dumps(d))
+    (tmp_path / "s.yaml").write_text("name: ssp2-yaml\nalpha: [[1], [0.5, 0.5]]\nbeta: [[1], [0, 0.5]]\norder: 2\n")
+    js, ys = load_scheme_file(tmp_path / "s.json"), get_scheme(str(tmp_path / "s.yaml"))
+    F, x = _F(), torch.randn(2, 6, dtype=D)
+    for s in (js, ys):
+        torch.testing.assert_close(rk_step(F, x, s.alpha, s.beta), CLOSED_FORMS["ssp2"](x, F))
+    (tmp_path / "bad.json").write_text(json.dumps({"name": "x", "A": [[1]], "b": [1]}))
+    with pytest.raises(ValueError, match=r"bad.json: explicitness"):
+        load_scheme_file(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_scheme_file(tmp_path / "missing.json")
+
+
+def test_unknown_scheme_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown scheme 'ssp9'.*ssp2.*ark"):
+        get_scheme("ssp9")
+
+
+def test_register_scheme_adds_a_model_name():
+    import sspnet
+
+    s = Scheme.from_butcher("ralston2-test", [[0, 0], [2 / 3, 0]], [0.25, 0.75], order=2)
+    register_scheme(s)
+    try:
+        assert "ralston2-test" in sspnet.list_models()
+        model = sspnet.create_model("ralston2-test", dataset="mnist5k", blocks=1)
+        assert model.config["scheme"] == "ralston2-test"
+        with pytest.raises(ValueError, match="already registered"):
+            register_scheme(s)
+    finally:
+        PRESETS.pop("ralston2-test")
