@@ -205,3 +205,14 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
         sspnet.load_model(tmp_path / "junk.pt")
+
+
+def test_architecture_mismatch_is_named(tmp_path):
+    sd = original_state("mnist", "res", 1, "g")
+    torch.save({"state_dict": sd, "args": argparse.Namespace(model="res", block=1, norm="g")}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=r"holds a mnist-architecture network but dataset 'cifar10' needs the cifar10"):
+        sspnet.load_model(tmp_path / "m.pt", dataset="cifar10")
+    assert sspnet.load_model(tmp_path / "m.pt", dataset="fmnist").config["dataset"] == "fmnist"
+    save_checkpoint(tmp_path / "own.pt", sspnet.create_model("res", dataset="mnist5k", blocks=1))
+    with pytest.raises(ValueError, match=r"trained on mnist5k \(mnist architecture\).*as a tiny model"):
+        sspnet.load_model(tmp_path / "own.pt", dataset="tiny")

@@ -93,6 +93,10 @@ def load_model(path: str | Path, crit: str = "acc", device: str | torch.device =
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if obj.get("format") == FORMAT:
         config = {**obj["model_config"], **overrides}
+        old, new = get_dataset_spec(obj["model_config"]["dataset"]), get_dataset_spec(config["dataset"])
+        if old.arch != new.arch:
+            raise ValueError(f"{file} was trained on {old.name} ({old.arch} architecture); it cannot be loaded "
+                             f"as a {new.name} model ({new.arch} architecture)")
         model = create_model(**config)
         state = obj["state_dict"]
     else:
@@ -211,9 +215,13 @@ def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -
     if unknown:
         raise ValueError(f"{file}: unrecognised keys for an original SSP-network checkpoint: {unknown[:4]}")
     dataset = overrides.pop("dataset", None) or args.get("eval") or args.get("dataset")
+    inferred = _infer_arch(state)
     if dataset in (None, "tiny_imagenet"):
-        dataset = _ARCH_DATASET[_infer_arch(state)] if dataset is None else "tiny"
+        dataset = _ARCH_DATASET[inferred] if dataset is None else "tiny"
     spec = get_dataset_spec(dataset)
+    if spec.arch != inferred:
+        raise ValueError(f"{file} holds a {inferred}-architecture network but dataset {spec.name!r} needs the "
+                         f"{spec.arch} architecture; use --eval {_ARCH_DATASET[inferred]} (or a matching dataset)")
     scheme = overrides.pop("scheme", None) or args.get("model")
     if scheme is None:
         raise ValueError(f"{file}: the checkpoint's args name no model; pass --model "

@@ -1,0 +1,43 @@
+"""Adversarial attacks on float images in [0, 1] (the model normalises inside); eps/alpha in pixel units.
+
+    attack = PGD(model, eps=8/255, alpha=2/255, steps=20)
+    x_adv = attack(x, y)          # x: B x C x H x W float in [0, 1], y: int64 B
+
+Every attack: gradients by `torch.autograd.grad` w.r.t. the input only; mode="eval" (default) crafts in eval
+mode and restores the caller's mode, mode="keep" crafts in the current mode (adversarial training).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .autoattack import INSTALL_HINT, AutoAttack, autoattack_available, load_autoattack_class
+from .base import NORMS, Attack, Ball, crafting_mode, per_sample_norm
+from .gradient import FGSM, PGD, FastFGSM
+from .noise import NoiseBall, ball_copies
+
+ATTACKS = ("fgsm", "pgd", "ball", "autoattack")
+
+
+def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", alpha: float | None = None,
+                steps: int = 20, restarts: int = 1, copies: int = 10, random_start: bool = False,
+                quantize: bool = False, generator=None, mode: str = "eval", seed: int | None = 0) -> Attack:
+    """An attack by name (fgsm | pgd | ball | autoattack | fastfgsm); alpha default eps / 4 for pgd."""
+    key = str(name).lower()
+    if key == "fgsm":
+        return FGSM(model, eps, norm=norm, quantize=quantize, mode=mode)
+    if key == "pgd":
+        a = alpha if alpha is not None else max(float(eps) / 4, 1e-12)
+        return PGD(model, eps, a, steps, norm=norm, random_start=random_start, restarts=restarts,
+                   quantize=quantize, generator=generator, mode=mode)
+    if key == "ball":
+        return NoiseBall(model, eps, copies, norm=norm, quantize=quantize, generator=generator, mode=mode)
+    if key == "autoattack":
+        return AutoAttack(model, eps, norm=norm, seed=seed, mode=mode)
+    if key == "fastfgsm":
+        return FastFGSM(model, eps, alpha, norm=norm, quantize=quantize, generator=generator, mode=mode)
+    raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(ATTACKS)}, fastfgsm")
+
+
+__all__ = ["ATTACKS", "INSTALL_HINT", "NORMS", "Attack", "AutoAttack", "Ball", "FGSM", "FastFGSM", "NoiseBall",
+           "PGD", "autoattack_available", "ball_copies", "crafting_mode", "load_autoattack_class", "make_attack",
+           "per_sample_norm"]

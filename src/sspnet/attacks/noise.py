@@ -1,0 +1,52 @@
+"""Random-noise attacks: the noise ball (worst of several uniformly noisy copies) and its training sampler."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Attack, Ball, check_count, check_eps, check_norm, keep_worst_
+
+
+class NoiseBall(Attack):
+    """Worst of `copies` noisy copies x + U(-eps, eps) clipped to [0, 1] (l2: uniform in the l2 ball).
+
+    Per sample, a misclassified copy wins, else the copy with the highest loss. No gradients are used, so it is
+    the baseline a gradient attack must beat (if it does not, suspect gradient masking).
+    """
+
+    name = "ball"
+
+    def __init__(self, model: nn.Module, eps: float, copies: int = 10, norm: str = "linf", quantize: bool = False,
+                 generator: torch.Generator | None = None, *, mode: str = "eval"):
+        super().__init__(model, eps, norm=norm, quantize=quantize, mode=mode, generator=generator)
+        self.copies = check_count(copies, "copies", 1)
+
+    def perturb(self, x: Tensor, y: Tensor) -> Tensor:
+        ball = Ball(x, self.eps, self.norm, self.quantize)
+        best = best_wrong = best_loss = None
+        for _ in range(self.copies):
+            cand = ball.random_point(self.generator)
+            loss, wrong = self._loss_and_wrong(cand, y)
+            if best is None:
+                best, best_wrong, best_loss = cand, wrong, loss
+            else:
+                keep_worst_(best, best_wrong, best_loss, cand, wrong, loss)
+        return best
+
+
+def ball_copies(x: Tensor, y: Tensor, eps: float, copies: int, generator: torch.Generator | None = None,
+                norm: str = "linf", quantize: bool = False) -> tuple[Tensor, Tensor]:
+    """The original's "ball" training data: `copies` noisy copies of each image, labels repeated.
+
+    x: B x C x H x W in [0, 1]; returns (copies*B x C x H x W, copies*B), copy-major (copy c of sample i at
+    c*B + i). Noise U(-eps, eps) per pixel (l2: uniform in the l2 ball), clipped to [0, 1].
+    """
+    norm = check_norm(norm)
+    eps = check_eps(eps, norm)
+    check_count(copies, "copies", 1)
+    ball = Ball(x.detach(), eps, norm, quantize)
+    xs = torch.cat([ball.random_point(generator) for _ in range(copies)])
+    return xs, y.repeat(copies)
+
+
+__all__ = ["NoiseBall", "ball_copies"]

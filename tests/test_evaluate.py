@@ -1,0 +1,240 @@
+"""Robustness evaluation library and the `sspnet attack` CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sspnet
+from sspnet.cli import main
+from sspnet.evaluate import (AttackStats, EpsResult, EvalConfig, EvalResult, evaluate, sanity_flags, subset_indices,
+                             sweep_table)
+
+torch.set_num_threads(1)
+
+
+def stand_in(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 5, stride=2), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+
+
+@pytest.fixture(scope="module")
+def mnist5k_test():
+    from sspnet.data import load
+
+    return load("mnist5k", split="test")
+
+
+@pytest.fixture(scope="module")
+def trained(mnist5k_test):
+    """A small CNN trained on the mnist5k train split with plain SGD (a few seconds on one core)."""
+    from sspnet.data import load
+
+    x, y = load("mnist5k", split="train")
+    model = stand_in(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        idx = torch.randint(0, x.shape[0], (64,), generator=g)
+        loss = F.cross_entropy(model(x[idx].float() / 255), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_trained_model_robustness_is_consistent(trained, mnist5k_test):
+    images, labels = mnist5k_test
+    eps = [0.0, 0.05, 0.1, 0.2, 0.3]
+    cfg = EvalConfig(attack="all", eps=eps, iters=10, n_examples=300, bsize=128)  # alpha = eps / 4
+    r = evaluate(trained, images, labels, cfg)
+    assert r.n == 300 and r.clean_acc > 0.8
+    accs = [x.worst.acc for x in r.results]
+    assert accs[0] == pytest.approx(r.clean_acc)  # eps = 0
+    for res in r.results:
+        a = res.attacks
+        assert res.worst.acc <= r.clean_acc
+        assert a["pgd"].acc <= a["fgsm"].acc
+        assert res.worst.acc <= min(x.acc for x in a.values())
+        assert a["pgd"].linf_max <= res.eps + 1e-6 and a["ball"].linf_max <= res.eps + 1e-6
+        assert sum(res.worst_source.values()) == 300
+    assert all(b <= a for a, b in zip(accs, accs[1:]))  # non-increasing in eps
+    assert accs[-1] < 0.5 * r.clean_acc
+    assert not [f for f in r.flags if f["flag"] in ("pgd_weaker_than_fgsm", "acc_not_decreasing")]
+    json.loads(json.dumps(r.to_dict()))
+    assert r.adversarial["eps4"].shape == (300, 1, 28, 28)
+    assert torch.equal(r.adversarial["index"], subset_indices(1000, 300))
+
+
+def test_eps_zero_equals_clean_and_results_are_per_sample(mnist5k_test):
+    images, labels = mnist5k_test
+    model = stand_in(1).eval()
+    r = evaluate(model, images, labels, EvalConfig(attack="fgsm,pgd", eps=[0.0], iters=2, n_examples=50))
+    with torch.no_grad():
+        x = images[subset_indices(1000, 50)].float() / 255
+        out = model(x)
+    y = labels[subset_indices(1000, 50)]
+    assert r.clean_acc == pytest.approx(float((out.argmax(1) == y).float().mean()))
+    assert r.clean_loss == pytest.approx(float(F.cross_entropy(out, y)), rel=1e-5)
+    assert r.results[0].attacks["pgd"].acc == r.clean_acc
+    assert r.results[0].attacks["pgd"].l2_max == 0
+    assert torch.equal(r.per_sample["clean/pred"].long(), out.argmax(1))
+
+
+def test_model_mode_restored_and_float_input_accepted():
+    model = stand_in(2).train()
+    x = torch.rand(20, 1, 28, 28)
+    y = torch.randint(0, 10, (20,))
+    r = evaluate(model, x, y, EvalConfig(attack="ball", eps=[0.1], copies=2, bsize=7))
+    assert model.training and r.n == 20
+    assert r.results[0].attacks["ball"].linf_max <= 0.1 + 1e-6
+
+
+def test_subset_indices_even_spacing():
+    assert subset_indices(10, None).tolist() == list(range(10))
+    assert subset_indices(10, 20).tolist() == list(range(10))
+    assert subset_indices(1000, 4).tolist() == [0, 250, 500, 750]
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"eps": [-0.1]}, "eps must be a finite number >= 0"),
+    ({"eps": [1.5]}, "beyond the pixel range"),
+    ({"eps": []}, "at least one value"),
+    ({"alpha": 0.0}, "alpha must be a finite number > 0"),
+    ({"iters": -1}, "iters must be an integer >= 0"),
+    ({"bsize": 0}, "bsize"),
+    ({"attack": "cw"}, "valid attacks"),
+    ({"norm": "l1"}, "valid norms"),
+    ({"n_examples": 0}, "n_examples"),
+])
+def test_config_validation(kw, message):
+    with pytest.raises(ValueError, match=message):
+        EvalConfig(**kw).validated()
+
+
+def test_empty_set_and_wrong_labels_raise():
+    model = stand_in(0)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(model, torch.zeros(0, 1, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), EvalConfig())
+    with pytest.raises(ValueError, match="classes"):
+        evaluate(model, torch.zeros(2, 1, 28, 28), torch.tensor([3, 12]), EvalConfig(eps=[0.1], iters=1))
+
+
+def _stats(name, acc):
+    return AttackStats(name, acc, 1.0, 0, 0, 0, 0, 0, 0, 0.0)
+
+
+def _result(rows, clean=0.9, grad=None):
+    results = [EpsResult(eps, eps, {k: _stats(k, v) for k, v in accs.items()}, _stats("worst", min(accs.values())), {})
+               for eps, accs in rows]
+    return EvalResult(n=100, world_size=1, clean_acc=clean, clean_loss=0.1, results=results, flags=[],
+                      grad_stats=grad or {"samples": 100, "zero_grad": 0, "nan_grad": 0}, timings={}, config={})
+
+
+def test_sanity_flags():
+    labels = torch.arange(100) % 10
+    good = _result([(0.1, {"fgsm": 0.5, "pgd": 0.4, "ball": 0.8}), (0.2, {"fgsm": 0.3, "pgd": 0.1, "ball": 0.7})])
+    assert sanity_flags(good, labels, "linf") == []
+    bad = _result([(0.1, {"fgsm": 0.5, "pgd": 0.6, "ball": 0.3}), (0.2, {"fgsm": 0.6, "pgd": 0.7, "ball": 0.5}),
+                   (0.5, {"fgsm": 0.6, "pgd": 0.7, "ball": 0.5})],
+                  grad={"samples": 100, "zero_grad": 30, "nan_grad": 2})
+    flags = {f["flag"] for f in sanity_flags(bad, labels, "linf")}
+    assert flags == {"pgd_weaker_than_fgsm", "noise_beats_gradient", "high_acc_at_large_eps", "acc_not_decreasing",
+                     "zero_input_gradients", "nan_input_gradients"}
+    # l2: the breaking radius is 0.5 * sqrt(d)
+    l2 = _result([(14.0, {"pgd": 0.5})])
+    assert {f["flag"] for f in sanity_flags(l2, labels, "l2", input_dim=784)} == {"high_acc_at_large_eps"}
+    assert sanity_flags(l2, labels, "l2", input_dim=3072) == []
+
+
+def test_zero_gradient_model_is_flagged():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with torch.no_grad():
+        model[1].weight.zero_()
+    r = evaluate(model, torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,)), EvalConfig(eps=[0.1], iters=2))
+    assert "zero_input_gradients" in {f["flag"] for f in r.flags}
+
+
+def test_sweep_table_formats():
+    r = _result([(0.2, {"fgsm": 0.3, "pgd": 0.1}), (0.1, {"fgsm": 0.5, "pgd": 0.4})])
+    csv = sweep_table(r, "csv").splitlines()
+    assert csv[0] == "eps,fgsm,pgd,worst" and csv[1] == "0.1,0.5000,0.4000,0.4000"
+    assert sweep_table(r).startswith("| eps | fgsm | pgd | worst |")
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    model = sspnet.create_model("res", dataset="mnist5k", blocks=1, seed=0)
+    sspnet.save_checkpoint(folder / "model_acc.pt", model)
+    sspnet.save_checkpoint(folder / "model_final.pt", model)
+    return folder
+
+
+def test_cli_writes_json_png_and_adversarial_examples(run_dir, capsys):
+    from safetensors.torch import load_file
+
+    rc = main(["attack", str(run_dir), "--attack", "all", "--eps", "0.1", "0.3", "--iters", "2", "--copies", "2",
+               "--n-examples", "12", "--device", "cpu", "--grid", "4"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "clean" in out and "sanity flags" in out
+    for eps in ("0.1", "0.3"):
+        data = json.loads((run_dir / f"attack_all_{eps}.json").read_text())
+        assert data["n"] == 12 and data["dataset"] == "mnist5k"
+        assert data["results"][0]["eps_cli"] == float(eps)
+        assert set(data["results"][0]["attacks"]) == {"fgsm", "pgd", "ball"}
+        assert 0 <= data["results"][0]["worst"]["acc"] <= data["clean_acc"]
+        assert data["results"][0]["attacks"]["pgd"]["params"]["alpha"] == pytest.approx(float(eps) / 6)
+        assert (run_dir / f"attack_all_{eps}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        adv = load_file(run_dir / f"attack_all_{eps}.safetensors")
+        assert adv["adversarial"].dtype == torch.uint8 and adv["adversarial"].shape == (12, 1, 28, 28)
+        assert adv["index"].tolist() == subset_indices(1000, 12).tolist()
+    sweep = json.loads((run_dir / "attack_all_sweep.json").read_text())
+    assert [r["eps"] for r in sweep["results"]] == [0.1, 0.3]
+    assert (run_dir / "attack_all_sweep.png").is_file()
+    assert (run_dir / "attack_all_sweep.csv").read_text().startswith("eps,fgsm,pgd,ball,worst")
+
+
+def test_cli_checkpoint_file_l2_and_out(run_dir, tmp_path):
+    rc = main(["attack", str(run_dir / "model_final.pt"), "--norm", "l2", "--eps", "1.0", "--iters", "1",
+               "--n-examples", "4", "--no-quantize", "--out", str(tmp_path), "--crit", "last"])
+    assert rc == 0
+    data = json.loads((tmp_path / "attack_pgd-l2_1.json").read_text())
+    assert data["config"]["quantize"] is False and data["config"]["norm"] == "l2"
+    assert data["results"][0]["attacks"]["pgd"]["l2_max"] <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--eps", "-1"], "--eps must be >= 0"),
+    (["--eps", "8"], "beyond the pixel range"),
+    (["--alpha", "0"], "--alpha must be > 0"),
+    (["--iters", "-1"], "--iters must be >= 0"),
+    (["--n-examples", "0"], "evaluation set would be empty"),
+    (["--attack", "cw"], "valid attacks"),
+    (["--eval", "cifar10"], "cannot load"),
+    (["--archi", "vgg"], "unknown --archi"),
+])
+def test_cli_bad_input_exit_2(run_dir, capsys, extra, message):
+    assert main(["attack", str(run_dir), "--n-examples", "2", *extra] if "--n-examples" not in extra
+                else ["attack", str(run_dir), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sspnet attack: error:") and message in err
+
+
+def test_cli_wrong_checkpoint_exit_2(tmp_path, capsys):
+    assert main(["attack", str(tmp_path / "missing")]) == 2
+    assert "no checkpoint or run folder" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["attack", str(bad)]) == 2
+    assert "sspnet attack: error:" in capsys.readouterr().err
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "nostate.pt")
+    assert main(["attack", str(tmp_path / "nostate.pt")]) == 2
+    assert "state_dict" in capsys.readouterr().err
