@@ -1,0 +1,143 @@
+"""`sspnet train`: argparse -> TrainConfig -> sspnet.train.train -> exit code.
+
+Precedence: TrainConfig defaults < --config FILE (YAML/JSON) < flags given on the command line. With
+--resume RUN_DIR the folder's config.json takes the place of the defaults (flags may extend --epochs etc.).
+Exit codes: 0 done, 1 non-finite loss (last good last.pt kept), 2 bad input, 130 interrupted (last.pt saved).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# CLI dest -> TrainConfig field (flags keep the original code's names)
+_DEST = {"block": "blocks", "tbsize": "batch_size", "checkpoint": "activation_checkpointing",
+         "eval_bsize": "eval_batch_size"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train an SSP network (standard or adversarial training)",
+        description="Train an SSP / ResNet model; writes a run folder with config.json, metrics.jsonl, train.log, "
+                    "model_acc.pt, model_loss.pt, model_final.pt and last.pt. Unset options take the original "
+                    "code's per-dataset defaults. Multi-process: torchrun --nproc_per_node=K -m sspnet train ...")
+    a = p.add_argument
+    a("--dataset", help="mnist5k (default, bundled) | mnist | fmnist | cifar10 | tiny")
+    a("--data-root", dest="data_root", help="data folder (default $SSPNET_DATA or ./data)")
+    a("--model", help="scheme: res | ssp2 | ssp3 | ark | midrk2 | any registered scheme, or a scheme file")
+    a("--groups", help="one scheme per block group, comma separated (e.g. ark,res,ssp2 on cifar10)")
+    a("--block", type=int, help="blocks per group (default: the dataset's, 5 mnist / 6 cifar10)")
+    a("--norm", help="b (BatchNorm) | g (GroupNorm) | l (GroupNorm(1)) | i (GroupNorm(C))")
+    a("--init", help="original | torch | kaiming")
+    a("--lr", type=float, help="learning rate (default 0.1 for sgd, 1e-4 adam on colour / 1e-3 on grey data)")
+    a("--decay", type=float, help="weight decay (default 5e-4 with sgd on cifar10/tiny, else 0)")
+    a("--tbsize", type=int, help="global training batch size (default 128)")
+    a("--epochs", type=int, help="epochs (default 200)")
+    a("--opt", help="sgd (default) | adam | rms")
+    a("--milestones", help="epochs where the lr is multiplied by 0.1, comma separated (default: the original's)")
+    a("--schedule", help="multistep (default) | cyclic (one triangular cycle, peak at 2/5)")
+    a("--adv", help="none (default) | fgsm | pgd | ball | fast")
+    a("--iters", type=int, help="PGD iterations for --adv pgd (default 10 mnist, 7 cifar10/tiny)")
+    a("--eps", type=float, help="perturbation size: 1/255 units on cifar10/tiny (8 = 8/255), [0,1] on grey data")
+    a("--alpha", type=float, help="PGD step size, same unit as --eps")
+    a("--ball-copies", dest="ball_copies", type=int, help="noisy copies per image for --adv ball (default 5)")
+    a("--save", help="run folder (default runs/DATASET-MODEL-ADV-seedSEED)")
+    a("--seed", type=int, help="random seed (default 0)")
+    a("--device", help="auto (default) | cpu | cuda | mps")
+    a("--config", help="YAML or JSON file of options (keys as the flags); command-line flags override it")
+    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    a("--force", action="store_true", default=None, help="overwrite an existing run folder")
+    a("--quiet", action="store_true", default=None, help="no progress bar or per-epoch lines")
+    a("--tensorboard", action="store_true", default=None, help="TensorBoard scalars + adversarial images (RUN/tb)")
+    a("--craft-eval", dest="craft_eval", action="store_true", default=None,
+      help="craft training adversarial examples in eval mode (default: train mode, as the original)")
+    a("--checkpoint", action="store_true", default=None, help="activation checkpointing (less memory, more compute)")
+    a("--steps-per-epoch", dest="steps_per_epoch", type=int, help="cap on optimizer steps per epoch")
+    a("--init-from", dest="init_from", help="start from the weights of this checkpoint or run folder")
+    a("--test-limit", dest="test_limit", type=int, help="evaluate on N evenly spaced test images only")
+    a("--eval-bsize", dest="eval_bsize", type=int, help="test batch size (default 500)")
+    a("--save-every", dest="save_every", type=int, help="steps between mid-epoch last.pt saves (default 100; 0 off)")
+    a("--log-interval", dest="log_interval", type=int, help="steps between progress-bar updates (default 20)")
+    a("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on CUDA)")
+    a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
+      help="channels_last memory format (default: on CUDA)")
+    p.set_defaults(handler=run)
+
+
+def _split(text: Any, kind: type, flag: str) -> list | None:
+    if text is None or isinstance(text, list):
+        return text
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise ValueError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Options from a YAML or JSON file (a mapping of option names to values)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {file} not found")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml/json parse errors of user input
+        raise ValueError(f"cannot parse config file {file}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {file} must hold a mapping of option names to values")
+    return data
+
+
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig for parsed flags (defaults < --config file < flags; resume starts from config.json)."""
+    from ..train import ALIASES, TrainConfig, read_run_config
+
+    skip = {"command", "handler", "config", "resume"}
+    flags = {_DEST.get(k, k): v for k, v in vars(args).items() if k not in skip and v is not None}
+    base: dict[str, Any] = {}
+    if args.resume:
+        base = read_run_config(args.resume)
+        if args.save and Path(args.save) != Path(args.resume):
+            raise ValueError(f"--resume {args.resume} and --save {args.save} name different folders; pass only --resume")
+    if args.config:
+        for key, value in read_config_file(args.config).items():
+            key = key.replace("-", "_")
+            base[_DEST.get(key, ALIASES.get(key, key))] = value
+    base.update(flags)
+    if args.resume:
+        base.update(save=str(args.resume), resume=True)
+    for key, kind, flag in (("groups", str, "--groups"), ("milestones", int, "--milestones")):
+        if key in base:
+            base[key] = _split(base[key], kind, flag)
+    return TrainConfig.from_dict(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import NonFiniteLossError, train
+
+    cfg = config_from_args(args)
+    try:
+        result = train(cfg)
+    except NonFiniteLossError as exc:
+        print(f"sspnet train: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        run_dir = cfg.resolved().save
+        print(f"sspnet train: interrupted; last.pt saved, continue with: sspnet train --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    if not cfg.quiet:
+        f = result.final
+        if f:
+            print(f"{result.run_dir}: {result.epochs_completed} epochs, test acc {f['test_acc']:.2f}% "
+                  f"(best {result.best_acc:.2f}%), test loss {f['test_loss']:.4f}")
+        else:
+            print(f"{result.run_dir}: nothing to do ({result.epochs_completed} epochs already done)")
+    return 0

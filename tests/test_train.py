@@ -1,0 +1,150 @@
+"""Training runs in-process on the bundled mnist5k: accuracy, adversarial modes, run folder, guards."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from sspnet import fileio
+from sspnet.train import NonFiniteLossError, TrainConfig, load_state, train
+
+TINY = dict(dataset="mnist5k", model="res", blocks=1, batch_size=16, quiet=True, test_limit=100, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A standard-training run: 3 epochs of mnist5k, res with 1 block, Adam, one-cycle schedule."""
+    run = tmp_path_factory.mktemp("acc") / "run"
+    cfg = TrainConfig(dataset="mnist5k", model="res", blocks=1, epochs=3, opt="adam", lr=4e-3, batch_size=32,
+                      schedule="cyclic", save=str(run), quiet=True, save_every=0)
+    return train(cfg)
+
+
+def test_standard_training_reaches_real_accuracy(trained):
+    assert trained.epochs_completed == 3
+    assert trained.final["test_acc"] >= 90.0
+    assert trained.best_acc == max(r["test_acc"] for r in trained.history)
+    assert trained.final["adv_train_acc"] is None and trained.final["images"] == 4000
+
+
+def test_run_folder_layout(trained):
+    run = trained.run_dir
+    for name in ("config.json", "metrics.jsonl", "train.log", "model_acc.pt", "model_loss.pt", "model_final.pt",
+                 "last.pt"):
+        assert (run / name).is_file(), name
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    cfg = json.loads((run / "config.json").read_text())
+    assert set(cfg["provenance"]) >= {"sspnet_version", "torch_version", "git_hash"}
+    assert cfg["config"]["lr"] == 4e-3 and cfg["config"]["milestones"] == [60, 100, 140]
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3] and lines == trained.history
+    for key in ("train_loss", "train_acc", "adv_train_acc", "test_loss", "test_acc", "lr", "images_per_s", "seconds"):
+        assert key in lines[0]
+    final = torch.load(run / "model_final.pt", weights_only=True)
+    assert final["format"] == "sspnet" and final["args"]["tbsize"] == 32 and final["epoch"] == 3
+    state = load_state(run / "last.pt")
+    assert (state["epoch"], state["step"]) == (3, 0)
+    assert set(state["rng"]) >= {"torch", "python", "cuda"}
+    for k, v in final["state_dict"].items():
+        assert torch.equal(v, state["model"][k])
+    import sspnet
+    model = sspnet.load_model(run)
+    assert not model.training and model.config["blocks"] == 1
+    assert "epoch 3/3" in (run / "train.log").read_text()
+
+
+@pytest.mark.parametrize("adv", ["fgsm", "pgd", "ball", "fast"])
+def test_adversarial_modes_run_and_are_harder_than_clean(trained, tmp_path, adv):
+    cfg = TrainConfig(**{**TINY, "batch_size": 32}, epochs=1, adv=adv, iters=2, steps_per_epoch=2, opt="adam",
+                      lr=1e-4, init_from=str(trained.run_dir), save=str(tmp_path / adv), craft_eval=adv == "fgsm")
+    rec = train(cfg).final
+    assert rec["adv_train_acc"] is not None
+    margin = 0.0 if adv == "ball" else 5.0  # random noise is much weaker than gradient attacks
+    assert rec["adv_train_acc"] < rec["train_acc"] - margin, rec
+    assert rec["adv_train_loss"] > rec["train_loss"], rec
+    # ball: 5 noisy copies of each of the 2 * 32 images were trained on
+    assert rec["images"] == 64
+
+
+def test_resume_drops_metrics_of_an_epoch_redone_after_a_crash(tmp_path):
+    run = tmp_path / "r"
+    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=2, save=str(run), tensorboard=True))
+    # a crash after the epoch-2 metrics line was appended but before last.pt was replaced
+    fileio.append_line(run / "metrics.jsonl", json.dumps({"epoch": 2, "test_acc": -1.0}))
+    result = train(TrainConfig.from_run(run, epochs=2))
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2] and lines[1]["test_acc"] >= 0 and lines == result.history
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+        assert (run / "tb").is_dir()
+    except ImportError:
+        assert "tensorboard is not installed" in (run / "train.log").read_text()
+
+
+def test_existing_folder_needs_resume_or_force(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TrainConfig(**TINY, epochs=1, steps_per_epoch=1, save=str(run)))
+    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=1, save=str(run), force=True, activation_checkpointing=True))
+    assert load_state(run / "last.pt")["epoch"] == 1
+
+
+def test_resume_with_other_model_is_refused(tmp_path):
+    run = tmp_path / "r"
+    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=1, save=str(run)))
+    with pytest.raises(ValueError, match="model='res'"):
+        train(TrainConfig.from_run(run, model="ssp2", epochs=2))
+    with pytest.raises(ValueError, match="dataset='mnist5k'"):
+        train(TrainConfig.from_run(run, dataset="fmnist", epochs=2))
+
+
+def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=2, save=str(run)))
+    before = (run / "last.pt").read_bytes()
+    real = fileio.atomic_write
+
+    def crashing(path, write):
+        if Path(path).name == "last.pt":
+            def partial(f):
+                f.write(before[: len(before) // 2])
+                raise OSError("simulated crash while writing")
+            return real(path, partial)
+        return real(path, write)
+
+    monkeypatch.setattr(fileio, "atomic_write", crashing)
+    with pytest.raises(OSError, match="simulated crash"):
+        train(TrainConfig.from_run(run, epochs=2))
+    assert (run / "last.pt").read_bytes() == before
+    assert load_state(run / "last.pt")["epoch"] == 1
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+
+
+def test_nan_guard_names_epoch_and_step_and_keeps_last_good_state(tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=4, save=str(run)))
+    good = (run / "last.pt").read_bytes()
+    import sspnet.train as tr
+    real_create = tr._create_model
+    calls = {"n": 0}
+
+    def poisoned(cfg):
+        model = real_create(cfg)
+
+        def hook(module, inputs, output):
+            calls["n"] += 1
+            return output * float("nan") if calls["n"] == 3 else output  # 3rd training forward of epoch 2
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(tr, "_create_model", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3") as info:
+        train(TrainConfig.from_run(run, epochs=2, log_interval=50))
+    assert (info.value.epoch, info.value.step) == (2, 3)
+    assert (run / "last.pt").read_bytes() == good
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert "non-finite" in (run / "train.log").read_text()

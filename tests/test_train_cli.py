@@ -1,0 +1,65 @@
+"""`sspnet train` through sspnet.cli.main: bad input -> one error line and exit 2; config files; exit codes."""
+import json
+
+import pytest
+
+from sspnet.cli import build_parser, main
+from sspnet.commands.train import config_from_args
+
+BASE = ["train", "--dataset", "mnist5k", "--block", "1", "--tbsize", "16", "--epochs", "1", "--steps-per-epoch", "2",
+        "--test-limit", "50", "--quiet"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--lr", "-0.1"], "--lr must be a finite number > 0"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["--opt", "lbfgs"], "unknown optimizer 'lbfgs'; valid optimizers: sgd, adam, rms"),
+    (["--adv", "cw"], "unknown adversary 'cw'; valid adversaries: none, fgsm, pgd, ball, fast"),
+    (["--tbsize", "5000"], "--tbsize 5000 is larger than the 4000 training images of mnist5k"),
+    (["--dataset", "svhn"], "unknown dataset 'svhn'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--milestones", "10,x"], "--milestones takes a comma-separated list of ints"),
+    (["--model", "nosuchscheme"], "nosuchscheme"),
+])
+def test_bad_input_exits_2_with_one_clear_line(tmp_path, capsys, flags, message):
+    code = main([*BASE, "--save", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("sspnet train: error: ") and message in err and "Traceback" not in err
+
+
+def test_existing_folder_and_resume_mismatch_exit_2(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*BASE, "--save", str(run)]) == 0
+    capsys.readouterr()
+    assert main([*BASE, "--save", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--model", "ssp2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "model='res' (asked: 'ssp2')" in err
+    assert main(["train", "--resume", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # resuming a finished run with more epochs continues it
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    assert [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_nan_loss_exits_1(tmp_path, capsys):
+    code = main([*BASE, "--save", str(tmp_path / "run"), "--lr", "1e30", "--steps-per-epoch", "4"])
+    err = capsys.readouterr().err
+    assert code == 1 and "non-finite training loss" in err and "epoch 1, step" in err
+
+
+def test_config_file_fills_defaults_and_flags_override(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("model: ssp2\ntbsize: 64\nlr: 0.01\nmilestones: [3, 5]\ngroups: ssp3\nblock: 2\n")
+    args = build_parser().parse_args(["train", "--config", str(cfg_file), "--lr", "0.02", "--checkpoint"])
+    cfg = config_from_args(args)
+    assert (cfg.model, cfg.batch_size, cfg.lr, cfg.milestones, cfg.groups, cfg.blocks) == \
+        ("ssp2", 64, 0.02, [3, 5], ["ssp3"], 2)
+    assert cfg.activation_checkpointing and cfg.adv == "none" and cfg.dataset == "mnist5k"
+    (tmp_path / "bad.json").write_text(json.dumps({"learning_rate": 1}))
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "bad.json")])
+    with pytest.raises(ValueError, match="unknown training option 'learning_rate'"):
+        config_from_args(args)
