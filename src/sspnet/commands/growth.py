@@ -1,0 +1,93 @@
+"""`sspnet growth RUN_DIR [RUN_DIR ...]`: perturbation growth ratios per group and per block.
+
+Writes RUN_DIR/growth.json and RUN_DIR/growth.png for every run, and with several runs a combined plot
+(one line per run) at --plot.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..checkpoints import load_model
+from ..growth import ADVERSARIES, NOISE_KINDS, P_NAMES, GrowthConfig, GrowthResult, growth_of_run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "growth", help="perturbation growth ratio per block group and per block (depth profile)",
+        description="Perturbation growth ratio ||G(h(x')) - G(h(x))||_p / ||h(x') - h(x)||_p (mean over test "
+                    "images) of every block group and every single block, for an adversarial x' and a "
+                    "random-noise baseline at the same eps. eps/alpha are in the dataset's CLI unit (1/255 for "
+                    "cifar10/tiny, pixel units for mnist/fmnist); default: the dataset's training eps/alpha.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or checkpoint files)")
+    p.add_argument("--dataset", default=None, help="dataset of the test images (default: the model's)")
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
+    p.add_argument("--crit", default="acc", help="checkpoint of a run folder: acc | loss | final (default acc)")
+    p.add_argument("--attack", default="pgd", choices=ADVERSARIES, help="adversary (default pgd)")
+    p.add_argument("--eps", type=float, default=None, help="perturbation size in the dataset's CLI unit")
+    p.add_argument("--alpha", type=float, default=None, help="PGD step in the dataset's CLI unit")
+    p.add_argument("--steps", type=int, default=20, help="PGD steps (default 20)")
+    p.add_argument("--random-start", action="store_true", help="PGD random start (default: none, as the paper)")
+    p.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
+                   help="round the adversary's steps to 8-bit levels, as the original (default on)")
+    p.add_argument("--noise", default="sign", choices=NOISE_KINDS,
+                   help="random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none (default sign)")
+    p.add_argument("--p", nargs="+", default=list(P_NAMES), help="norms: any of 1 2 inf (default all)")
+    p.add_argument("--n", type=int, default=500, help="test images (default 500)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise baseline")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--label", nargs="+", default=None, help="one label per run for tables and plots")
+    p.add_argument("--plot", default="growth-compare.png",
+                   help="combined plot when several runs are given (default ./growth-compare.png)")
+    p.set_defaults(handler=run)
+
+
+def _fmt(v: float) -> str:
+    return "  nan " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compareplots import growth_results_plot
+    from ..distributed import resolve_device
+    from ..specs import get_dataset_spec
+
+    if args.label is not None and len(args.label) != len(args.runs):
+        raise ValueError(f"--label needs one label per run: got {len(args.label)} labels for {len(args.runs)} runs")
+    device = resolve_device(args.device)
+    results: list[GrowthResult] = []
+    for i, run_path in enumerate(args.runs):
+        path = Path(run_path)
+        if not path.exists():
+            raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --save DIR`")
+        dataset = args.dataset or load_model(path, crit=args.crit).config.get("dataset")
+        unit = get_dataset_spec(dataset).eps_unit
+        cfg = GrowthConfig(adversary=args.attack, eps=None if args.eps is None else args.eps * unit,
+                           alpha=None if args.alpha is None else args.alpha * unit, steps=args.steps,
+                           random_start=args.random_start, quantize=args.quantize, noise=args.noise,
+                           ps=tuple(args.p), n=args.n, batch_size=args.batch_size, seed=args.seed)
+        label = args.label[i] if args.label else None
+        result, json_path = growth_of_run(path, cfg, dataset=dataset, data_root=args.data_root, device=device,
+                                          crit=args.crit, label=label)
+        plot_path = json_path.with_suffix(".png")
+        growth_results_plot([result], plot_path, by="block", title=result.label)
+        results.append(result)
+        _print(result)
+        print(f"  wrote {json_path} and {plot_path}")
+    if len(results) > 1:
+        out = growth_results_plot(results, args.plot, by="block")
+        print(f"combined plot: {out}")
+    return 0
+
+
+def _print(r: GrowthResult) -> None:
+    adv = r.adversary.get("name")
+    print(f"{r.label}: {r.dataset}, {r.n} images, adversary {adv}, noise {r.noise['kind']} eps {r.noise['eps']:.4g}")
+    for name, prof in (("adversarial", r.adversarial), ("noise", r.baseline)):
+        if prof is None or not prof.groups:
+            continue
+        for p in r.ps:
+            groups = " ".join(_fmt(v) for v in prof.groups[p])
+            blocks = " ".join(_fmt(v) for v in prof.blocks[p])
+            print(f"  {name:11s} p={p:3s} groups [{groups}]  blocks [{blocks}]")

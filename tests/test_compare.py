@@ -1,0 +1,162 @@
+"""sspnet compare: t-interval statistics, plan and dry run, a tiny real run, caching and resume."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import sspnet.train
+from sspnet.compare import CompareConfig, make_plan, run_compare
+from sspnet.comparereport import mean_std, paired_ci, t_quantile, t_two_sided_cdf
+
+TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "test_limit": 50}
+TINY_EVAL = {"n": 12, "sweep_n": 6, "growth_n": 6, "pgd_steps": 1, "batch_size": 6}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a busy machine (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_config(out, **kw) -> CompareConfig:
+    opts = dict(models=["res", "ssp2"], seeds=1, out=str(out), train=dict(TINY_TRAIN), eval=dict(TINY_EVAL),
+                device="cpu", quiet=True, jobs=1)
+    opts.update(kw)
+    return CompareConfig(**opts)
+
+
+def no_training(cfg):
+    raise AssertionError(f"training was called for {cfg.save}")
+
+
+@pytest.mark.parametrize("df, value", [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (4, 2.7764451),
+                                       (5, 2.5705818), (10, 2.2281389), (29, 2.0452296), (100, 1.9839715)])
+def test_t_quantile_matches_tables(df, value):
+    assert t_quantile(0.975, df) == pytest.approx(value, rel=1e-6)
+
+
+def test_t_cdf_closed_forms():
+    assert t_two_sided_cdf(1.0, 1) == pytest.approx(0.5)  # Cauchy: P(|T| <= 1) = 1/2
+    assert t_two_sided_cdf(2.0, 2) == pytest.approx(2 / math.sqrt(6))  # t / sqrt(t^2 + 2)
+    assert t_quantile(0.995, 7) == pytest.approx(3.4994833, rel=1e-6)
+    with pytest.raises(ValueError, match="integer >= 1"):
+        t_two_sided_cdf(1.0, 0)
+
+
+def test_paired_ci_by_hand():
+    d = [1.0, 2.0, 3.0]
+    m, lo, hi, n = paired_ci(d)
+    half = 4.3026527 * 1.0 / math.sqrt(3)  # sd = 1
+    assert (m, n) == (2.0, 3) and lo == pytest.approx(2 - half, rel=1e-6) and hi == pytest.approx(2 + half, rel=1e-6)
+    m, lo, hi, n = paired_ci([0.5])
+    assert m == 0.5 and n == 1 and math.isnan(lo) and math.isnan(hi)
+    assert mean_std([1.0, None, 3.0])[:2] == (2.0, math.sqrt(2))
+
+
+def test_dry_run_lists_every_run_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    from sspnet.cli import main
+
+    monkeypatch.setattr(sspnet.train, "train", no_training)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for model in ("res", "ssp2", "ssp3", "ark", "midrk2"):
+        for seed in range(3):
+            assert sum(f"{model:10s} {seed:>4}" in ln for ln in text.splitlines()) == 1
+    assert "15 runs (5 models x 3 seeds)" in text and "15 train" in text and "expected time" in text
+    assert not out.exists()
+    assert main(["compare", "--dry-run", "--preset", "paper-cifar10", "--seeds", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "20 runs" in text and all(v in text for v in ("N6-K7", "N6-K12", "N10-K7", "N10-K12"))
+    plan, _ = make_plan(CompareConfig(preset="paper-cifar10", seeds=1, out=str(out)))
+    assert {(r.train_config.blocks, r.train_config.iters, r.train_config.adv) for r in plan} == {
+        (6, 7, "pgd"), (6, 12, "pgd"), (10, 7, "pgd"), (10, 12, "pgd")}
+    assert not out.exists()
+
+
+def test_bad_options_give_one_line_errors(tmp_path, capsys):
+    from sspnet.cli import main
+
+    assert main(["compare", "--dry-run", "--grid", "6x7", "--out", str(tmp_path)]) == 2
+    assert "N:K pairs" in capsys.readouterr().err
+    assert main(["compare", "--dry-run", "--models", "res,foo", "--out", str(tmp_path)]) == 2
+    assert "unknown scheme 'foo'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="valid presets"):
+        make_plan(CompareConfig(preset="huge"))
+
+
+def test_tiny_compare_writes_report_and_a_rerun_is_cached(tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    summary = run_compare(tiny_config(out))
+    report = (out / "REPORT.md").read_text()
+    for text in ("| model | clean % | FGSM % | PGD % |", "| res |", "| ssp2 |", "Paired difference to res",
+                 "F calls / block", "parameters", "![growth_depth.png](growth_depth.png)",
+                 "![accuracy_vs_eps.png](accuracy_vs_eps.png)"):
+        assert text in report, text
+    for png in ("growth_depth.png", "accuracy_vs_eps.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recs = {r["model"]: r for r in summary["records"]}
+    assert recs["ssp2"]["cost"]["f_calls_per_block"] == [2] and recs["res"]["cost"]["f_calls_per_block"] == [1]
+    for r in recs.values():
+        assert r["eval"]["n"] == 12 and 0 <= r["eval"]["pgd"] <= r["eval"]["clean"] <= 100
+        assert set(r["growth"]["adversarial"]["blocks"]) == {"1", "2", "inf"}
+        assert r["train_seconds"] > 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["aggregate"][""]["ssp2"]["vs_res"]["pgd"]["n"] == 1
+
+    files = sorted(p for p in (out / "runs").rglob("*") if p.is_file())
+    before = {p: p.stat().st_mtime_ns for p in files}
+    monkeypatch.setattr(sspnet.train, "train", no_training)
+    plan, _ = make_plan(tiny_config(out))
+    assert [r.status for r in plan] == ["cached", "cached"]
+    again = run_compare(tiny_config(out))
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert [r["eval"] for r in again["records"]] == [r["eval"] for r in summary["records"]]
+
+    # other evaluation settings: re-evaluated, not retrained
+    plan, _ = make_plan(tiny_config(out, eval={**TINY_EVAL, "growth_n": 4}))
+    assert [r.status for r in plan] == ["evaluate", "evaluate"]
+    run_compare(tiny_config(out, eval={**TINY_EVAL, "growth_n": 4}))
+    assert all((p.stat().st_mtime_ns == before[p]) for p in files if p.name.endswith(".pt"))
+
+
+def test_unfinished_run_is_resumed(tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    cfg = tiny_config(out, models=["res"], train={**TINY_TRAIN, "epochs": 2})
+    plan, _ = make_plan(cfg)
+    first = plan[0].train_config
+    first.epochs, first.force = 1, True  # an interrupted run: 1 of 2 epochs done
+    real_train = sspnet.train.train
+    real_train(first)
+    plan, _ = make_plan(cfg)
+    assert plan[0].status == "resume"
+    calls = []
+
+    def spy(c):
+        calls.append((c.save, c.resume, c.force))
+        return real_train(c)
+
+    monkeypatch.setattr(sspnet.train, "train", spy)
+    summary = run_compare(cfg)
+    assert calls == [(str(plan[0].run_dir), True, False)]
+    assert summary["records"][0]["epochs"] == 2
+    lines = (plan[0].run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]
+
+
+def test_parallel_jobs_give_the_same_numbers(tmp_path):
+    """Two worker processes (one thread each) train and evaluate exactly as the in-process path does."""
+    serial = run_compare(tiny_config(tmp_path / "a"))
+    parallel = run_compare(tiny_config(tmp_path / "b", jobs=2))
+    for a, b in zip(serial["records"], parallel["records"]):
+        assert (a["model"], a["seed"]) == (b["model"], b["seed"])
+        assert a["eval"]["clean"] == b["eval"]["clean"] and a["eval"]["pgd"] == b["eval"]["pgd"]
+        assert a["growth"]["adversarial"]["blocks"]["2"] == pytest.approx(b["growth"]["adversarial"]["blocks"]["2"],
+                                                                        rel=1e-5)
+    assert "2 parallel job(s)" in (tmp_path / "b" / "REPORT.md").read_text()

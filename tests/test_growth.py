@@ -1,0 +1,193 @@
+"""Perturbation growth ratio: closed forms on linear groups, identity groups, structure, JSON, CLI."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sspnet
+from sspnet.growth import (GrowthConfig, GrowthResult, measure_growth, noise_like, p_name, sample_ratios,
+                           trace_features)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a busy machine (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(scheme: str = "res", dataset: str = "mnist5k", blocks: int = 2) -> nn.Module:
+    return sspnet.create_model(scheme, dataset=dataset, blocks=blocks, seed=0).eval()
+
+
+def images(n: int = 6, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def zero_residuals(model: nn.Module) -> None:
+    """F = 0 in every block (last conv weight and bias zero): each block, hence each group, is the identity."""
+    with torch.no_grad():
+        for group in model.groups:
+            for block in group:
+                block.f.conv2.weight.zero_()
+                block.f.conv2.bias.zero_()
+
+
+class Scale(nn.Module):
+    """h -> c * h + b (b a fixed tensor): a block whose growth ratio is |c| for every norm."""
+
+    def __init__(self, c: float, channels: int = 64):
+        super().__init__()
+        self.c = c
+        self.register_buffer("b", torch.linspace(-1, 1, channels).view(1, -1, 1, 1))
+
+    def forward(self, h):
+        return self.c * h + self.b
+
+
+@pytest.mark.parametrize("scheme", ["res", "ssp2", "ssp3", "ark", "midrk2"])
+def test_identity_group_has_ratio_exactly_one(scheme):
+    model = tiny(scheme)
+    zero_residuals(model)
+    x = images()
+    r = sample_ratios(model, x, noise_like(x, 0.3, "sign", torch.Generator().manual_seed(1)))
+    for key in ("groups", "blocks"):
+        for p in ("1", "2", "inf"):
+            if scheme == "ssp3":  # 1/3 x + 2/3 (3/4 x + 1/4 x) = x only up to float32 rounding
+                torch.testing.assert_close(r[key][p], torch.ones_like(r[key][p]), rtol=0, atol=1e-6)
+            else:  # x + 0, 1/2 x + 1/2 x, ... are exact
+                assert torch.equal(r[key][p], torch.ones_like(r[key][p])), (key, p)
+
+
+def test_scalar_linear_blocks_match_closed_form():
+    model = tiny("res", blocks=2)
+    model.groups[0] = nn.Sequential(Scale(2.0), Scale(-0.5))
+    model.double()
+    x = images(5).double()
+    res = measure_growth(model, x, torch.zeros(5, dtype=torch.long), GrowthConfig(eps=0.2, noise="uniform"),
+                         x_adv=noise_like(x, 0.2, "sign", torch.Generator().manual_seed(3)))
+    for prof in (res.adversarial, res.baseline):
+        for p in ("1", "2", "inf"):
+            assert prof.groups[p] == pytest.approx([1.0], rel=1e-12)  # |2 * -0.5|
+            assert prof.blocks[p] == pytest.approx([2.0, 0.5], rel=1e-12)
+            assert prof.std_blocks[p] == pytest.approx([0.0, 0.0], abs=1e-9)
+
+
+def test_channel_mixing_group_matches_hand_computation():
+    """G = two 1x1 convolutions with bias: ratios are ||W2 W1 d||_p / ||d||_p, computed here with numpy."""
+    torch.manual_seed(0)
+    model = tiny("res", blocks=2).double()
+    c1, c2 = nn.Conv2d(64, 64, 1).double(), nn.Conv2d(64, 64, 1).double()
+    model.groups[0] = nn.Sequential(c1, c2)
+    x = images(4).double()
+    xp = noise_like(x, 0.3, "uniform", torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        d = (model.stem(model.normalize(xp)) - model.stem(model.normalize(x))).numpy()  # B x 64 x 6 x 6
+    w1 = c1.weight.detach().numpy()[:, :, 0, 0]
+    w2 = c2.weight.detach().numpy()[:, :, 0, 0]
+    d1 = np.einsum("oc,bchw->bohw", w1, d)
+    d2 = np.einsum("oc,bchw->bohw", w2, d1)
+    r = sample_ratios(model, x, xp)
+    for p, order in (("1", 1), ("2", 2), ("inf", np.inf)):
+        def n(a):
+            return np.linalg.norm(a.reshape(a.shape[0], -1), ord=order, axis=1)
+        np.testing.assert_allclose(r["groups"][p][:, 0].numpy(), n(d2) / n(d), rtol=1e-10)
+        np.testing.assert_allclose(r["blocks"][p][:, 0].numpy(), n(d1) / n(d), rtol=1e-10)
+        np.testing.assert_allclose(r["blocks"][p][:, 1].numpy(), n(d2) / n(d1), rtol=1e-10)
+
+
+def test_cifar_structure_groups_after_transitions():
+    model = tiny("ssp2", dataset="cifar10", blocks=1)
+    x = images(3, (3, 32, 32))
+    g_in, b_in, g_out = trace_features(model, x)
+    assert [t.shape[1] for t in g_in] == [16, 32, 64] and len(b_in) == 3
+    with torch.no_grad():
+        assert torch.equal(g_in[1], model.transitions[0](g_out[0]))
+        assert torch.equal(model.head(g_out[-1]), model(x))
+    r = sample_ratios(model, x, noise_like(x, 8 / 255))
+    # one block per group: the block profile is the group profile
+    for p in ("1", "2", "inf"):
+        assert r["groups"][p].shape == (3, 3)
+        assert torch.equal(r["groups"][p], r["blocks"][p])
+
+
+def test_zero_perturbation_is_skipped_not_averaged():
+    model = tiny("res")
+    x = images(4)
+    xp = x.clone()
+    xp[:2] = noise_like(x[:2], 0.1)
+    res = measure_growth(model, x, torch.zeros(4, dtype=torch.long), GrowthConfig(eps=0.1, noise="none"), x_adv=xp)
+    assert res.adversarial.skipped == 2
+    expected = sample_ratios(model, x[:2], xp[:2])["groups"]["2"].mean().item()
+    assert res.adversarial.groups["2"][0] == pytest.approx(expected, rel=1e-12)
+    assert res.baseline is None
+
+
+def test_noise_stays_in_ball_and_pixel_range():
+    x = images(8)
+    for kind in ("sign", "uniform"):
+        xn = noise_like(x, 0.3, kind, torch.Generator().manual_seed(0))
+        assert xn.min() >= 0 and xn.max() <= 1
+        assert (xn - x).abs().max() <= 0.3 + 1e-6
+    xs = noise_like(x, 0.3, "sign")
+    inside = (x > 0.3) & (x < 0.7)
+    assert torch.allclose((xs - x).abs()[inside], torch.full_like(x[inside], 0.3), atol=1e-6)
+
+
+def test_default_adversary_is_pgd20_at_dataset_eps_and_json_round_trip(tmp_path):
+    model = tiny("ssp2")
+    x, y = images(4), torch.arange(4)
+    cfg = GrowthConfig(steps=2)
+    res = measure_growth(model, x, y, cfg, label="ssp2")
+    spec = sspnet.get_dataset_spec("mnist5k")
+    assert res.adversary == {"name": "pgd", "eps": spec.train_eps, "alpha": spec.train_alpha, "steps": 2,
+                             "random_start": False, "quantize": True}
+    assert GrowthConfig().steps == 20 and GrowthConfig().random_start is False
+    assert res.noise["eps"] == spec.train_eps and res.blocks_per_group == [2] and res.f_calls_per_block == [2, 2]
+    assert all(v > 0 for v in res.adversarial.blocks["inf"])
+    res.adversarial.groups["1"][0] = math.nan
+    path = res.save(tmp_path / "g.json")
+    back = GrowthResult.load(path)
+    assert math.isnan(back.adversarial.groups["1"][0])
+    assert back.adversarial.blocks == res.adversarial.blocks and back.baseline == res.baseline
+
+
+def test_bad_options_raise_value_errors():
+    with pytest.raises(ValueError, match="valid: 1, 2, inf"):
+        p_name("3")
+    with pytest.raises(ValueError, match="valid: pgd, fgsm, none"):
+        GrowthConfig(adversary="cw").validate()
+    with pytest.raises(ValueError, match="pixel units"):
+        GrowthConfig(eps=8).validate()
+    with pytest.raises(ValueError, match="sspnet model"):
+        sample_ratios(nn.Linear(2, 2), torch.zeros(1, 2), torch.ones(1, 2))
+
+
+def test_growth_cli_writes_json_and_plots(tmp_path, capsys):
+    from sspnet.checkpoints import save_checkpoint
+    from sspnet.cli import main
+
+    runs = []
+    for scheme in ("res", "ssp3"):
+        d = tmp_path / scheme
+        d.mkdir()
+        save_checkpoint(d / "model_acc.pt", tiny(scheme))
+        runs.append(str(d))
+    plot = tmp_path / "both.png"
+    rc = main(["growth", *runs, "--n", "6", "--steps", "2", "--batch-size", "3", "--plot", str(plot)])
+    assert rc == 0
+    for d in runs:
+        res = GrowthResult.load(f"{d}/growth.json")
+        assert res.n == 6 and res.ps == ["1", "2", "inf"] and res.adversary["steps"] == 2
+        assert (tmp_path / d / "growth.png").stat().st_size > 0
+    assert plot.stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "adversarial p=2" in out and "noise" in out
+    assert main(["growth", str(tmp_path / "missing")]) == 2
+    assert "no run folder or checkpoint" in capsys.readouterr().err
