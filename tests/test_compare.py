@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-import torch
 
 import sspnet.train
 from sspnet.compare import CompareConfig, make_plan, run_compare
@@ -15,13 +14,7 @@ TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, 
 TINY_EVAL = {"n": 12, "sweep_n": 6, "growth_n": 6, "pgd_steps": 1, "batch_size": 6}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a busy machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(out, **kw) -> CompareConfig:

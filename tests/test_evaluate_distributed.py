@@ -37,7 +37,6 @@ def _worker(rank, world, port, q):
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_sharded_evaluation_matches_single_process():
     x, y = _data()
     cfg = EvalConfig(**{**CFG.__dict__, "attack": "fgsm,pgd"})  # the noise ball's draws depend on the rank

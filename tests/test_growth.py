@@ -13,13 +13,7 @@ from sspnet.growth import (GrowthConfig, GrowthResult, measure_growth, noise_lik
                            trace_features)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a busy machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(scheme: str = "res", dataset: str = "mnist5k", blocks: int = 2) -> nn.Module:

@@ -120,6 +120,57 @@ def test_activation_checkpointing_matches_plain_training_step():
         torch.testing.assert_close(b, c, msg=n)  # recompute leaves BatchNorm statistics alone
 
 
+def test_preferred_layout_rule_and_same_results_in_channels_last():
+    from sspnet.models import preferred_memory_format, to_preferred_layout
+
+    bn = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=2)
+    gn = sspnet.create_model("ssp2", dataset="mnist5k", blocks=1)  # GroupNorm by default
+    assert preferred_memory_format(bn, "cpu") == torch.channels_last
+    assert preferred_memory_format(gn, "cpu") == torch.contiguous_format
+    assert preferred_memory_format(gn, "cuda") == torch.channels_last
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    ref = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=2)
+    fast = to_preferred_layout(bn)
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for m in (ref, fast):
+        m.train()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+    for (n, p), (_, q) in zip(ref.named_parameters(), fast.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=n)
+    ref.eval(), fast.eval()
+    torch.testing.assert_close(ref(x), fast(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme,dataset", [("ssp2", "cifar10"), ("ark", "cifar10"), ("ssp3", "tiny"),
+                                            ("res", "mnist5k")])
+def test_inference_copy_folds_batchnorm_and_keeps_outputs_and_input_gradients(scheme, dataset):
+    from sspnet.models import inference_copy
+
+    model = sspnet.create_model(scheme, dataset=dataset, blocks=2, norm="b", seed=4)
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3), m.running_var.uniform_(0.5, 2.0), m.bias.uniform_(-0.2, 0.2)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = inference_copy(model)
+    assert model.training and not fast.training  # the caller's model is untouched
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    kept = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    total = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    branches = len(model.f_calls_per_block) + len(model.transitions)  # one F per RK block and per transition
+    assert kept == total - branches - len(model.transitions)  # every F's n2 and every shortcut norm folded
+    assert not any(p.requires_grad for p in fast.parameters())
+    s = model.spec
+    x = torch.rand(3, s.channels, s.size, s.size, requires_grad=True)
+    model.eval()
+    out_ref, out_fast = model(x), fast(x)
+    torch.testing.assert_close(out_fast, out_ref, rtol=1e-4, atol=1e-5)
+    g_ref, = torch.autograd.grad(out_ref.sum(), x)
+    g_fast, = torch.autograd.grad(out_fast.sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(scheme="ssp9"), "unknown scheme 'ssp9'; valid schemes: res, ssp2"),
     (dict(scheme="res", dataset="imagenet1k"), "unknown dataset 'imagenet1k'; valid datasets: mnist5k"),

@@ -57,7 +57,8 @@ def test_run_folder_layout(trained):
 @pytest.mark.parametrize("adv", ["fgsm", "pgd", "ball", "fast"])
 def test_adversarial_modes_run_and_are_harder_than_clean(trained, tmp_path, adv):
     cfg = TrainConfig(**{**TINY, "batch_size": 32}, epochs=1, adv=adv, iters=2, steps_per_epoch=2, opt="adam",
-                      lr=1e-4, init_from=str(trained.run_dir), save=str(tmp_path / adv), craft_eval=adv == "fgsm")
+                      lr=1e-4, init_from=str(trained.run_dir), save=str(tmp_path / adv), craft_eval=adv == "fgsm",
+                      clean_metrics=True)
     rec = train(cfg).final
     assert rec["adv_train_acc"] is not None
     margin = 0.0 if adv == "ball" else 5.0  # random noise is much weaker than gradient attacks
@@ -65,6 +66,22 @@ def test_adversarial_modes_run_and_are_harder_than_clean(trained, tmp_path, adv)
     assert rec["adv_train_loss"] > rec["train_loss"], rec
     # ball: 5 noisy copies of each of the 2 * 32 images were trained on
     assert rec["images"] == 64
+
+
+def test_adversarial_training_skips_the_clean_forward_unless_asked(tmp_path, monkeypatch):
+    from sspnet.models import SSPNet
+
+    calls = []
+    forward = SSPNet.forward
+    monkeypatch.setattr(SSPNet, "forward", lambda self, x: (calls.append(torch.is_grad_enabled()), forward(self, x))[1])
+    cfg = TrainConfig(**TINY, epochs=1, adv="pgd", iters=2, steps_per_epoch=1, save=str(tmp_path / "r"), save_every=0)
+    rec = train(cfg).final
+    # one step: 2 attack forwards + 1 training forward with grad; the test evaluation runs without grad
+    assert calls[:3] == [True, True, True] and not any(calls[3:])
+    assert rec["train_loss"] is None and rec["train_acc"] is None and rec["adv_train_acc"] is not None
+    assert rec["images"] == 16
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "epoch 1/1 train adv loss" in log
 
 
 def test_resume_drops_metrics_of_an_epoch_redone_after_a_crash(tmp_path):

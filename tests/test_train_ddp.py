@@ -7,7 +7,8 @@ import sys
 import torch
 
 ARGS = ["--dataset", "mnist5k", "--model", "res", "--block", "1", "--norm", "g", "--tbsize", "32", "--epochs", "1",
-        "--steps-per-epoch", "3", "--test-limit", "100", "--adv", "fgsm", "--opt", "sgd", "--lr", "0.05", "--quiet"]
+        "--steps-per-epoch", "3", "--test-limit", "100", "--adv", "fgsm", "--opt", "sgd", "--lr", "0.05", "--quiet",
+        "--clean-metrics"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -41,17 +41,44 @@ class ResidualBranch(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=True)
 
     def pre(self, x: Tensor) -> Tensor:
-        """ReLU(n1(x)), the part a transition shares with its shortcut."""
-        return torch.relu(self.n1(x))
+        """ReLU(n1(x)), the part a transition shares with its shortcut. The ReLUs run in place on the norm's
+        output (no norm layer saves its output for backward): one activation buffer less per stage."""
+        return torch.relu_(self.n1(x))
 
     def rest(self, a: Tensor) -> Tensor:
-        return self.conv2(torch.relu(self.n2(self.conv1(a))))
+        return self.conv2(torch.relu_(self.n2(self.conv1(a))))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.rest(self.pre(x))
 
 
 Coef = float | Tensor
+
+
+def _combine(terms: list[tuple[Coef, Tensor]]) -> Tensor | None:
+    """sum_k c_k v_k with few kernels: float terms with equal coefficients are summed before one scaling
+    (SSPRK(2,2)'s last stage, 1/2 (x + u1 + F(u1)), is 2 adds and 1 multiply instead of 3 and 2); a lone
+    float term rides on the add (`torch.add(acc, v, alpha=c)`); tensor (learned) coefficients multiply."""
+    groups: dict[float, list[Tensor]] = {}
+    learned: list[Tensor] = []
+    for c, v in terms:
+        if isinstance(c, Tensor):
+            learned.append(v * c)
+        else:
+            groups.setdefault(float(c), []).append(v)
+    acc: Tensor | None = None
+    for c, vs in groups.items():
+        if len(vs) == 1 and acc is not None:
+            acc = torch.add(acc, vs[0], alpha=c)
+            continue
+        part = vs[0]
+        for v in vs[1:]:
+            part = part + v
+        part = part if c == 1.0 else part * c
+        acc = part if acc is None else acc + part
+    for v in learned:
+        acc = v if acc is None else acc + v
+    return acc
 
 
 def rk_step(f: Callable[[Tensor], Tensor], x: Tensor, alpha: Sequence[Sequence[Coef]],
@@ -66,19 +93,19 @@ def rk_step(f: Callable[[Tensor], Tensor], x: Tensor, alpha: Sequence[Sequence[C
     def used(c: Coef) -> bool:
         return isinstance(c, Tensor) or c != 0
 
-    last_u = [max((i for i in range(j, s) if used(alpha[i][j]) or used(beta[i][j])), default=-1) for j in range(s)]
+    last_u = [-1] * s  # the last stage that reads u_j or F(u_j)
+    for j in range(s):
+        for i in range(j, s):
+            if used(alpha[i][j]) or used(beta[i][j]):
+                last_u[j] = i
     us: dict[int, Tensor] = {0: x}
     fs: dict[int, Tensor] = {}
     for i in range(s):
         if any(used(beta[k][i]) for k in range(i, s)):
             fs[i] = f(us[i])
-        acc: Tensor | None = None
-        for j in range(i + 1):
-            for c, v in ((alpha[i][j], us.get(j)), (beta[i][j], fs.get(j))):
-                if not used(c):
-                    continue
-                term = v if (not isinstance(c, Tensor) and c == 1) else v * c
-                acc = term if acc is None else acc + term
+        terms = [(c, v) for j in range(i + 1) for c, v in ((alpha[i][j], us.get(j)), (beta[i][j], fs.get(j)))
+                 if used(c)]
+        acc = _combine(terms)
         for j in range(i + 1):
             if last_u[j] <= i:
                 us.pop(j, None)

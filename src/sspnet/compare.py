@@ -13,7 +13,7 @@ OUT/results.json, OUT/REPORT.md and the plots (`sspnet.comparereport`).
 
 Presets (see PRESETS; times are estimates for the whole plan):
 - default: mnist5k, standard training (Adam, one-cycle lr 3e-3, 4 epochs of batch 64, 3 blocks), evaluation
-  at eps 0.1 (PGD-10, step 0.025) on 500 test images; 15 runs in about 5 minutes on 2 idle CPU cores
+  at eps 0.1 (PGD-10, step 0.025) on 500 test images; 15 runs in about 8 minutes on 2 idle CPU cores
   (two runs at a time in worker processes with one thread each: on small batches this beats two threads per
   convolution, and it degrades gracefully on a shared machine).
 - paper-mnist: the original's MNIST settings: full MNIST, 5 blocks, ball training (5 noisy copies,
@@ -55,8 +55,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "adv": "none"},
         "eval": {"eps": None, "alpha_rel": 0.25, "pgd_steps": 10, "n": 500, "sweep_rel": (0.5, 1.0, 1.5, 2.0),
                  "sweep_n": 200, "growth_n": 200, "autoattack": "off"},
-        "expected": "about 5 minutes for the 15 runs on a quiet 2-core CPU (2 runs in parallel, one thread each, "
-                    "about 35 CPU-seconds per run); longer when other processes share the CPU",
+        "expected": "about 8 minutes for the 15 runs on a quiet 2-core CPU (2 runs in parallel, one thread each, "
+                    "about 65 CPU-seconds per run: 25-45 s training, 20-30 s evaluation); longer when other "
+                    "processes share the CPU",
     },
     "paper-mnist": {
         "dataset": "mnist", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
@@ -367,7 +368,9 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
         cfg.resume, cfg.force, cfg.device = run.status == "resume", run.status == "train", device
         train_fn(cfg)
         wall_train = time.perf_counter() - t0
-    model = load_model(run.run_dir, crit=ev.crit, device=device)
+    from .models import to_preferred_layout
+
+    model = to_preferred_layout(load_model(run.run_dir, crit=ev.crit, device=device))
     x, y = load_test_images(dataset, ev.n or 10 ** 9, data_root, device)
     label = f"{run.variant + ' ' if run.variant else ''}{run.model}"
     from .compareeval import evaluate_run

@@ -180,6 +180,16 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def scoring_model(model: nn.Module) -> nn.Module:
+    """What attacks and scoring run on: for an SSPNet with BatchNorm, `sspnet.models.inference_copy` (BatchNorms
+    folded into the convolutions before them: the same eval-mode outputs, ~7% faster PGD); else the model."""
+    from .models import SSPNet, inference_copy
+
+    if isinstance(model, SSPNet) and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return inference_copy(model)
+    return model
+
+
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfig) -> EvalResult:
     """Clean and adversarial accuracy/loss of `model` on (images, labels) for every attack and eps.
 
@@ -202,7 +212,8 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     local = torch.arange(rank, n, world)  # positions in `sel` handled by this rank
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + rank)
-    attacks = {(i, name): make_attack(name, model, eps, norm=cfg.norm, alpha=cfg.alpha_for(eps), steps=cfg.iters,
+    net = scoring_model(model)
+    attacks = {(i, name): make_attack(name, net, eps, norm=cfg.norm, alpha=cfg.alpha_for(eps), steps=cfg.iters,
                                       restarts=cfg.restarts, copies=cfg.copies, random_start=cfg.random_start,
                                       quantize=cfg.quantize, generator=gen, seed=cfg.seed)
                for i, eps in enumerate(cfg.eps) for name in names}
@@ -211,14 +222,14 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     timings = {"clean": 0.0, **{f"{i}/{name}": 0.0 for i in range(len(cfg.eps)) for name in names}}
     kept = 0
     t_start = time.perf_counter()
-    with crafting_mode(model, "eval"):
+    with crafting_mode(net, "eval"):
         for start in range(0, len(local), cfg.bsize):
             idx = sel[local[start:start + cfg.bsize]]
             x = _to_float(images[idx.to(images.device)], device)
             y = labels[idx.to(labels.device)].to(device).long()
             t0 = time.perf_counter()
             with torch.no_grad():
-                logits = model(x)
+                logits = net(x)
             if start == 0 and (int(y.max()) >= logits.shape[1] or int(y.min()) < 0):
                 raise ValueError(f"labels reach {int(y.max())} but the model has {logits.shape[1]} classes: "
                                  "wrong dataset for this model?")
@@ -232,7 +243,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
                     t0 = time.perf_counter()
                     x_adv = attacks[(i, name)](x, y)
                     with torch.no_grad():
-                        logits = model(x_adv)
+                        logits = net(x_adv)
                     _sync(device)
                     timings[f"{i}/{name}"] += time.perf_counter() - t0
                     loss, wrong = _put(rows, f"{i}/{name}", logits, y)

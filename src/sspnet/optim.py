@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedules with the original code's defaults.
 
-Defaults (SEED-FACTS section 4):
+Defaults (the original code's):
 - cifar10 / tiny: SGD lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4; Adam lr 1e-4, betas (0, 0.9);
   RMSprop lr 1e-3.
 - mnist / fmnist: SGD lr 0.1 without momentum; Adam with PyTorch's defaults (lr 1e-3); RMSprop lr 1e-3.

@@ -31,14 +31,15 @@ from torch import nn
 
 from . import distributed as dist
 from . import fileio
+from .models import preferred_memory_format
 from .optim import build_optimizer, build_schedule
 from .specs import get_dataset_spec
+from .runfolder import check_folder, load_state, open_folder
 from .trainconfig import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config
 
 __all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "TrainConfig", "TrainResult",
            "load_state", "read_run_config", "step_generator", "train"]
 
-RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "model_acc.pt", "model_loss.pt", "model_final.pt", "last.pt")
 STATE_FORMAT = "sspnet-train-state"
 
 
@@ -63,11 +64,6 @@ class TrainResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-
-def load_state(path: str | Path) -> dict[str, Any]:
-    """A last.pt training state (torch.load with weights_only=True, on CPU)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def step_generator(seed: int, epoch: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
@@ -105,36 +101,6 @@ def _make_attack(cfg: TrainConfig, model: nn.Module, eps: float, alpha: float):
         return attacks.PGD(model, eps, alpha, cfg.iters, random_start=True, mode=mode)
     if cfg.adv == "fast":
         return attacks.FastFGSM(model, eps, mode=mode)
-    return None
-
-
-def _check_folder(cfg: TrainConfig) -> list[str]:
-    """Check the run folder against --resume/--force before anything is loaded; returns the run files in it."""
-    run = Path(cfg.save)
-    existing = [n for n in RUN_FILES if (run / n).exists()]
-    if cfg.resume:
-        saved = read_run_config(run)
-        bad = [f"{k}={saved.get(k)!r} (asked: {getattr(cfg, k)!r})" for k in IDENTITY_FIELDS
-               if k in saved and saved.get(k) != getattr(cfg, k)]
-        if bad:
-            raise ValueError(f"cannot resume {run}: it was made with other settings: {'; '.join(bad)}. "
-                             "Resume without those flags, or start a new run with another --save (or --force)")
-    elif existing and not cfg.force:
-        raise FileExistsError(f"run folder {run} already holds a run ({', '.join(existing)}); pass --resume {run} "
-                              "to continue it, --force to overwrite it, or another --save folder")
-    return existing
-
-
-def _open_folder(cfg: TrainConfig, info: dist.DistInfo, existing: list[str]) -> dict[str, Any] | None:
-    """Resume: the last.pt state (None if the run never saved one). Otherwise clear the old run's files."""
-    run = Path(cfg.save)
-    if cfg.resume:
-        return load_state(run / "last.pt") if (run / "last.pt").is_file() else None
-    dist.barrier()
-    if info.is_main:
-        for n in existing:
-            (run / n).unlink(missing_ok=True)
-    dist.barrier()
     return None
 
 
@@ -191,7 +157,7 @@ class _Trainer:
         W = info.world_size
         if cfg.batch_size % W:
             raise ValueError(f"--tbsize {cfg.batch_size} must be divisible by the number of processes ({W})")
-        existing = _check_folder(cfg)
+        existing = check_folder(cfg)
         xtr, ytr = load(cfg.dataset, root=cfg.data_root, split="train", device=self.device)
         xte, yte = load(cfg.dataset, root=cfg.data_root, split="test", device=self.device)
         if cfg.test_limit and cfg.test_limit < xte.shape[0]:  # evenly spaced: test splits may be sorted by class
@@ -214,10 +180,11 @@ class _Trainer:
             if not cuda:
                 raise ValueError("--amp needs a CUDA device")
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else cuda
         self.acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
 
         self.model = _create_model(cfg).to(self.device)
+        self.channels_last = (cfg.channels_last if cfg.channels_last is not None else
+                              preferred_memory_format(self.model, self.device) == torch.channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.model
@@ -235,7 +202,7 @@ class _Trainer:
         self.sums = self._zero_sums()
         self.history: list[dict[str, Any]] = []
         # the old run is cleared (--force) only once data and model are known to be good
-        self.run_dir, state = Path(cfg.save), _open_folder(cfg, info, existing)
+        self.run_dir, state = Path(cfg.save), open_folder(cfg, info, existing)
         self.tb = None
         if state is not None:
             self._restore(state)
@@ -353,11 +320,12 @@ class _Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         sums = self.sums
         if cfg.adv != "none":
-            from .blocks import frozen_batchnorm_stats
-            with torch.no_grad(), self._autocast(), frozen_batchnorm_stats(self.model):
-                clean = self.model(x).float()
-            sums[0] += F.cross_entropy(clean, y, reduction="sum").to(sums.dtype)
-            sums[1] += (clean.argmax(1) == y).sum()
+            if cfg.clean_metrics:
+                from .blocks import frozen_batchnorm_stats
+                with torch.no_grad(), self._autocast(), frozen_batchnorm_stats(self.model):
+                    clean = self.model(x).float()
+                sums[0] += F.cross_entropy(clean, y, reduction="sum").to(sums.dtype)
+                sums[1] += (clean.argmax(1) == y).sum()
             sums[2] += y.shape[0]
             gen = step_generator(cfg.seed, epoch, step, x.device, self.info.rank)
             x, y = self._adversarial(x, y, gen)
@@ -469,7 +437,9 @@ class _Trainer:
         seconds = self.seconds + time.perf_counter() - self.t0
         s = dist.all_reduce_sum(self.sums.clone()).tolist()
         test_loss, test_acc = self.evaluate()
-        rec = {"epoch": epoch + 1, "train_loss": s[0] / max(s[2], 1), "train_acc": 100 * s[1] / max(s[2], 1),
+        clean = cfg.adv == "none" or cfg.clean_metrics  # else s[0], s[1] were not measured
+        rec = {"epoch": epoch + 1, "train_loss": s[0] / max(s[2], 1) if clean else None,
+               "train_acc": 100 * s[1] / max(s[2], 1) if clean else None,
                "adv_train_loss": s[3] / s[5] if s[5] else None, "adv_train_acc": 100 * s[4] / s[5] if s[5] else None,
                "test_loss": test_loss, "test_acc": test_acc, "lr": lr, "steps": steps, "images": int(s[2]),
                "images_per_s": (s[2] - images0 * self.info.world_size) / max(seconds, 1e-9), "seconds": seconds}
@@ -496,10 +466,14 @@ class _Trainer:
                 save_checkpoint(run / f"model_{key}.pt", self.model, **extra)
         save_checkpoint(run / "model_final.pt", self.model, **extra)
         self._save_last()
-        adv = f" adv acc {rec['adv_train_acc']:.2f}%" if rec["adv_train_acc"] is not None else ""
-        self.log(f"epoch {rec['epoch']}/{cfg.epochs} train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.2f}%"
-                 f"{adv} | test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.2f}% | lr {rec['lr']:.3g} | "
-                 f"{rec['images_per_s']:.0f} img/s {rec['seconds']:.1f} s")
+        parts = []
+        if rec["train_loss"] is not None:
+            parts.append(f"loss {rec['train_loss']:.4f} acc {rec['train_acc']:.2f}%")
+        if rec["adv_train_loss"] is not None:
+            parts.append(f"adv loss {rec['adv_train_loss']:.4f} adv acc {rec['adv_train_acc']:.2f}%")
+        self.log(f"epoch {rec['epoch']}/{cfg.epochs} train {' '.join(parts)} | test loss {rec['test_loss']:.4f} "
+                 f"acc {rec['test_acc']:.2f}% | lr {rec['lr']:.3g} | {rec['images_per_s']:.0f} img/s "
+                 f"{rec['seconds']:.1f} s")
         if self.tb is not None:
             for key, v in rec.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and key != "epoch":

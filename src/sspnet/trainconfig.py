@@ -61,6 +61,7 @@ class TrainConfig:
     quiet: bool = False
     tensorboard: bool = False
     craft_eval: bool = False
+    clean_metrics: bool = False
     activation_checkpointing: bool = False
     steps_per_epoch: int | None = None
     init_from: str | None = None

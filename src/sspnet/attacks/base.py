@@ -253,6 +253,21 @@ class Attack:
         return f"{type(self).__name__}({args})"
 
 
+class WorstCase:
+    """The per-sample worst of several candidate batches (`keep_worst_` order); `x` is None until the first."""
+
+    def __init__(self) -> None:
+        self.x: Tensor | None = None
+        self.wrong: Tensor | None = None
+        self.loss: Tensor | None = None
+
+    def update(self, cand: Tensor, loss: Tensor, wrong: Tensor) -> None:
+        if self.x is None:
+            self.x, self.wrong, self.loss = cand, wrong, loss
+        else:
+            keep_worst_(self.x, self.wrong, self.loss, cand, wrong, loss)
+
+
 def keep_worst_(best: Tensor, best_wrong: Tensor, best_loss: Tensor, cand: Tensor, wrong: Tensor,
                 loss: Tensor) -> None:
     """Per-sample worst case, in place: misclassified beats correct, then the higher loss wins."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, Ball, _bcast, check_count, check_positive, keep_worst_, per_sample_norm
+from .base import Attack, Ball, WorstCase, _bcast, check_count, check_positive, per_sample_norm
 
 
 class PGD(Attack):
@@ -34,18 +34,14 @@ class PGD(Attack):
 
     def perturb(self, x: Tensor, y: Tensor) -> Tensor:
         ball = Ball(x, self.eps, self.norm, self.quantize)
-        best = best_wrong = best_loss = None
+        worst = WorstCase()
         for r in range(self.restarts):
             start_random = self.random_start or r > 0
             cand = self._run(x, y, ball, start_random)
             if self.restarts == 1:
                 return cand
-            loss, wrong = self._loss_and_wrong(cand, y)
-            if best is None:
-                best, best_wrong, best_loss = cand, wrong, loss
-            else:
-                keep_worst_(best, best_wrong, best_loss, cand, wrong, loss)
-        return best
+            worst.update(cand, *self._loss_and_wrong(cand, y))
+        return worst.x
 
     def _run(self, x: Tensor, y: Tensor, ball: Ball, start_random: bool) -> Tensor:
         if start_random and self.eps > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, Ball, check_count, check_eps, check_norm, keep_worst_
+from .base import Attack, Ball, WorstCase, check_count, check_eps, check_norm
 
 
 class NoiseBall(Attack):
@@ -23,15 +23,11 @@ class NoiseBall(Attack):
 
     def perturb(self, x: Tensor, y: Tensor) -> Tensor:
         ball = Ball(x, self.eps, self.norm, self.quantize)
-        best = best_wrong = best_loss = None
+        worst = WorstCase()
         for _ in range(self.copies):
             cand = ball.random_point(self.generator)
-            loss, wrong = self._loss_and_wrong(cand, y)
-            if best is None:
-                best, best_wrong, best_loss = cand, wrong, loss
-            else:
-                keep_worst_(best, best_wrong, best_loss, cand, wrong, loss)
-        return best
+            worst.update(cand, *self._loss_and_wrong(cand, y))
+        return worst.x
 
 
 def ball_copies(x: Tensor, y: Tensor, eps: float, copies: int, generator: torch.Generator | None = None,
