@@ -16,6 +16,7 @@ bit-identical weights and metrics (timing fields aside).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import signal
 import sys
@@ -139,10 +140,19 @@ def train(config: TrainConfig) -> TrainResult:
     cfg = config.resolved()
     created = not dist.is_distributed()
     info = dist.init_distributed(cfg.device)
+    trainer, finished = None, False
     try:
-        return _Trainer(cfg, info).run()
+        trainer = _Trainer(cfg, info)
+        result = trainer.run()
+        finished = True
+        return result
     finally:
         if created and info.distributed:
+            # DDP holds the process group: left to the interpreter's exit, gloo's threads can abort the process
+            trainer = None
+            gc.collect()
+            if finished:
+                dist.barrier()  # no barrier after an error: the other ranks may be gone
             dist.cleanup()
 
 
