@@ -19,7 +19,7 @@ ADVERSARIES = ("none", "fgsm", "pgd", "ball", "fast")
 # Fields that define the computation: a resumed run must agree with the folder on all of them.
 IDENTITY_FIELDS = ("dataset", "model", "groups", "blocks", "norm", "init", "adv", "opt", "lr", "decay", "milestones",
                    "schedule", "batch_size", "iters", "eps", "alpha", "seed", "steps_per_epoch", "craft_eval",
-                   "ball_copies", "init_from")
+                   "ball_copies", "init_from", "clean_metrics")
 ALIASES = {"tbsize": "batch_size", "block": "blocks", "checkpoint": "activation_checkpointing", "data-root": "data_root"}
 
 
