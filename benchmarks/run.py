@@ -39,7 +39,8 @@ import reference as R  # noqa: E402
 import sspnet  # noqa: E402
 from sspnet.models import preferred_memory_format  # noqa: E402
 
-CASES = ("pgd7_train", "std_train", "ark_train", "pgd20_eval", "data_epoch", "gflops", "memory", "layout")
+CASES = ("pgd7_train", "std_train", "ark_train", "pgd20_eval", "data_epoch", "gflops", "memory", "layout", "pgd7_epoch")
+DEFAULT_SKIP_CPU = ("pgd7_epoch",)  # about half an hour on a 2-core CPU: run it there with --case pgd7_epoch
 TARGETS = {"pgd7_train": 1.6, "std_train": 1.15, "ark_train": 1.4, "pgd20_eval": 1.5, "data_epoch": 10.0,
            "gflops": 0.6, "memory": 0.40}
 EPS, ALPHA = 8 / 255, 2 / 255
@@ -229,6 +230,36 @@ def case_pgd20_eval(ctx: Ctx) -> dict[str, Any]:
         out["torchattacks"] = None
         out["torchattacks_skipped"] = why
     return out
+
+
+def case_pgd7_epoch(ctx: Ctx) -> dict[str, Any]:
+    """No reference: wall time of one PGD-7 adversarial training epoch of CIFAR-10 ssp2 N = 6 on synthetic data of
+    the real size (50,000 uint8 images on the device, batch 128, crop + flip), sspnet's step as in `pgd7_train`."""
+    from sspnet.attacks import PGD
+    from sspnet.data import Batches
+    from sspnet.optim import build_optimizer
+
+    n = 128 if ctx.quick else ctx.n_images
+    g = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(ctx.device)
+    labels = torch.randint(0, 10, (n,), generator=g).to(ctx.device)
+    batches = Batches(images, labels, ctx.batch, shuffle=True, seed=0, crop_pad=4, flip=True)
+    own, _ = models(ctx, "ssp2", ctx.blocks)
+    own.train()
+    opt = build_optimizer(own.parameters(), "sgd", 0.1, 5e-4, "cifar10")
+    step = sspnet_step(ctx, own, opt, PGD(own, EPS, ALPHA, 7, random_start=True, mode="keep"))
+    warm = next(iter(batches.iterate(0)))
+    step(*warm)  # warm-up (and compilation with --compile) outside the timed epoch
+    ctx.sync()
+    t = time.perf_counter()
+    for x, y in batches.iterate(1):
+        step(x, y)
+    ctx.sync()
+    seconds = time.perf_counter() - t
+    return {"case": "pgd7_epoch", "unit": "s per epoch", "sspnet": seconds, "reference": None, "ratio": None,
+            "target": None, "target_on": "info", "passed": None, "images": n, "images_per_s": n / seconds,
+            "batch": ctx.batch, "blocks": ctx.blocks, "channels_last": ctx.fmt == torch.channels_last,
+            "amp": ctx.amp, "compile": ctx.compile}
 
 
 def case_data_epoch(ctx: Ctx) -> dict[str, Any]:
@@ -451,6 +482,8 @@ def fmt_row(r: dict[str, Any]) -> str:
     extra = ""
     if r["case"] == "layout":
         extra = "  NCHW/channels_last: " + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in r["variants"].items())
+    if r["case"] == "pgd7_epoch":
+        extra = f"  {r['images_per_s']:.0f} images/s"
     if r.get("torchattacks") is not None:
         extra = f"  vs torchattacks {r['ratio_vs_torchattacks']:.3f}x"
     elif "torchattacks_skipped" in r:
@@ -482,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, args.mem_blocks, args.mem_batch, args.device)))
         return 0
-    cases = args.case or list(CASES)
+    cases = args.case or [c for c in CASES if not (c in DEFAULT_SKIP_CPU and args.device == "cpu" and not args.quick)]
     bad = [c for c in cases if c not in CASES]
     if bad:
         p.error(f"unknown case(s) {', '.join(bad)}; valid cases: {', '.join(CASES)}")

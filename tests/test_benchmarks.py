@@ -90,11 +90,13 @@ def test_per_image_pipeline_crops_flips_and_normalises():
 def test_run_quick_writes_a_valid_json_record(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--case", "std_train",
-                           "ark_train", "memory", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "ark_train", "memory", "pgd7_epoch", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = json.loads(out.read_text())
     assert {"cpu", "torch_threads", "torch_version", "device"} <= set(rec["machine"])
-    assert [c["case"] for c in rec["cases"]] == ["std_train", "ark_train", "memory"]
+    assert [c["case"] for c in rec["cases"]] == ["std_train", "ark_train", "memory", "pgd7_epoch"]
+    epoch = rec["cases"].pop()
+    assert epoch["images"] == 128 and epoch["images_per_s"] == pytest.approx(128 / epoch["sspnet"])
     mem = rec["cases"].pop()  # each variant measured in a fresh process: peak above resident, in MiB
     assert all(r["peak_mib"] >= r["delta_mib"] > 0 for runs in mem["runs"].values() for r in runs)
     assert mem["ratio"] == pytest.approx(1 - mem["sspnet"] / mem["reference"])
