@@ -34,8 +34,8 @@ from . import distributed as dist
 from . import fileio
 from .models import preferred_memory_format
 from .optim import build_optimizer, build_schedule
-from .specs import get_dataset_spec
 from .runfolder import check_folder, load_state, open_folder
+from .specs import get_dataset_spec
 from .trainconfig import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config
 
 __all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "TrainConfig", "TrainResult",
