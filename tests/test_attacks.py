@@ -267,6 +267,24 @@ def test_restarts_and_copies_keep_per_sample_worst_case(seed, norm):
         assert (lm[same] >= l1[same] - 1e-5).all()
 
 
+def test_worst_case_order_masks_and_caller_tensors_untouched():
+    from sspnet.attacks.base import WorstCase
+
+    first_x = torch.zeros(4, 2)
+    first_wrong = torch.tensor([False, True, False, True])
+    first_loss = torch.tensor([1.0, 1.0, 3.0, 1.0])
+    worst = WorstCase()
+    assert worst.update(first_x, first_loss, first_wrong).all()
+    cand = torch.ones(4, 2)
+    # sample 0: both correct, higher loss wins; 1: first misclassified, kept; 2: candidate misclassified wins;
+    # 3: both misclassified, lower loss loses
+    better = worst.update(cand, torch.tensor([2.0, 9.0, 0.5, 0.5]), torch.tensor([False, False, True, True]))
+    assert better.tolist() == [True, False, True, False]
+    assert worst.x[:, 0].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert worst.wrong.tolist() == [False, True, True, True] and worst.loss.tolist() == [2.0, 1.0, 0.5, 1.0]
+    assert not first_x.any() and first_loss.tolist() == [1.0, 1.0, 3.0, 1.0]  # the first candidate was copied
+
+
 def test_noise_ball_closed_form_and_copies():
     x = torch.full((3, 1, 4, 4), 0.5)
     y = torch.tensor([0, 1, 2])

@@ -121,7 +121,7 @@ def test_activation_checkpointing_matches_plain_training_step():
 
 
 def test_preferred_layout_rule_and_same_results_in_channels_last():
-    from sspnet.models import preferred_memory_format, to_preferred_layout
+    from sspnet.models import preferred_memory_format
 
     bn = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=2)
     gn = sspnet.create_model("ssp2", dataset="mnist5k", blocks=1)  # GroupNorm by default
@@ -132,7 +132,7 @@ def test_preferred_layout_rule_and_same_results_in_channels_last():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(4, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (4,), generator=g)
     ref = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=2).double()
-    fast = to_preferred_layout(bn.double())
+    fast = bn.double().to(memory_format=preferred_memory_format(bn, "cpu"))
     assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     for m in (ref, fast):
         m.train()
@@ -163,6 +163,7 @@ def test_inference_copy_folds_batchnorm_and_keeps_outputs_and_input_gradients(sc
     branches = len(model.f_calls_per_block) + len(model.transitions)  # one F per RK block and per transition
     assert kept == total - branches - len(model.transitions)  # every F's n2 and every shortcut norm folded
     assert not any(p.requires_grad for p in fast.parameters())
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)  # BatchNorm model on CPU
     s = model.spec
     x = torch.rand(3, s.channels, s.size, s.size, generator=torch.Generator().manual_seed(5)).requires_grad_()
     model.eval()

@@ -368,9 +368,7 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
         cfg.resume, cfg.force, cfg.device = run.status == "resume", run.status == "train", device
         train_fn(cfg)
         wall_train = time.perf_counter() - t0
-    from .models import to_preferred_layout
-
-    model = to_preferred_layout(load_model(run.run_dir, crit=ev.crit, device=device))
+    model = load_model(run.run_dir, crit=ev.crit, device=device)
     x, y = load_test_images(dataset, ev.n or 10 ** 9, data_root, device)
     label = f"{run.variant + ' ' if run.variant else ''}{run.model}"
     from .compareeval import evaluate_run

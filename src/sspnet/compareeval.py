@@ -31,8 +31,9 @@ def evaluate_run(model, x: torch.Tensor, y: torch.Tensor, ev: Any, dataset: str,
     """
     from . import attacks
     from .growth import GrowthConfig, measure_growth
+    from .models import inference_copy
 
-    model.eval()
+    model = inference_copy(model)  # eval mode, BatchNorm folded, fast layout; the caller's model untouched
     bs = ev.batch_size
     t0 = time.perf_counter()
     clean = torch.cat([_correct(model, x[s:s + bs], y[s:s + bs]) for s in range(0, x.shape[0], bs)])

@@ -365,9 +365,9 @@ def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, datas
     cfg = config or GrowthConfig()
     cfg.validate()
     from .checkpoints import load_model
-    from .models import to_preferred_layout
+    from .models import inference_copy
 
-    model = to_preferred_layout(load_model(path, crit=crit, device=device))
+    model = inference_copy(load_model(path, crit=crit, device=device))  # BatchNorm folded, fast layout
     dataset = dataset or model.config.get("dataset")
     x, y = load_test_images(dataset, cfg.n, data_root, device)
     result = measure_growth(model, x, y, cfg, label=label or path.name, dataset=dataset, run_dir=str(path))

@@ -254,24 +254,28 @@ class Attack:
 
 
 class WorstCase:
-    """The per-sample worst of several candidate batches (`keep_worst_` order); `x` is None until the first."""
+    """The per-sample worst of several candidate batches (`keep_worst_` order); `x` is None until the first.
+    The first candidate is copied, so the caller's tensors are never modified."""
 
     def __init__(self) -> None:
         self.x: Tensor | None = None
         self.wrong: Tensor | None = None
         self.loss: Tensor | None = None
 
-    def update(self, cand: Tensor, loss: Tensor, wrong: Tensor) -> None:
+    def update(self, cand: Tensor, loss: Tensor, wrong: Tensor) -> Tensor:
+        """Take the candidate where it is worse; returns the mask of samples it replaced (all for the first)."""
         if self.x is None:
-            self.x, self.wrong, self.loss = cand, wrong, loss
-        else:
-            keep_worst_(self.x, self.wrong, self.loss, cand, wrong, loss)
+            self.x, self.wrong, self.loss = cand.clone(), wrong.clone(), loss.clone()
+            return torch.ones_like(wrong)
+        return keep_worst_(self.x, self.wrong, self.loss, cand, wrong, loss)
 
 
 def keep_worst_(best: Tensor, best_wrong: Tensor, best_loss: Tensor, cand: Tensor, wrong: Tensor,
-                loss: Tensor) -> None:
-    """Per-sample worst case, in place: misclassified beats correct, then the higher loss wins."""
+                loss: Tensor) -> Tensor:
+    """Per-sample worst case, in place: misclassified beats correct, then the higher loss wins. Returns the mask
+    of samples taken from the candidate."""
     better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))
     best[better] = cand[better]
     best_wrong |= wrong
     torch.where(better, loss, best_loss, out=best_loss)
+    return better

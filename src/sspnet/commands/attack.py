@@ -74,7 +74,6 @@ def _check_cli(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import load_model, resolve_checkpoint
-    from ..models import to_preferred_layout
     from ..distributed import init_distributed
     from ..evaluate import EvalConfig
     from ..specs import get_dataset_spec
@@ -95,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"dataset": dataset, "model": args.model, "block": args.block, "norm": args.model_norm}
     try:
         model = load_model(ckpt, crit=crit, device=info.device, **overrides)
-        model = to_preferred_layout(model)
     except ValueError as exc:
         given = ", ".join(f"--{k} {v}" for k, v in (("eval", dataset), ("model", args.model), ("block", args.block))
                           if v is not None)
