@@ -60,33 +60,29 @@ class RefFBlock(_FLayers):
         return self.F(x)
 
 
-class RefSSP2Block(nn.Module):
+class _NestedF(nn.Module):
+    """A block whose F sits under `.block.`, as the original's ssp2/ssp3/midrk2 blocks."""
+
     def __init__(self, c: int):
         super().__init__()
         self.block = RefFBlock(c, c)
 
+
+class RefSSP2Block(_NestedF):
     def forward(self, x: Tensor) -> Tensor:
         u1 = x + self.block(x)
         return 0.5 * x + 0.5 * (u1 + self.block(u1))
 
 
-class RefSSP3Block(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.block = RefFBlock(c, c)
-
+class RefSSP3Block(_NestedF):
     def forward(self, x: Tensor) -> Tensor:
         u1 = x + self.block(x)
         u2 = 0.75 * x + 0.25 * (u1 + self.block(u1))
         return x / 3 + 2 / 3 * (u2 + self.block(u2))
 
 
-class RefMidRK2Block(nn.Module):
+class RefMidRK2Block(_NestedF):
     """The original's midrk2: u = x + F(x)/2; y = u + F(u)."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.block = RefFBlock(c, c)
 
     def forward(self, x: Tensor) -> Tensor:
         u = x + 0.5 * self.block(x)

@@ -74,12 +74,12 @@ class Ctx:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
 
-CPU_TIMES: dict[int, dict[str, list[float]]] = {}
+Times = dict[str, list[float]]
 
 
-def interleaved(ctx: Ctx, fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds per call of each contender: warm-up, then `repeats` rounds, order reversed every other
-    round. The process CPU seconds of the same calls are kept in CPU_TIMES[id(result)]."""
+def interleaved(ctx: Ctx, fns: dict[str, Callable[[], Any]], repeats: int) -> tuple[Times, Times]:
+    """(wall seconds, process CPU seconds) per call of each contender: warm-up, then `repeats` rounds, order
+    reversed every other round."""
     for f in fns.values():
         f()
     ctx.sync()
@@ -94,18 +94,16 @@ def interleaved(ctx: Ctx, fns: dict[str, Callable[[], Any]], repeats: int) -> di
             ctx.sync()
             times[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
-    CPU_TIMES[id(times)] = cpu
-    return times
+    return times, cpu
 
 
-def timed_result(name: str, times: dict[str, list[float]], unit: str = "s", **extra: Any) -> dict[str, Any]:
+def timed_result(name: str, times: Times, cpu: Times, unit: str = "s", **extra: Any) -> dict[str, Any]:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["reference"] / med["sspnet"]
-    cpu = CPU_TIMES.get(id(times), {})
     out = {"case": name, "unit": unit, "sspnet": med["sspnet"], "reference": med["reference"], "ratio": ratio,
            "target": TARGETS[name], "target_on": "ratio", "passed": ratio >= TARGETS[name],
            "ratio_of_min": min(times["reference"]) / min(times["sspnet"]),
-           "ratio_cpu_time": (statistics.median(cpu["reference"]) / statistics.median(cpu["sspnet"])) if cpu else None,
+           "ratio_cpu_time": statistics.median(cpu["reference"]) / statistics.median(cpu["sspnet"]),
            "times": {k: [round(t, 5) for t in v] for k, v in times.items()},
            "cpu_times": {k: [round(t, 5) for t in v] for k, v in cpu.items()}, **extra}
     return out
@@ -169,9 +167,9 @@ def train_case(ctx: Ctx, name: str, scheme: str, iters: int) -> dict[str, Any]:
     step = sspnet_step(ctx, own, opt_own, attack)
     x, y = ctx.batch_xy(ctx.batch)
     xn = R.normalize(x)
-    times = interleaved(ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y, adv_iters=iters),
+    times, cpu = interleaved(ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y, adv_iters=iters),
                               "sspnet": lambda: step(x, y)}, ctx.repeats)
-    return timed_result(name, times, scheme=scheme, blocks=ctx.blocks, batch=ctx.batch, pgd_iters=iters,
+    return timed_result(name, times, cpu, scheme=scheme, blocks=ctx.blocks, batch=ctx.batch, pgd_iters=iters,
                         sspnet_channels_last=ctx.fmt == torch.channels_last)
 
 
@@ -199,12 +197,12 @@ def _torchattacks_pgd(model):
 
 def case_pgd20_eval(ctx: Ctx) -> dict[str, Any]:
     from sspnet.attacks import PGD
-    from sspnet.evaluate import scoring_model
+    from sspnet.models import inference_copy
 
     own, ref = models(ctx, "ssp2", ctx.blocks)
     own.eval()
     ref.eval()
-    net = compiled(ctx, scoring_model(own))  # what sspnet.evaluate attacks: BatchNorms folded into the convs
+    net = compiled(ctx, inference_copy(own))  # what sspnet.evaluate attacks: BatchNorms folded into the convs
     attack = PGD(net, EPS, ALPHA, 20, random_start=False, quantize=True)
     x, y = ctx.batch_xy(ctx.eval_batch)
     xn = R.normalize(x)
@@ -217,8 +215,8 @@ def case_pgd20_eval(ctx: Ctx) -> dict[str, Any]:
     ta, why = _torchattacks_pgd(own)
     if ta is not None:
         fns["torchattacks"] = lambda: ta(x.contiguous(memory_format=ctx.fmt), y)
-    times = interleaved(ctx, fns, ctx.repeats)
-    out = timed_result("pgd20_eval", times, blocks=ctx.blocks, batch=ctx.eval_batch,
+    times, cpu = interleaved(ctx, fns, ctx.repeats)
+    out = timed_result("pgd20_eval", times, cpu, blocks=ctx.blocks, batch=ctx.eval_batch,
                        sspnet_channels_last=ctx.fmt == torch.channels_last)
     if ta is not None:
         med = statistics.median(times["torchattacks"])
@@ -283,8 +281,8 @@ def case_data_epoch(ctx: Ctx) -> dict[str, Any]:
         for xb, yb in R.per_image_loader(ds, 128):
             pass
 
-    times = interleaved(ctx, {"reference": ref, "sspnet": own}, max(2, ctx.repeats // 2 + 1))
-    return timed_result("data_epoch", times, images=n, batch=128, crop_pad=4, flip=True)
+    times, cpu = interleaved(ctx, {"reference": ref, "sspnet": own}, max(2, ctx.repeats // 2 + 1))
+    return timed_result("data_epoch", times, cpu, images=n, batch=128, crop_pad=4, flip=True)
 
 
 def gemm_peak(ctx: Ctx, repeats: int) -> dict[str, float]:
@@ -300,7 +298,7 @@ def gemm_peak(ctx: Ctx, repeats: int) -> dict[str, float]:
         with torch.no_grad():
             F.conv2d(xi, w)
 
-    times = interleaved(ctx, {"mm": lambda: a @ b, "conv1x1": conv}, repeats)
+    times, _ = interleaved(ctx, {"mm": lambda: a @ b, "conv1x1": conv}, repeats)
     return {"mm": 2 * n ** 3 / statistics.median(times["mm"]) / 1e9,
             "conv1x1": 2 * hw * hw * c * c / statistics.median(times["conv1x1"]) / 1e9}
 
@@ -323,8 +321,8 @@ def case_gflops(ctx: Ctx) -> dict[str, Any]:
         R.train_step(ref, opt_ref, xn, y)
     flops_ref = fc.get_total_flops()
     peaks = gemm_peak(ctx, ctx.repeats)
-    times = interleaved(ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y), "sspnet": lambda: step(x, y)},
-                        ctx.repeats)
+    times, _ = interleaved(ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y),
+                                 "sspnet": lambda: step(x, y)}, ctx.repeats)
     peaks2 = gemm_peak(ctx, ctx.repeats)
     peak = max(max(peaks.values()), max(peaks2.values()))
     t_own, t_ref = statistics.median(times["sspnet"]), statistics.median(times["reference"])
@@ -360,7 +358,7 @@ def case_layout(ctx: Ctx) -> dict[str, Any]:
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
             fns[fmt_name] = step
-        times = interleaved(ctx, fns, ctx.repeats)
+        times, _ = interleaved(ctx, fns, ctx.repeats)
         med = {k: statistics.median(v) for k, v in times.items()}
         rows[key] = {"nchw_s": med["nchw"], "channels_last_s": med["channels_last"],
                      "speedup": med["nchw"] / med["channels_last"],
