@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 import reference as R  # noqa: E402
 
 import sspnet  # noqa: E402
-from sspnet.models import preferred_memory_format  # noqa: E402
+from sspnet.nn.models import preferred_memory_format  # noqa: E402
 
 CASES = ("pgd7_train", "std_train", "ark_train", "pgd20_eval", "data_epoch", "gflops", "memory", "layout", "pgd7_epoch")
 DEFAULT_SKIP_CPU = ("pgd7_epoch",)  # about half an hour on a 2-core CPU: run it there with --case pgd7_epoch
@@ -116,7 +116,7 @@ def models(ctx: Ctx, scheme: str, blocks: int, **kw: Any):
     torch.manual_seed(0)
     ref = R.RefCifarNet(scheme, blocks=blocks)
     own = sspnet.create_model("midrk2-orig" if scheme == "midrk2" else scheme, dataset="cifar10", blocks=blocks, **kw)
-    from sspnet.checkpoints import original_to_own_keys
+    from sspnet.nn.checkpoints import original_to_own_keys
 
     state = original_to_own_keys(ref.state_dict())
     own_state = own.state_dict()
@@ -157,7 +157,7 @@ def sspnet_step(ctx: Ctx, model, opt, attack=None):
 
 def train_case(ctx: Ctx, name: str, scheme: str, iters: int) -> dict[str, Any]:
     from sspnet.attacks import PGD
-    from sspnet.optim import build_optimizer
+    from sspnet.train.optim import build_optimizer
 
     own, ref = models(ctx, scheme, ctx.blocks)
     own.train()
@@ -197,7 +197,7 @@ def _torchattacks_pgd(model):
 
 def case_pgd20_eval(ctx: Ctx) -> dict[str, Any]:
     from sspnet.attacks import PGD
-    from sspnet.models import inference_copy
+    from sspnet.nn.models import inference_copy
 
     own, ref = models(ctx, "ssp2", ctx.blocks)
     own.eval()
@@ -235,7 +235,7 @@ def case_pgd7_epoch(ctx: Ctx) -> dict[str, Any]:
     the real size (50,000 uint8 images on the device, batch 128, crop + flip), sspnet's step as in `pgd7_train`."""
     from sspnet.attacks import PGD
     from sspnet.data import Batches
-    from sspnet.optim import build_optimizer
+    from sspnet.train.optim import build_optimizer
 
     n = 128 if ctx.quick else ctx.n_images
     g = torch.Generator().manual_seed(2)
@@ -306,7 +306,7 @@ def gemm_peak(ctx: Ctx, repeats: int) -> dict[str, float]:
 def case_gflops(ctx: Ctx) -> dict[str, Any]:
     """Achieved GFLOP/s of the standard training step (FlopCounterMode) over the best fp32 GEMM of this run."""
     from torch.utils.flop_counter import FlopCounterMode
-    from sspnet.optim import build_optimizer
+    from sspnet.train.optim import build_optimizer
 
     own, ref = models(ctx, "ssp2", ctx.blocks)
     own.train()
@@ -338,7 +338,7 @@ def case_gflops(ctx: Ctx) -> dict[str, Any]:
 def case_layout(ctx: Ctx) -> dict[str, Any]:
     """No target: the evidence behind `preferred_memory_format`. One standard sspnet training step in NCHW
     against channels_last, for a BatchNorm CIFAR-10 model and GroupNorm / BatchNorm MNIST models."""
-    from sspnet.optim import build_optimizer
+    from sspnet.train.optim import build_optimizer
 
     variants = {"cifar10-b": ("cifar10", "b", (3, 32, 32)), "mnist-g": ("mnist", "g", (1, 28, 28)),
                 "mnist-b": ("mnist", "b", (1, 28, 28))}
@@ -395,7 +395,7 @@ def _peak_rss_mib() -> float:
 
 def memory_child(variant: str, blocks: int, batch: int, device: str) -> dict[str, float]:
     """One ssp3 training step in this (fresh) process; the step's peak memory above what was resident before."""
-    from sspnet.optim import build_optimizer
+    from sspnet.train.optim import build_optimizer
 
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     record["machine"]["loadavg_end"] = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from sspnet.fileio import atomic_write_json
+    from sspnet.io.files import atomic_write_json
 
     atomic_write_json(out, record)
     print(f"wrote {out}")

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import reference as R  # noqa: E402
 
 import sspnet  # noqa: E402
-from sspnet.checkpoints import original_to_own_keys  # noqa: E402
+from sspnet.nn.checkpoints import original_to_own_keys  # noqa: E402
 
 
 def _reference(scheme: str, blocks: int = 2) -> R.RefCifarNet:

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as Fn
 
 import sspnet
-from sspnet.checkpoints import safe_load, save_checkpoint
-from sspnet.specs import CIFAR10_MEAN, CIFAR10_STD
+from sspnet.nn.checkpoints import safe_load, save_checkpoint
+from sspnet.data.specs import CIFAR10_MEAN, CIFAR10_STD
 
 # ---- a hand-written reference of the original networks, reading the original key layout -----------------
 F_ALIAS = {"n1": "0", "conv1": "2", "n2": "3", "conv2": "5"}

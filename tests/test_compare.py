@@ -7,8 +7,8 @@ import math
 import pytest
 
 import sspnet.train
-from sspnet.compare import CompareConfig, make_plan, run_compare
-from sspnet.comparereport import mean_std, paired_ci, t_quantile, t_two_sided_cdf
+from sspnet.experiments.compare.runner import CompareConfig, make_plan, run_compare
+from sspnet.experiments.compare.report import mean_std, paired_ci, t_quantile, t_two_sided_cdf
 
 TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "test_limit": 50}
 TINY_EVAL = {"n": 12, "sweep_n": 6, "growth_n": 6, "pgd_steps": 1, "batch_size": 6}

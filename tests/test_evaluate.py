@@ -10,7 +10,7 @@ from torch import nn
 
 import sspnet
 from sspnet.cli import main
-from sspnet.evaluate import (AttackStats, EpsResult, EvalConfig, EvalResult, evaluate, sanity_flags, subset_indices,
+from sspnet.eval.robustness import (AttackStats, EpsResult, EvalConfig, EvalResult, evaluate, sanity_flags, subset_indices,
                              sweep_table)
 
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from sspnet.evaluate import EvalConfig, evaluate
+from sspnet.eval.robustness import EvalConfig, evaluate
 
 CFG = EvalConfig(attack="fgsm,pgd,ball", eps=[0.05, 0.1], iters=3, copies=2, bsize=8)
 

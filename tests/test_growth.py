@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import sspnet
-from sspnet.growth import (GrowthConfig, GrowthResult, measure_growth, noise_like, p_name, sample_ratios,
+from sspnet.eval.growth import (GrowthConfig, GrowthResult, measure_growth, noise_like, p_name, sample_ratios,
                            trace_features)
 
 
@@ -164,7 +164,7 @@ def test_bad_options_raise_value_errors():
 
 
 def test_growth_cli_writes_json_and_plots(tmp_path, capsys):
-    from sspnet.checkpoints import save_checkpoint
+    from sspnet.nn.checkpoints import save_checkpoint
     from sspnet.cli import main
 
     runs = []

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import sspnet
-from sspnet.blocks import ARKBlock, RKBlock
-from sspnet.specs import CIFAR10_MEAN, CIFAR10_STD
+from sspnet.nn.blocks import ARKBlock, RKBlock
+from sspnet.data.specs import CIFAR10_MEAN, CIFAR10_STD
 
 PARAMS = {("cifar10", "res"): 658090, ("cifar10", "ssp2"): 658090, ("cifar10", "ssp3"): 658090,
           ("cifar10", "midrk2"): 658090, ("cifar10", "ark"): 658102,
@@ -121,7 +121,7 @@ def test_activation_checkpointing_matches_plain_training_step():
 
 
 def test_preferred_layout_rule_and_same_results_in_channels_last():
-    from sspnet.models import preferred_memory_format
+    from sspnet.nn.models import preferred_memory_format
 
     bn = sspnet.create_model("ssp2", dataset="cifar10", blocks=1, seed=2)
     gn = sspnet.create_model("ssp2", dataset="mnist5k", blocks=1)  # GroupNorm by default
@@ -146,7 +146,7 @@ def test_preferred_layout_rule_and_same_results_in_channels_last():
 @pytest.mark.parametrize("scheme,dataset", [("ssp2", "cifar10"), ("ark", "cifar10"), ("ssp3", "tiny"),
                                             ("res", "mnist5k")])
 def test_inference_copy_folds_batchnorm_and_keeps_outputs_and_input_gradients(scheme, dataset):
-    from sspnet.models import inference_copy
+    from sspnet.nn.models import inference_copy
 
     model = sspnet.create_model(scheme, dataset=dataset, blocks=2, norm="b", seed=4)
     with torch.no_grad():  # non-trivial running statistics and affine parameters

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from sspnet.blocks import rk_step
-from sspnet.schemes import PRESETS, Scheme, get_scheme, load_scheme_file, register_scheme
+from sspnet.nn.blocks import rk_step
+from sspnet.nn.schemes import PRESETS, Scheme, get_scheme, load_scheme_file, register_scheme
 
 D = torch.float64
 

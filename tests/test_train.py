@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sspnet import fileio
+from sspnet.io import files as fileio
 from sspnet.train import NonFiniteLossError, TrainConfig, load_state, train
 
 TINY = dict(dataset="mnist5k", model="res", blocks=1, batch_size=16, quiet=True, test_limit=100, seed=1)
@@ -69,7 +69,7 @@ def test_adversarial_modes_run_and_are_harder_than_clean(trained, tmp_path, adv)
 
 
 def test_adversarial_training_skips_the_clean_forward_unless_asked(tmp_path, monkeypatch):
-    from sspnet.models import SSPNet
+    from sspnet.nn.models import SSPNet
 
     calls = []
     forward = SSPNet.forward
@@ -145,7 +145,7 @@ def test_nan_guard_names_epoch_and_step_and_keeps_last_good_state(tmp_path, monk
     run = tmp_path / "r"
     train(TrainConfig(**TINY, epochs=1, steps_per_epoch=4, save=str(run)))
     good = (run / "last.pt").read_bytes()
-    import sspnet.train as tr
+    import sspnet.train.loop as tr
     real_create = tr._create_model
     calls = {"n": 0}
 

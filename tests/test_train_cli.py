@@ -4,7 +4,7 @@ import json
 import pytest
 
 from sspnet.cli import build_parser, main
-from sspnet.commands.train import config_from_args
+from sspnet.cli.train import config_from_args
 
 BASE = ["train", "--dataset", "mnist5k", "--block", "1", "--tbsize", "16", "--epochs", "1", "--steps-per-epoch", "2",
         "--test-limit", "50", "--quiet"]

@@ -4,7 +4,7 @@ import io
 import pytest
 import torch
 
-from sspnet.optim import (CyclicFactor, build_optimizer, build_schedule, default_decay, default_lr,
+from sspnet.train.optim import (CyclicFactor, build_optimizer, build_schedule, default_decay, default_lr,
                           default_milestones)
 from sspnet.train import TrainConfig
 

@@ -16,7 +16,7 @@ ARGS = ["train", "--dataset", "mnist5k", "--model", "res", "--block", "1", "--tb
         "--steps-per-epoch", "8", "--save-every", "2", "--test-limit", "100", "--adv", "fast", "--opt", "adam",
         "--lr", "1e-3", "--seed", "3", "--quiet"]
 # the killed / interrupted run: every step slowed down so the test can catch it mid-epoch
-SLOW = ("import sys, time, sspnet.train as t\n"
+SLOW = ("import sys, time, sspnet.train.loop as t\n"
         "orig = t._Trainer._train_step\n"
         "def slow(self, *a, **k):\n    time.sleep(0.3)\n    return orig(self, *a, **k)\n"
         "t._Trainer._train_step = slow\n"

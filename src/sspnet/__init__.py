@@ -3,13 +3,29 @@
     import sspnet
     model = sspnet.create_model("ssp2", dataset="cifar10")      # takes [0, 1] pixels
     model = sspnet.load_model("runs/ssp2")                      # run folder or checkpoint, eval mode
+
+Subpackages (imported on first use): nn, data, attacks, train, eval, experiments, io, cli.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .checkpoints import load_model, save_checkpoint
-from .models import create_model, list_models, model_cost
-from .schemes import Scheme, get_scheme, list_schemes, register_scheme
-from .specs import dataset_names, get_dataset_spec
+from sspnet.data.specs import dataset_names, get_dataset_spec  # noqa: E402
+from sspnet.nn import Scheme, create_model, get_scheme, list_models, list_schemes, load_model, model_cost, \
+    register_scheme, save_checkpoint  # noqa: E402
+
+SUBPACKAGES = ("attacks", "cli", "data", "distributed", "eval", "experiments", "io", "nn", "train")
+
+
+def __getattr__(name: str) -> Any:
+    """`sspnet.attacks`, `sspnet.eval`, ...: subpackages are imported when first used."""
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"sspnet.{name}")
+    raise AttributeError(f"module 'sspnet' has no attribute {name!r}")
+
 
 __all__ = ["Scheme", "create_model", "dataset_names", "get_dataset_spec", "get_scheme", "list_models",
            "list_schemes", "load_model", "model_cost", "register_scheme", "save_checkpoint", "__version__"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .autoattack import INSTALL_HINT, AutoAttack, autoattack_available, load_autoattack_class
-from .base import NORMS, Attack, Ball, crafting_mode, per_sample_norm
-from .gradient import FGSM, PGD, FastFGSM
-from .noise import NoiseBall, ball_copies
+from sspnet.attacks.autoattack import INSTALL_HINT, AutoAttack, autoattack_available, load_autoattack_class
+from sspnet.attacks.base import NORMS, Attack, Ball, crafting_mode, per_sample_norm
+from sspnet.attacks.gradient import FGSM, PGD, FastFGSM
+from sspnet.attacks.noise import NoiseBall, ball_copies
 
 ATTACKS = ("fgsm", "pgd", "ball", "autoattack")
 

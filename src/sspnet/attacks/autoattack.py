@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, Ball
+from sspnet.attacks.base import Attack, Ball
 
 INSTALL_HINT = "install with pip install sspnet[autoattack] (it installs the pyautoattack package)"
 _AA_NORMS = {"linf": "Linf", "l2": "L2"}

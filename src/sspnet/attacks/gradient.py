@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, Ball, WorstCase, _bcast, check_count, check_positive, per_sample_norm
+from sspnet.attacks.base import Attack, Ball, WorstCase, _bcast, check_count, check_positive, per_sample_norm
 
 
 class PGD(Attack):

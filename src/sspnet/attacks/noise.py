@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, Ball, WorstCase, check_count, check_eps, check_norm
+from sspnet.attacks.base import Attack, Ball, WorstCase, check_count, check_eps, check_norm
 
 
 class NoiseBall(Attack):

@@ -15,9 +15,9 @@ import os
 import numpy as np
 import torch
 
-from ..specs import get_dataset_spec
-from ._common import check_arrays, default_root, resolve_root
-from .batches import Batches, augment, epoch_seed
+from sspnet.data.specs import get_dataset_spec
+from sspnet.data._common import check_arrays, default_root, resolve_root
+from sspnet.data.batches import Batches, augment, epoch_seed
 
 SPLITS = ("train", "test")
 
@@ -30,22 +30,22 @@ def load_numpy(name: str, root: str | os.PathLike | None = None, split: str = "t
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if spec.name == "mnist5k":
-        from .mnist5k import load_mnist5k
+        from sspnet.data.mnist5k import load_mnist5k
 
         return load_mnist5k(split)
     base = resolve_root(root)
     if spec.name in ("mnist", "fmnist"):
-        from .idx import load_idx_dataset
+        from sspnet.data.idx import load_idx_dataset
 
         images, labels = load_idx_dataset(spec.name, base, split, spec.num_classes)
         source = f"{spec.name} {split} split under {base}"
     elif spec.name == "cifar10":
-        from .cifar import load_cifar10
+        from sspnet.data.cifar import load_cifar10
 
         images, labels = load_cifar10(base, split)
         source = f"cifar10 {split} batches under {base}"
     elif spec.name == "tiny":
-        from .tiny import load_tiny
+        from sspnet.data.tiny import load_tiny
 
         images, labels = load_tiny(base, split)
         source = f"TinyImageNet {split} split under {base}"

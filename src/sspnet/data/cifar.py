@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import check_arrays, missing
-from .safe_pickle import safe_load
+from sspnet.data._common import check_arrays, missing
+from sspnet.data.safe_pickle import safe_load
 
 PY_DIR, BIN_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}

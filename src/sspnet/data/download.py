@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..fileio import atomic_write_text
-from ..specs import get_dataset_spec
-from . import archives
-from ._common import md5sum, resolve_root
-from .sources import SOURCES, Resource
+from sspnet.io.files import atomic_write_text
+from sspnet.data.specs import get_dataset_spec
+from sspnet.data import archives
+from sspnet.data._common import md5sum, resolve_root
+from sspnet.data.sources import SOURCES, Resource
 
 CHUNK = 1 << 16
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import check_arrays, missing
+from sspnet.data._common import check_arrays, missing
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import check_arrays
+from sspnet.data._common import check_arrays
 
 RELATIVE = ("data", "data", "mnist_5k.csv.gz")
 TEST_EVERY = 5

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import IDX_FILES
+from sspnet.data.idx import IDX_FILES
 
 
 def random_arrays(n: int, channels: int, size: int, num_classes: int, seed: int = 0):

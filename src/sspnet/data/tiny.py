@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write, atomic_write_json
-from ._common import check_arrays, missing
+from sspnet.io.files import atomic_write, atomic_write_json
+from sspnet.data._common import check_arrays, missing
 
 FOLDER = "tiny-imagenet-200"
 SIZE = 64

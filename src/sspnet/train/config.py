@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .optim import OPTIMIZERS, SCHEDULES, default_decay, default_lr, default_milestones
-from .specs import get_dataset_spec
+from sspnet.train.optim import OPTIMIZERS, SCHEDULES, default_decay, default_lr, default_milestones
+from sspnet.data.specs import get_dataset_spec
 
 ADVERSARIES = ("none", "fgsm", "pgd", "ball", "fast")
 # Fields that define the computation: a resumed run must agree with the folder on all of them.

@@ -100,7 +100,7 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig for parsed flags (defaults < --config file < flags; resume starts from config.json)."""
-    from ..train import ALIASES, TrainConfig, read_run_config
+    from sspnet.train import ALIASES, TrainConfig, read_run_config
 
     skip = {"command", "handler", "config", "resume"}
     flags = {_DEST.get(k, k): v for k, v in vars(args).items() if k not in skip and v is not None}
@@ -123,7 +123,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import NonFiniteLossError, train
+    from sspnet.train import NonFiniteLossError, train
 
     cfg = config_from_args(args)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..compare import AUTOATTACK_MODES, PRESETS, CompareConfig, run_compare
+from sspnet.experiments.compare.runner import AUTOATTACK_MODES, PRESETS, CompareConfig, run_compare
 
 
 def _csv(kind):
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace) -> CompareConfig:
-    from ..specs import get_dataset_spec
+    from sspnet.data.specs import get_dataset_spec
 
     preset = PRESETS[args.preset]
     unit = get_dataset_spec(args.dataset or preset["dataset"]).eps_unit

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks import ATTACKS, crafting_mode, make_attack, per_sample_norm
-from .attacks.base import WorstCase, check_count, check_eps, check_norm, check_positive
-from .distributed import get_rank, get_world_size, is_distributed
-from .fileio import atomic_write_json, provenance
+from sspnet.attacks import ATTACKS, crafting_mode, make_attack, per_sample_norm
+from sspnet.attacks.base import WorstCase, check_count, check_eps, check_norm, check_positive
+from sspnet.distributed import get_rank, get_world_size, is_distributed
+from sspnet.io.files import atomic_write_json, provenance
 
 ALL_ATTACKS = ("fgsm", "pgd", "ball")  # what attack="all" runs (add autoattack explicitly: "all,autoattack")
 GRADIENT_ATTACKS = ("fgsm", "pgd", "autoattack")
@@ -202,7 +202,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     local = torch.arange(rank, n, world)  # positions in `sel` handled by this rank
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + rank)
-    from .models import SSPNet, inference_copy
+    from sspnet.nn.models import SSPNet, inference_copy
 
     net = inference_copy(model) if isinstance(model, SSPNet) else model  # BatchNorm folded, fast layout
     attacks = {(i, name): make_attack(name, net, eps, norm=cfg.norm, alpha=cfg.alpha_for(eps), steps=cfg.iters,
@@ -330,7 +330,7 @@ def _summarise(cfg: EvalConfig, names: list[str], ps: dict[str, Tensor], labels:
         for k, v in a.grad_stats().items():
             grad[k] += v
     if is_distributed():
-        from .distributed import all_reduce_sum
+        from sspnet.distributed import all_reduce_sum
 
         t = all_reduce_sum(torch.tensor([grad["samples"], grad["zero_grad"], grad["nan_grad"]],
                                         dtype=torch.float64, device=device))

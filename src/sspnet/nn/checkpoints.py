@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .fileio import atomic_torch_save, provenance
-from .models import create_model
-from .specs import get_dataset_spec
+from sspnet.io.files import atomic_torch_save, provenance
+from sspnet.nn.models import create_model
+from sspnet.data.specs import get_dataset_spec
 
 FORMAT = "sspnet"
 RUN_FILES = {"acc": "model_acc.pt", "loss": "model_loss.pt", "final": "model_final.pt", "last": "model_final.pt"}

@@ -1,8 +1,10 @@
 """The `sspnet` command line: argparse -> a config dataclass -> a library call -> a report file.
 
-Each subcommand lives in its own module under `sspnet.commands` and exposes
+Owns the command line only: each subcommand is one module in this package that exposes
 `register(subparsers)`, which adds its parser and sets `handler=` to a function `handler(args) -> int`.
 Errors a user can cause (ValueError, FileNotFoundError, ...) become one line on stderr and exit code 2.
+The modules here parse flags, convert the original's units at the edge, call one library function and write
+its report; they may import every other subpackage and nothing imports them.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from . import __version__
+from sspnet import __version__
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
@@ -21,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sspnet", description="SSP networks: train, attack, measure growth, compare.")
     parser.add_argument("--version", action="version", version=f"sspnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import commands
+    from sspnet import cli as commands  # the subcommand modules live beside this file
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .fileio import atomic_write_json, provenance
+from sspnet.io.files import atomic_write_json, provenance
 
 P_NAMES = ("1", "2", "inf")
 NOISE_KINDS = ("sign", "uniform", "none")
@@ -270,7 +270,7 @@ def build_adversary(model: nn.Module, cfg: GrowthConfig, eps: float, alpha: floa
     """The attack callable (x, y) -> x_adv of a config, from `sspnet.attacks`; None for adversary 'none'."""
     if cfg.adversary == "none":
         return None
-    from . import attacks
+    from sspnet import attacks
 
     if cfg.adversary == "fgsm":
         return attacks.FGSM(model, eps, quantize=cfg.quantize)
@@ -297,7 +297,7 @@ def measure_growth(model: nn.Module, x: Tensor, y: Tensor, config: GrowthConfig 
     if eps is None or alpha is None:
         if dataset is None:
             raise ValueError("eps/alpha not given and the model has no dataset in its config; pass eps and alpha")
-        from .specs import get_dataset_spec
+        from sspnet.data.specs import get_dataset_spec
 
         spec = get_dataset_spec(dataset)
         eps = spec.train_eps if eps is None else eps
@@ -345,7 +345,7 @@ def load_test_images(dataset: str, n: int, data_root: str | None = None, device:
                      ) -> tuple[Tensor, Tensor]:
     """n evenly spaced test images of a dataset (every class of a class-sorted set represented; the same
     rule as `sspnet attack`) as float [0, 1] (n x C x H x W) and labels (n), on `device`."""
-    from . import data
+    from sspnet import data
 
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
     total = images.shape[0]
@@ -364,8 +364,8 @@ def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, datas
         raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --save DIR`")
     cfg = config or GrowthConfig()
     cfg.validate()
-    from .checkpoints import load_model
-    from .models import inference_copy
+    from sspnet.nn.checkpoints import load_model
+    from sspnet.nn.models import inference_copy
 
     model = inference_copy(load_model(path, crit=crit, device=device))  # BatchNorm folded, fast layout
     dataset = dataset or model.config.get("dataset")

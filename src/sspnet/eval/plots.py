@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from .fileio import atomic_write_bytes  # noqa: E402
+from sspnet.io.files import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -96,6 +96,6 @@ def git_hash() -> str | None:
 
 def provenance() -> dict[str, Any]:
     """Versions and commit to store next to every result."""
-    from . import __version__
+    from sspnet import __version__
 
     return {"sspnet_version": __version__, "torch_version": str(torch.__version__), "git_hash": git_hash()}

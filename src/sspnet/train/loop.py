@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed as dist
-from . import fileio
-from .models import preferred_memory_format
-from .optim import build_optimizer, build_schedule
-from .runfolder import check_folder, load_state, open_folder
-from .specs import get_dataset_spec
-from .trainconfig import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config
+from sspnet import distributed as dist
+from sspnet.io import files as fileio
+from sspnet.nn.models import preferred_memory_format
+from sspnet.train.optim import build_optimizer, build_schedule
+from sspnet.train.folder import check_folder, load_state, open_folder
+from sspnet.data.specs import get_dataset_spec
+from sspnet.train.config import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config
 
 __all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "TrainConfig", "TrainResult",
            "load_state", "read_run_config", "step_generator", "train"]
@@ -79,7 +79,7 @@ def step_generator(seed: int, epoch: int, step: int, device: torch.device, rank:
 
 def _create_model(cfg: TrainConfig) -> nn.Module:
     """sspnet.create_model with only the options the user set (None -> model defaults)."""
-    from .models import create_model
+    from sspnet.nn.models import create_model
 
     kw = {"dataset": cfg.dataset, "blocks": cfg.blocks, "norm": cfg.norm, "groups": cfg.groups, "init": cfg.init}
     kw = {k: v for k, v in kw.items() if v is not None}
@@ -93,7 +93,7 @@ def _make_attack(cfg: TrainConfig, model: nn.Module, eps: float, alpha: float):
 
     Crafted in the model's current (train) mode as the original, or in eval mode with craft_eval.
     """
-    from . import attacks
+    from sspnet import attacks
 
     mode = "eval" if cfg.craft_eval else "keep"
     if cfg.adv == "fgsm":
@@ -158,7 +158,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 class _Trainer:
     def __init__(self, cfg: TrainConfig, info: dist.DistInfo):
-        from .data import Batches, load
+        from sspnet.data import Batches, load
 
         self.cfg, self.info = cfg, info
         self.spec = spec = get_dataset_spec(cfg.dataset)
@@ -258,7 +258,7 @@ class _Trainer:
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
 
     def _load_init(self, path: str) -> None:
-        from .checkpoints import load_model
+        from sspnet.nn.checkpoints import load_model
 
         src = load_model(path)
         mine, theirs = self.model.state_dict(), src.state_dict()
@@ -331,7 +331,7 @@ class _Trainer:
         sums = self.sums
         if cfg.adv != "none":
             if cfg.clean_metrics:
-                from .blocks import frozen_batchnorm_stats
+                from sspnet.nn.blocks import frozen_batchnorm_stats
                 with torch.no_grad(), self._autocast(), frozen_batchnorm_stats(self.model):
                     clean = self.model(x).float()
                 sums[0] += F.cross_entropy(clean, y, reduction="sum").to(sums.dtype)
@@ -465,7 +465,7 @@ class _Trainer:
 
     def _end_epoch_files(self, rec: dict[str, Any]) -> None:
         """metrics line, best/final checkpoints, then last.pt (a crash in between redoes the epoch on resume)."""
-        from .checkpoints import save_checkpoint
+        from sspnet.nn.checkpoints import save_checkpoint
 
         run, cfg = self.run_dir, self.cfg
         fileio.append_line(run / "metrics.jsonl", json.dumps(rec))

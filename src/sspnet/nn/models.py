@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .blocks import ARKBlock, RKBlock, TransitionBlock, frozen_batchnorm_stats, init_kaiming, init_original, make_norm
-from .schemes import PRESETS, Scheme, get_scheme
-from .specs import DatasetSpec, get_dataset_spec
+from sspnet.nn.blocks import ARKBlock, RKBlock, TransitionBlock, frozen_batchnorm_stats, init_kaiming, init_original, make_norm
+from sspnet.nn.schemes import PRESETS, Scheme, get_scheme
+from sspnet.data.specs import DatasetSpec, get_dataset_spec
 
 ARK_DEFAULTS = {"mnist": (-1.0, 0.5), "cifar10": (0.25, 1.0), "tinyimagenet": (0.25, 1.0)}
 ARK_GROUPS = {"mnist": ("ark",), "cifar10": ("ark", "res", "ssp2"), "tinyimagenet": ("ark", "res", "ssp2", "ssp2")}
@@ -211,7 +211,7 @@ def inference_copy(model: nn.Module) -> nn.Module:
     (F's n2 after conv1, a transition's shortcut norm) is folded into that convolution, so each F call runs one
     normalisation kernel less forward and backward (PGD evaluation ~7% faster on a CPU). Outputs equal the
     model's eval-mode outputs up to float rounding; the caller's model is untouched."""
-    from .blocks import ResidualBranch, TransitionBlock
+    from sspnet.nn.blocks import ResidualBranch, TransitionBlock
 
     copy_ = copy.deepcopy(model).eval()
     copy_ = copy_.to(memory_format=preferred_memory_format(copy_))

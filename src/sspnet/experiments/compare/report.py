@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-from .fileio import atomic_write_json, atomic_write_text, provenance
+from sspnet.io.files import atomic_write_json, atomic_write_text, provenance
 
 METRICS = (("clean", "clean %"), ("fgsm", "FGSM %"), ("pgd", "PGD %"), ("autoattack", "AutoAttack %"),
            ("growth_adv", "PGR L2 (PGD)"), ("growth_noise", "PGR L2 (noise)"))
@@ -164,7 +164,7 @@ def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, A
                  command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int = 1
                  ) -> dict[str, Any]:
     """Write OUT/results.json, OUT/REPORT.md and OUT/*.png; returns the results dict."""
-    from .compareplots import plot_accuracy_vs_eps, plot_growth
+    from sspnet.experiments.compare.plots import plot_accuracy_vs_eps, plot_growth
 
     out = Path(out)
     agg = aggregate(records)

@@ -29,9 +29,9 @@ def evaluate_run(model, x: torch.Tensor, y: torch.Tensor, ev: Any, dataset: str,
     x: N x C x H x W float [0, 1] (the evaluation images), y: N labels; ev: `sspnet.compare.EvalSettings`
     (resolved). Returns {"eval": JSON-able dict (accuracies in %), "growth": GrowthResult}.
     """
-    from . import attacks
-    from .growth import GrowthConfig, measure_growth
-    from .models import inference_copy
+    from sspnet import attacks
+    from sspnet.eval.growth import GrowthConfig, measure_growth
+    from sspnet.nn.models import inference_copy
 
     model = inference_copy(model)  # eval mode, BatchNorm folded, fast layout; the caller's model untouched
     bs = ev.batch_size

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from . import distributed as dist
-from .trainconfig import IDENTITY_FIELDS, TrainConfig, read_run_config
+from sspnet import distributed as dist
+from sspnet.train.config import IDENTITY_FIELDS, TrainConfig, read_run_config
 
 RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "model_acc.pt", "model_loss.pt", "model_final.pt", "last.pt")
 

@@ -7,7 +7,7 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..specs import dataset_names
+from sspnet.data.specs import dataset_names
 
 
 @dataclass
@@ -35,8 +35,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data._common import resolve_root
-    from ..data.download import download
+    from sspnet.data._common import resolve_root
+    from sspnet.data.download import download
 
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .fileio import atomic_write_bytes
+from sspnet.io.files import atomic_write_bytes
 
 
 def _plt():

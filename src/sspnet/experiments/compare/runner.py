@@ -1,6 +1,6 @@
 """The comparison experiment: train several schemes under one budget for several seeds, evaluate, report.
 
-    from sspnet.compare import CompareConfig, run_compare
+    from sspnet.experiments.compare.runner import CompareConfig, run_compare
     summary = run_compare(CompareConfig(out="compare"))        # the default: 5 models x 3 seeds on mnist5k
 
 Plan: every (variant, model, seed) is one training run in OUT/runs/<model>-s<seed>-<hash>/, where the hash
@@ -39,8 +39,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .comparereport import _fmt_time, format_plan
-from .fileio import atomic_write_json
+from sspnet.experiments.compare.report import _fmt_time, format_plan
+from sspnet.io.files import atomic_write_json
 
 DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")
 AUTOATTACK_MODES = ("auto", "on", "off")
@@ -107,7 +107,7 @@ class EvalSettings:
     crit: str = "final"
 
     def resolve(self, dataset: str) -> "EvalSettings":
-        from .specs import get_dataset_spec
+        from sspnet.data.specs import get_dataset_spec
 
         spec = get_dataset_spec(dataset)
         e = dataclasses.replace(self)
@@ -165,7 +165,7 @@ class CompareConfig:
             raise ValueError(f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
         p = PRESETS[self.preset]
         dataset = self.dataset or p["dataset"]
-        from .specs import get_dataset_spec
+        from sspnet.data.specs import get_dataset_spec
 
         get_dataset_spec(dataset)
         models = list(self.models or p["models"])
@@ -173,7 +173,7 @@ class CompareConfig:
             raise ValueError("--models: give at least one model")
         if len(set(models)) != len(models):
             raise ValueError(f"--models lists a model twice: {models}")
-        from .schemes import get_scheme
+        from sspnet.nn.schemes import get_scheme
 
         for m in models:
             if m != "ark":
@@ -209,9 +209,9 @@ def config_hash(obj: Any) -> str:
 
 
 def _train_key(cfg: Any) -> dict[str, Any]:
-    from .train import IDENTITY_FIELDS
+    from sspnet.train import IDENTITY_FIELDS
 
-    from .schemes import PRESETS as SCHEMES, get_scheme
+    from sspnet.nn.schemes import PRESETS as SCHEMES, get_scheme
 
     r = cfg.resolved()
     keys = set(IDENTITY_FIELDS) | {"epochs", "test_limit", "eval_batch_size", "activation_checkpointing"}
@@ -224,8 +224,8 @@ def _train_key(cfg: Any) -> dict[str, Any]:
 
 def _cost_units(model: str, dataset: str, blocks: int | None, groups: int) -> float:
     """Relative cost of a run: stem + transitions + F calls (MNIST's stem weighs about 5 F calls)."""
-    from .schemes import get_scheme
-    from .specs import get_dataset_spec
+    from sspnet.nn.schemes import get_scheme
+    from sspnet.data.specs import get_dataset_spec
 
     spec = get_dataset_spec(dataset)
     n = blocks or spec.blocks
@@ -236,11 +236,11 @@ def _cost_units(model: str, dataset: str, blocks: int | None, groups: int) -> fl
 
 def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], dict[str, Any]]:
     """The plan of runs and the resolved settings; every run's status read from its folder."""
-    from .train import TrainConfig
+    from sspnet.train import TrainConfig
 
     dataset, models, seeds, train, ev, grid = config.resolved()
-    from .models import WIDTHS
-    from .specs import get_dataset_spec
+    from sspnet.nn.models import WIDTHS
+    from sspnet.data.specs import get_dataset_spec
 
     n_groups = len(WIDTHS[get_dataset_spec(dataset).arch])
     variants = [("", {})] if not grid else [(f"N{n}-K{k}", {"blocks": int(n), "iters": int(k)}) for n, k in grid]
@@ -353,12 +353,12 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
                 data_root: str | None = None, train_fn: Callable | None = None) -> dict[str, Any]:
     """Train (or resume) one planned run if needed, evaluate it, write RUN_DIR/compare.json and growth.json;
     returns the record."""
-    from .checkpoints import load_model
-    from .growth import load_test_images
-    from .models import model_cost
+    from sspnet.nn.checkpoints import load_model
+    from sspnet.eval.growth import load_test_images
+    from sspnet.nn.models import model_cost
 
     if train_fn is None:
-        from . import train as train_module
+        from sspnet import train as train_module
 
         train_fn = train_module.train
     t0 = time.perf_counter()
@@ -371,7 +371,7 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
     model = load_model(run.run_dir, crit=ev.crit, device=device)
     x, y = load_test_images(dataset, ev.n or 10 ** 9, data_root, device)
     label = f"{run.variant + ' ' if run.variant else ''}{run.model}"
-    from .compareeval import evaluate_run
+    from sspnet.experiments.compare.evaluation import evaluate_run
 
     res = evaluate_run(model, x, y, ev, dataset, label, str(run.run_dir))
     res["growth"].save(run.run_dir / "growth.json")
@@ -403,8 +403,8 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     train_fn: the training function (default `sspnet.train.train`; with jobs > 1 always the default, in
     worker processes). Returns the summary dict of results.json ({"plan": text, "runs": [...]} with dry_run).
     """
-    from .comparereport import write_report
-    from .distributed import resolve_device
+    from sspnet.experiments.compare.report import write_report
+    from sspnet.distributed import resolve_device
 
     plan, settings = make_plan(config)
     text = format_plan(plan, settings)

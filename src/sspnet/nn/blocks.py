@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .schemes import Scheme
+from sspnet.nn.schemes import Scheme
 
 NORMS = {"b": "BatchNorm", "g": "GroupNorm(min(32, C) groups)", "l": "GroupNorm(1 group, LayerNorm-like)",
          "i": "GroupNorm(C groups, InstanceNorm-like)"}

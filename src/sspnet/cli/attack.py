@@ -73,10 +73,10 @@ def _check_cli(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import load_model, resolve_checkpoint
-    from ..distributed import init_distributed
-    from ..evaluate import EvalConfig
-    from ..specs import get_dataset_spec
+    from sspnet.nn.checkpoints import load_model, resolve_checkpoint
+    from sspnet.distributed import init_distributed
+    from sspnet.eval.robustness import EvalConfig
+    from sspnet.data.specs import get_dataset_spec
 
     _check_cli(args)
     if (args.path is None) == (args.load is None):
@@ -118,14 +118,14 @@ def run(args: argparse.Namespace) -> int:
                      eps_unit=unit)
     cfg.validated()
     if "autoattack" in cfg.attack_names():
-        from ..attacks import load_autoattack_class
+        from sspnet.attacks import load_autoattack_class
 
         load_autoattack_class()
-    from ..data import load
+    from sspnet.data import load
 
     images, labels = load(spec.name, root=args.data_root, split="test", device=info.device)
     out_dir = Path(args.out) if args.out else (path if path.is_dir() else ckpt.parent)
-    from ..evaluate import evaluate
+    from sspnet.eval.robustness import evaluate
 
     result = evaluate(model, images, labels, cfg)
     name = args.attack.lower().replace(",", "+").replace(" ", "") + ("-l2" if args.norm == "l2" else "")
@@ -148,9 +148,9 @@ def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, 
     import safetensors.torch
     import torch
 
-    from ..evalplots import save_image_grid, save_sweep_plot
-    from ..evaluate import subset_indices, sweep_table
-    from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from sspnet.eval.plots import save_image_grid, save_sweep_plot
+    from sspnet.eval.robustness import subset_indices, sweep_table
+    from sspnet.io.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

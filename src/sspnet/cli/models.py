@@ -14,9 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import create_model, list_models, model_cost
-    from ..schemes import PRESETS, load_scheme_file
-    from ..specs import get_dataset_spec
+    from sspnet.nn.models import create_model, list_models, model_cost
+    from sspnet.nn.schemes import PRESETS, load_scheme_file
+    from sspnet.data.specs import get_dataset_spec
 
     get_dataset_spec(args.dataset)
     names: list = list_models() + [load_scheme_file(f) for f in args.scheme_file]

@@ -9,8 +9,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ..checkpoints import load_model
-from ..growth import ADVERSARIES, NOISE_KINDS, P_NAMES, GrowthConfig, GrowthResult, growth_of_run
+from sspnet.nn.checkpoints import load_model
+from sspnet.eval.growth import ADVERSARIES, NOISE_KINDS, P_NAMES, GrowthConfig, GrowthResult, growth_of_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +49,9 @@ def _fmt(v: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compareplots import growth_results_plot
-    from ..distributed import resolve_device
-    from ..specs import get_dataset_spec
+    from sspnet.experiments.compare.plots import growth_results_plot
+    from sspnet.distributed import resolve_device
+    from sspnet.data.specs import get_dataset_spec
 
     if args.label is not None and len(args.label) != len(args.runs):
         raise ValueError(f"--label needs one label per run: got {len(args.label)} labels for {len(args.runs)} runs")

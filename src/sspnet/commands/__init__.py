@@ -1,1 +1,0 @@
-"""CLI subcommands, one module each; `sspnet.cli` discovers every module here that defines `register`."""

@@ -1,0 +1,10 @@
+"""Measuring trained models: robustness evaluation (the one engine behind `sspnet attack` and compare),
+sanity flags, perturbation growth through the depth, and their plots.
+
+Imports nn, data, attacks, io and `sspnet.distributed`; never train, experiments or cli.
+"""
+from sspnet.eval.growth import GrowthConfig, GrowthResult, growth_of_run, measure_growth
+from sspnet.eval.robustness import EvalConfig, EvalResult, evaluate, sanity_flags
+
+__all__ = ["EvalConfig", "EvalResult", "GrowthConfig", "GrowthResult", "evaluate", "growth_of_run",
+           "measure_growth", "sanity_flags"]

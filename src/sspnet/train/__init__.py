@@ -1,0 +1,14 @@
+"""Training: the config, optimizers and schedules, the run folder, the loop (standard or adversarial), exact
+resume and DDP under torchrun.
+
+    from sspnet.train import TrainConfig, train
+    result = train(TrainConfig(dataset="mnist5k", model="ssp2", epochs=2, save="runs/demo"))
+
+Imports nn, data, attacks, io and `sspnet.distributed`; never eval, experiments or cli.
+"""
+from sspnet.train.config import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config
+from sspnet.train.folder import load_state
+from sspnet.train.loop import NonFiniteLossError, TrainResult, step_generator, train
+
+__all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "TrainConfig", "TrainResult",
+           "load_state", "read_run_config", "step_generator", "train"]
