@@ -81,7 +81,7 @@ def test_ark_composition_and_group_override():
     assert same.config["groups"] == ark.config["groups"]
     assert sspnet.create_model("ark", dataset="tiny", blocks=1).config["groups"] == ["ark", "res", "ssp2", "ssp2"]
     assert ark.f_calls_per_block == [2, 2, 1, 1, 2, 2]
-    with pytest.raises(ValueError, match="groups must name 3 scheme"):
+    with pytest.raises(ValueError, match="groups must name 3 block kind"):
         sspnet.create_model("res", dataset="cifar10", groups=("res", "ssp2"))
 
 
@@ -175,7 +175,9 @@ def test_inference_copy_folds_batchnorm_and_keeps_outputs_and_input_gradients(sc
 
 
 @pytest.mark.parametrize("kwargs,needle", [
-    (dict(scheme="ssp9"), "unknown scheme 'ssp9'; valid schemes: res, ssp2"),
+    (dict(scheme="ssp9"), "unknown model 'ssp9'; valid models: res, ssp2, .*, ark, or a JSON/YAML scheme file"),
+    (dict(scheme="res", groups="ark,res,ssp9"), "unknown model 'ssp9'"),
+    (dict(scheme="res", blocks=10 ** 8), "blocks must be at most 1000"),
     (dict(scheme="res", dataset="imagenet1k"), "unknown dataset 'imagenet1k'; valid datasets: mnist5k"),
     (dict(scheme="res", norm="q"), "unknown norm 'q'; valid norms: b"),
     (dict(scheme="res", blocks=0), "blocks must be an integer >= 1"),
@@ -206,3 +208,49 @@ def test_torch_hub_local(tmp_path):
     model = torch.hub.load(str(repo), "ssp2", source="local", dataset="cifar10", blocks=1)
     assert model.config["scheme"] == "ssp2" and model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
     assert torch.hub.load(str(repo), "ark", source="local", dataset="mnist5k", blocks=1).config["scheme"] == "ark"
+
+
+def test_registry_entries_drive_models_without_special_cases(tmp_path, monkeypatch):
+    from sspnet.nn import registry, schemes
+    from sspnet.nn.blocks import RKBlock
+    from sspnet.nn.registry import (BlockEntry, ModelEntry, display_name, f_calls_per_group, model_identity,
+                                    register_block, register_model)
+    from sspnet.nn.schemes import get_scheme
+
+    reserved = set(schemes.RESERVED_NAMES)  # registrations below are undone after the test
+    for mod, name, value in ((registry, "_BLOCKS", dict(registry._BLOCKS)),
+                             (registry, "_MODELS", dict(registry._MODELS)),
+                             (registry, "RESERVED_NAMES", reserved), (schemes, "RESERVED_NAMES", reserved)):
+        monkeypatch.setattr(mod, name, value)
+    assert f_calls_per_group("ark", "cifar10") == [2, 1, 2]
+    assert f_calls_per_group("ark", "mnist") == [2]
+    assert f_calls_per_group("ssp3", "tinyimagenet") == [3, 3, 3, 3]
+    assert display_name("ark") == "SSP-adap" and display_name("res") == "ResNet"
+    # a new block kind with its own builder, and a composite model using it: no code outside the registry
+    calls = []
+
+    def build(channels, norm, arch, options):
+        calls.append((channels, arch))
+        return RKBlock(channels, norm, get_scheme("ssp2"))
+
+    register_block(BlockEntry("twice-test", build, 2, "ssp2 built by a user builder"))
+    register_model(ModelEntry("mix-test", "Mix", groups={"cifar10": ("twice-test", "res", "ark")}))
+    m = sspnet.create_model("mix-test", dataset="cifar10", blocks=1)
+    assert m.f_calls_per_block == [2, 1, 2] == f_calls_per_group("mix-test", "cifar10")
+    assert calls == [(16, "cifar10")] and "mix-test" in sspnet.list_models()
+    with pytest.raises(ValueError, match="not defined for the mnist architecture"):
+        sspnet.create_model("mix-test", dataset="mnist5k")
+    with pytest.raises(ValueError, match="reserved"):
+        sspnet.register_scheme(sspnet.Scheme("twice-test", [[1]], [[1]], order=1))
+    # a scheme file is identified by its coefficients, so an edited file is another model
+    f = tmp_path / "heun.yaml"
+    f.write_text("name: heun\nA: [[0, 0], [1, 0]]\nb: [0.5, 0.5]\norder: 2\n")
+    first = model_identity(str(f))
+    f.write_text("name: heun\nA: [[0, 0], [1, 0]]\nb: [0.25, 0.75]\norder: 1\n")
+    assert first["name"] == "heun" and model_identity(str(f)) != first
+
+
+def test_unset_options_keep_model_defaults():
+    a = sspnet.create_model("ssp2", dataset="mnist5k", blocks=None, norm=None, init=None, groups=None, seed=0)
+    b = sspnet.create_model("ssp2", dataset="mnist5k", seed=0)
+    assert a.config == b.config

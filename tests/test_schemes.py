@@ -7,6 +7,7 @@ import torch
 
 from sspnet.nn.blocks import rk_step
 from sspnet.nn.schemes import PRESETS, Scheme, get_scheme, load_scheme_file, register_scheme
+from sspnet.nn.models import create_model
 
 D = torch.float64
 
@@ -133,13 +134,18 @@ def test_scheme_files_json_and_yaml(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"name": "x", "A": [[1]], "b": [1]}))
     with pytest.raises(ValueError, match=r"bad.json: explicitness"):
         load_scheme_file(tmp_path / "bad.json")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="scheme file .*missing.json not found"):
         load_scheme_file(tmp_path / "missing.json")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ValueError, match=r"^scheme file .*broken.yaml: not valid YAML \(.* at line \d+\)$"):
+        load_scheme_file(tmp_path / "broken.yaml")
 
 
 def test_unknown_scheme_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown scheme 'ssp9'.*ssp2.*ark"):
+    with pytest.raises(ValueError, match=r"unknown scheme 'ssp9'; valid schemes: res, ssp2"):
         get_scheme("ssp9")
+    with pytest.raises(ValueError, match=r"unknown model 'ssp9'; valid models: res, ssp2.*ark"):
+        create_model("ssp9")
 
 
 def test_register_scheme_adds_a_model_name():

@@ -14,22 +14,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sspnet.nn.models import create_model, list_models, model_cost
-    from sspnet.nn.schemes import PRESETS, load_scheme_file
     from sspnet.data.specs import get_dataset_spec
+    from sspnet.nn.models import create_model, list_models, model_cost
+    from sspnet.nn.registry import get_block, get_model_entry
+    from sspnet.nn.schemes import load_scheme_file
 
-    get_dataset_spec(args.dataset)
+    arch = get_dataset_spec(args.dataset).arch
     names: list = list_models() + [load_scheme_file(f) for f in args.scheme_file]
-    print(f"{'model':<14} {'stages':>6} {'order':>5} {'SSP C':>6} {'F/block':>7} {'params':>10}  description")
+    print(f"{'model':<14} {'display':<12} {'stages':>6} {'order':>5} {'SSP C':>6} {'F/block':>7} {'params':>10}  "
+          "description")
     for name in names:
-        model = create_model(name, dataset=args.dataset, blocks=args.block, norm=args.norm)
-        cost = model_cost(model)
-        scheme = PRESETS.get(name) if isinstance(name, str) else name
-        label = name if isinstance(name, str) else name.name
-        if scheme is None:  # ark
-            row = (label, 2, 2, "-", "2", "adaptive 2-stage RK, learned c2 = sigmoid(b10)")
+        cost = model_cost(create_model(name, dataset=args.dataset, blocks=args.block, norm=args.norm))
+        entry = get_model_entry(name)
+        if entry.groups:  # a composite model: one block kind per group
+            kinds = entry.blocks_per_group(arch, len(entry.groups[arch]))
+            row = (entry.name, "-", "-", "-", ",".join(str(get_block(k).f_calls) for k in kinds),
+                   f"{entry.description} ({', '.join(kinds)} on {arch})")
         else:
-            c = "-" if scheme.ssp_coefficient is None else f"{scheme.ssp_coefficient:g}"
-            row = (label, scheme.stages, scheme.order, c, str(scheme.f_calls), scheme.description)
-        print(f"{row[0]:<14} {row[1]:>6} {row[2]:>5} {row[3]:>6} {row[4]:>7} {cost['parameters']:>10,}  {row[5]}")
+            b = get_block(name)
+            c = "-" if b.ssp_coefficient is None else f"{b.ssp_coefficient:g}"
+            row = (b.name, b.stages, b.order, c, str(b.f_calls), b.description)
+        print(f"{row[0]:<14} {entry.display:<12} {row[1]:>6} {row[2]:>5} {row[3]:>6} {row[4]:>7} "
+              f"{cost['parameters']:>10,}  {row[5]}")
     return 0

@@ -12,7 +12,6 @@ own with `register_scheme` or load one from a JSON/YAML file with `load_scheme_f
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -184,6 +183,7 @@ def _shu_osher_to_butcher(alpha: list[list[float]], beta: list[list[float]]) -> 
 
 
 PRESETS: dict[str, Scheme] = {}
+RESERVED_NAMES: set[str] = set()  # block kinds registered with their own builder (`sspnet.nn.registry`)
 
 
 def register_scheme(scheme: Scheme, overwrite: bool = False) -> Scheme:
@@ -192,8 +192,8 @@ def register_scheme(scheme: Scheme, overwrite: bool = False) -> Scheme:
         raise ValueError("register_scheme takes a Scheme")
     if scheme.name in PRESETS and not overwrite:
         raise ValueError(f"a scheme named {scheme.name!r} is already registered (pass overwrite=True)")
-    if scheme.name == "ark":
-        raise ValueError("'ark' is reserved for the adaptive RK block")
+    if scheme.name in RESERVED_NAMES:
+        raise ValueError(f"{scheme.name!r} is reserved for a registered block kind; choose another name")
     PRESETS[scheme.name] = scheme
     return scheme
 
@@ -223,22 +223,10 @@ def list_schemes() -> list[str]:
 
 def load_scheme_file(path: str | Path) -> Scheme:
     """Read a scheme from a JSON or YAML file (fields: name, alpha+beta or A+b, order, ssp_coefficient)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"scheme file {p} does not exist")
-    text = p.read_text(encoding="utf-8")
-    if p.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+    from sspnet.io.jsonio import read_mapping_file
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{p}: not valid YAML ({exc})") from exc
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}: not valid JSON ({exc})") from exc
+    p = Path(path)
+    data = read_mapping_file(p, what="scheme file")
     try:
         return Scheme.from_dict(data)
     except ValueError as exc:
@@ -256,5 +244,4 @@ def get_scheme(scheme: str | Scheme | dict | Path) -> Scheme:
         return PRESETS[name]
     if name.endswith((".json", ".yaml", ".yml")) or Path(name).is_file():
         return load_scheme_file(name)
-    valid = ", ".join(list(PRESETS) + ["ark"])
-    raise ValueError(f"unknown scheme {name!r}; valid schemes: {valid}, or a JSON/YAML scheme file")
+    raise ValueError(f"unknown scheme {name!r}; valid schemes: {', '.join(PRESETS)}, or a JSON/YAML scheme file")

@@ -1,0 +1,172 @@
+"""The block and model registry, in the spirit of timm's `register_model`.
+
+A *block* entry knows how to build one residual block (channels, norm, arch, options -> nn.Module), how many
+F calls it makes and how to present itself. Every registered RK scheme (`sspnet.nn.schemes.register_scheme`)
+is a block automatically (the generic `RKBlock`); blocks that are not a fixed scheme, such as the adaptive
+`ark` block, are registered here with their own builder.
+
+A *model* entry names what goes in each block group. By default a model uses its own block in every group;
+a composite entry lists one block per group for each architecture, like the paper's SSP-adap model
+(`ark`: ark, res, ssp2 on CIFAR-10; ark, res, ssp2, ssp2 on TinyImageNet; ark on MNIST).
+
+    from sspnet.nn.registry import f_calls_per_group, display_name
+    f_calls_per_group("ark", "cifar10")   # [2, 1, 2]
+    display_name("ark")                    # 'SSP-adap'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from sspnet.nn.blocks import ARKBlock, RKBlock
+from sspnet.nn.schemes import PRESETS, RESERVED_NAMES, Scheme, get_scheme
+
+BlockBuilder = Callable[[int, str, str, Mapping[str, Any]], nn.Module]
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    """One block kind. build(channels, norm, arch, options) -> block; f_calls: F evaluations per forward;
+    stages / order / ssp_coefficient: for tables (None where they do not apply)."""
+
+    name: str
+    build: BlockBuilder
+    f_calls: int
+    description: str = ""
+    stages: int | None = None
+    order: int | None = None
+    ssp_coefficient: float | None = None
+    scheme: Scheme | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model name: its display name and, for composite models, the block of each group per architecture
+    (arch -> tuple of block names); without `groups` the model's own block fills every group."""
+
+    name: str
+    display: str
+    description: str = ""
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def blocks_per_group(self, arch: str, n_groups: int) -> list[str]:
+        """The block name of each of the n_groups block groups of architecture `arch`."""
+        if self.groups:
+            if arch not in self.groups:
+                raise ValueError(f"model {self.name!r} is not defined for the {arch} architecture; "
+                                 f"it is for: {', '.join(self.groups)}")
+            return list(self.groups[arch])
+        return [self.name] * n_groups
+
+
+_BLOCKS: dict[str, BlockEntry] = {}
+_MODELS: dict[str, ModelEntry] = {}
+# display names of the preset schemes (a user scheme is shown by its own name)
+_DISPLAY = {"res": "ResNet", "ssp2": "SSP-2", "ssp3": "SSP-3", "midrk2": "MidRK2", "midrk2-orig": "MidRK2-orig",
+            "ssp43": "SSP-4,3", "rk4": "RK4"}
+
+
+def register_block(entry: BlockEntry, overwrite: bool = False) -> BlockEntry:
+    """Register a block kind that is not a fixed RK scheme (fixed schemes: `register_scheme`)."""
+    if not overwrite and (entry.name in _BLOCKS or entry.name in PRESETS):
+        raise ValueError(f"a block named {entry.name!r} is already registered (pass overwrite=True)")
+    _BLOCKS[entry.name] = entry
+    RESERVED_NAMES.add(entry.name)
+    return entry
+
+
+def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
+    """Register a model name (its groups must name registered blocks)."""
+    if entry.name in _MODELS and not overwrite:
+        raise ValueError(f"a model named {entry.name!r} is already registered (pass overwrite=True)")
+    for arch, names in entry.groups.items():
+        for b in names:
+            get_block(b)  # ValueError for an unknown block
+    _MODELS[entry.name] = entry
+    return entry
+
+
+def _scheme_entry(scheme: Scheme) -> BlockEntry:
+    def build(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
+        return RKBlock(channels, norm, scheme)
+
+    return BlockEntry(scheme.name, build, scheme.f_calls, scheme.description, scheme.stages, scheme.order,
+                      scheme.ssp_coefficient, scheme)
+
+
+def get_block(kind: str | Scheme | dict | Path) -> BlockEntry:
+    """The block entry of a registered block or scheme name, a Scheme, a dict description or a scheme file.
+
+    Raises ValueError naming the valid models for an unknown name.
+    """
+    if isinstance(kind, str) and kind in _BLOCKS:
+        return _BLOCKS[kind]
+    try:
+        return _scheme_entry(get_scheme(kind))
+    except ValueError as exc:
+        if isinstance(kind, str) and str(exc).startswith("unknown scheme"):
+            raise ValueError(f"unknown model {kind!r}; valid models: {', '.join(list_models())}, or a JSON/YAML "
+                             "scheme file") from None
+        raise
+
+
+def get_model_entry(name: str | Scheme | dict | Path) -> ModelEntry:
+    """The model entry of a name (registered model, scheme name, Scheme or scheme file)."""
+    if isinstance(name, str) and name in _MODELS:
+        return _MODELS[name]
+    block = get_block(name)
+    return ModelEntry(block.name, _DISPLAY.get(block.name, block.name), block.description)
+
+
+def list_models() -> list[str]:
+    """Every name `create_model` accepts: registered schemes, then registered models that are not schemes."""
+    return list(PRESETS) + [m for m in _MODELS if m not in PRESETS]
+
+
+def check_model(name: str | Scheme | dict | Path) -> None:
+    """ValueError (listing the valid names) unless `name` is a registered model, scheme or scheme file."""
+    get_model_entry(name)
+
+
+def f_calls_per_group(name: str | Scheme | dict | Path, arch: str) -> list[int]:
+    """F calls of one block in each block group of model `name` on architecture `arch`."""
+    from sspnet.nn.models import WIDTHS
+
+    entry = get_model_entry(name)
+    blocks = entry.blocks_per_group(arch, len(WIDTHS[arch])) if entry.groups else None
+    if blocks is None:
+        return [get_block(name).f_calls] * len(WIDTHS[arch])
+    return [get_block(b).f_calls for b in blocks]
+
+
+def model_identity(name: str | Scheme | dict | Path) -> str | dict:
+    """What defines the computation of `name`: the registered name, or a scheme file's coefficients (so an
+    edited file is a different model)."""
+    if isinstance(name, str) and (name in _MODELS or name in _BLOCKS or name in PRESETS):
+        return name
+    return get_block(name).scheme.to_dict()
+
+
+def display_name(name: str | Scheme | dict | Path) -> str:
+    """A reader's name: 'ResNet', 'SSP-2', 'SSP-adap', ... (a scheme file: its scheme's name)."""
+    return get_model_entry(name).display
+
+
+# ---- the adaptive RK block and the SSP-adap model ----------------------------------------------------------
+ARK_DEFAULTS = {"mnist": (-1.0, 0.5), "cifar10": (0.25, 1.0), "tinyimagenet": (0.25, 1.0)}  # (a21, b10)
+
+
+def _build_ark(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
+    a21, b10 = ARK_DEFAULTS[arch]
+    return ARKBlock(channels, norm, a21=options.get("a21", a21), b10=options.get("b10", b10),
+                    freeze_a=options.get("freeze_a", True), freeze_b=options.get("freeze_b", False))
+
+
+register_block(BlockEntry("ark", _build_ark, ARKBlock.f_calls, "adaptive 2-stage RK, learned c2 = sigmoid(b10)",
+                          stages=2, order=2))
+register_model(ModelEntry("ark", "SSP-adap", "the paper's SSP-adap: ark in the first group, then res and ssp2",
+                          groups={"mnist": ("ark",), "cifar10": ("ark", "res", "ssp2"),
+                                  "tinyimagenet": ("ark", "res", "ssp2", "ssp2")}))
