@@ -161,3 +161,41 @@ def test_register_scheme_adds_a_model_name():
             register_scheme(s)
     finally:
         PRESETS.pop("ralston2-test")
+
+
+# SSPRK(5,4) of Spiteri & Ruuth (2002), Butcher form as published (14 digits); its SSP coefficient is 1.508.
+SSP54_A = [[0, 0, 0, 0, 0], [0.39175222700392, 0, 0, 0, 0], [0.21766909633821, 0.36841059262959, 0, 0, 0],
+           [0.08269208670950, 0.13995850206999, 0.25189177424738, 0, 0],
+           [0.06796628370320, 0.11503469844438, 0.20703489864929, 0.54497475021237, 0]]
+SSP54_b = [0.14681187618661, 0.24848290924556, 0.10425883036650, 0.27443890091960, 0.22600748319395]
+
+
+def test_ssp_coefficients_and_orders_computed_from_coefficients():
+    from sspnet.nn.scheme_theory import classical_order, ssp_coefficient
+
+    assert round(ssp_coefficient(SSP54_A, SSP54_b), 3) == 1.508
+    assert classical_order(SSP54_A, SSP54_b) == 4
+    expected = {"res": (1, 1.0), "ssp2": (2, 1.0), "ssp3": (3, 1.0), "midrk2": (2, 0.0), "ssp43": (3, 2.0),
+                "rk4": (4, 0.0), "midrk2-orig": (0, None)}
+    for name, (order, c) in expected.items():
+        s = PRESETS[name]
+        assert s.computed_order == order == s.order, name
+        if c is not None:  # every declared preset value is what its coefficients give
+            assert s.computed_ssp_coefficient == pytest.approx(c, abs=1e-6) and s.ssp_coefficient == c, name
+
+
+def test_false_declarations_are_refused_with_computed_values(tmp_path):
+    heun = {"A": [[0, 0], [1, 0]], "b": ["1/2", "1/2"]}
+    with pytest.raises(ValueError, match="declares order 3 but .* only up to order 2; declare order 2"):
+        Scheme.from_dict({"name": "fake3", **heun, "order": 3})
+    with pytest.raises(ValueError, match="declares 3 but its coefficients give 1; declare 1"):
+        Scheme.from_dict({"name": "fake-ssp", **heun, "order": 2, "ssp_coefficient": 3})
+    (tmp_path / "fake.yaml").write_text("name: fake4\nA: [[0, 0], [1, 0]]\nb: [0.5, 0.5]\norder: 4\n"
+                                        "ssp_coefficient: 3\n")
+    with pytest.raises(ValueError, match="fake.yaml: order: 'fake4' declares order 4"):
+        load_scheme_file(tmp_path / "fake.yaml")
+    with pytest.raises(ValueError, match="'RK4-like' declares 0.5 but its coefficients give 0; declare 0"):
+        Scheme.from_butcher("RK4-like", [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]],
+                            [1 / 6, 1 / 3, 1 / 3, 1 / 6], order=4, ssp_coefficient=0.5)
+    ok = Scheme.from_butcher("ssp54", SSP54_A, SSP54_b, order=4, ssp_coefficient=1.50818)
+    assert ok.computed_ssp_coefficient == pytest.approx(1.50818, abs=1e-5)

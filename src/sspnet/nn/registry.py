@@ -30,7 +30,8 @@ BlockBuilder = Callable[[int, str, str, Mapping[str, Any]], nn.Module]
 @dataclass(frozen=True)
 class BlockEntry:
     """One block kind. build(channels, norm, arch, options) -> block; f_calls: F evaluations per forward;
-    stages / order / ssp_coefficient: for tables (None where they do not apply)."""
+    stages / order / ssp_coefficient: for tables (None where they do not apply; for an RK scheme the values
+    computed from its coefficients, not the declared ones)."""
 
     name: str
     build: BlockBuilder
@@ -93,8 +94,8 @@ def _scheme_entry(scheme: Scheme) -> BlockEntry:
     def build(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
         return RKBlock(channels, norm, scheme)
 
-    return BlockEntry(scheme.name, build, scheme.f_calls, scheme.description, scheme.stages, scheme.order,
-                      scheme.ssp_coefficient, scheme)
+    return BlockEntry(scheme.name, build, scheme.f_calls, scheme.description, scheme.stages, scheme.computed_order,
+                      scheme.computed_ssp_coefficient, scheme)
 
 
 def get_block(kind: str | Scheme | dict | Path) -> BlockEntry:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
@@ -98,8 +99,37 @@ class Scheme:
         if self.consistent and abs(sum(b) - 1.0) > 1e-9:
             raise ValueError(f"consistency: the weights b sum to {sum(b):.6g}, must sum to 1 "
                              "(pass consistent=False only to reproduce an inconsistent legacy scheme)")
-        if not isinstance(self.order, int) or self.order < 0:
+        if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 0:
             raise ValueError(f"order must be a non-negative integer, got {self.order!r}")
+        self._check_declared(A, b)
+
+    def _check_declared(self, A: list[list[float]], b: list[float]) -> None:
+        """Refuse a declared order or SSP coefficient that the coefficients do not give (computed values named)."""
+        from sspnet.nn.scheme_theory import MAX_CHECKED_ORDER, classical_order
+
+        got = classical_order(A, b)
+        if self.order > got and (got < MAX_CHECKED_ORDER or self.order <= MAX_CHECKED_ORDER):
+            raise ValueError(f"order: {self.name!r} declares order {self.order} but its coefficients satisfy the "
+                             f"order conditions only up to order {got}; declare order {got}")
+        if self.ssp_coefficient is not None and _VERIFY_SSP:
+            c = self.computed_ssp_coefficient
+            if abs(self.ssp_coefficient - c) > 1e-6 * max(1.0, c):
+                raise ValueError(f"ssp_coefficient: {self.name!r} declares {self.ssp_coefficient:g} but its "
+                                 f"coefficients give {c:.6g}; declare {c:.6g} or leave it out")
+
+    @cached_property
+    def computed_order(self) -> int:
+        """The classical order implied by the coefficients (order conditions checked up to 4)."""
+        from sspnet.nn.scheme_theory import classical_order
+
+        return classical_order(self.butcher_A, self.butcher_b)
+
+    @cached_property
+    def computed_ssp_coefficient(self) -> float:
+        """The SSP coefficient implied by the coefficients (radius of absolute monotonicity; 0: not SSP)."""
+        from sspnet.nn.scheme_theory import ssp_coefficient
+
+        return round(ssp_coefficient(self.butcher_A, self.butcher_b), 6)
 
     @property
     def stages(self) -> int:
@@ -183,6 +213,9 @@ def _shu_osher_to_butcher(alpha: list[list[float]], beta: list[list[float]]) -> 
 
 
 PRESETS: dict[str, Scheme] = {}
+# The presets' declared SSP coefficients are checked by the test suite instead of at every `import sspnet`
+# (that check imports scipy and solves a few hundred small LPs); every other scheme is checked when built.
+_VERIFY_SSP = False
 RESERVED_NAMES: set[str] = set()  # block kinds registered with their own builder (`sspnet.nn.registry`)
 
 
@@ -215,6 +248,9 @@ for _s in (
 register_scheme(Scheme.from_butcher("rk4", [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]],
                                     [1 / 6, 1 / 3, 1 / 3, 1 / 6], order=4, ssp_coefficient=0.0,
                                     description="classic RK4 (not SSP, for contrast)"))
+
+
+_VERIFY_SSP = True
 
 
 def list_schemes() -> list[str]:
