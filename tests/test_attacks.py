@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sspnet.attacks import FGSM, PGD, Ball, FastFGSM, NoiseBall, ball_copies, make_attack
+from sspnet.attacks import ATTACKS, FGSM, PGD, Attack, Ball, FastFGSM, NoiseBall, ball_copies, make_attack
 from sspnet.attacks import autoattack as aa_mod
 
 torch.set_num_threads(1)
@@ -292,6 +292,21 @@ def test_noise_ball_closed_form_and_copies():
     assert xs.shape == (15, 1, 4, 4) and torch.equal(ys, y.repeat(5))
     assert (xs - 0.5).abs().max() <= 0.1 + TOL and (xs - 0.5).abs().max() > 0.05
     assert torch.allclose(xs.mean(), torch.tensor(0.5), atol=0.02)
+
+
+@pytest.mark.parametrize("name", [*ATTACKS, "fastfgsm"])
+def test_factory_builds_every_attack(name):
+    if name == "autoattack":
+        pytest.importorskip("pyautoattack")
+    model = small_model(8)
+    x, y = data(8, 3)
+    attack = make_attack(name, model, 0.1, steps=2, copies=2, mode="keep", quantize=name != "autoattack",
+                         generator=torch.Generator().manual_seed(0))
+    assert isinstance(attack, Attack) and attack.name == name and attack.mode == "keep" and attack.eps == 0.1
+    assert_feasible(attack(x, y), x, 0.1, "linf")
+    expected = {"fgsm": FGSM, "pgd": PGD, "ball": NoiseBall, "fastfgsm": FastFGSM}
+    if name in expected:
+        assert type(attack) is expected[name]
 
 
 def test_grad_stats_count_zero_and_nan_gradients():

@@ -1,6 +1,7 @@
 """Robustness evaluation library and the `sspnet attack` CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,8 +11,10 @@ from torch import nn
 
 import sspnet
 from sspnet.cli import main
-from sspnet.eval.robustness import (AttackStats, EpsResult, EvalConfig, EvalResult, evaluate, sanity_flags, subset_indices,
-                             sweep_table)
+from sspnet.data.subsets import subset_indices
+from sspnet.eval.flags import sanity_flags
+from sspnet.eval.results import AttackStats, EpsResult, EvalResult, sweep_table
+from sspnet.eval.robustness import EvalConfig, evaluate
 
 torch.set_num_threads(1)
 
@@ -50,7 +53,7 @@ def trained(mnist5k_test):
 def test_trained_model_robustness_is_consistent(trained, mnist5k_test):
     images, labels = mnist5k_test
     eps = [0.0, 0.05, 0.1, 0.2, 0.3]
-    cfg = EvalConfig(attack="all", eps=eps, iters=10, n_examples=300, bsize=128)  # alpha = eps / 4
+    cfg = EvalConfig(attack="all", eps=eps, steps=10, n_images=300, batch_size=128)  # alpha = eps / 4
     r = evaluate(trained, images, labels, cfg)
     assert r.n == 300 and r.clean_acc > 0.8
     accs = [x.worst.acc for x in r.results]
@@ -67,17 +70,17 @@ def test_trained_model_robustness_is_consistent(trained, mnist5k_test):
     assert not [f for f in r.flags if f["flag"] in ("pgd_weaker_than_fgsm", "acc_not_decreasing")]
     json.loads(json.dumps(r.to_dict()))
     assert r.adversarial["eps4"].shape == (300, 1, 28, 28)
-    assert torch.equal(r.adversarial["index"], subset_indices(1000, 300))
+    assert torch.equal(r.adversarial["index"], subset_indices(labels, 300))
 
 
 def test_eps_zero_equals_clean_and_results_are_per_sample(mnist5k_test):
     images, labels = mnist5k_test
     model = stand_in(1).eval()
-    r = evaluate(model, images, labels, EvalConfig(attack="fgsm,pgd", eps=[0.0], iters=2, n_examples=50))
+    r = evaluate(model, images, labels, EvalConfig(attack="fgsm,pgd", eps=[0.0], steps=2, n_images=50))
     with torch.no_grad():
-        x = images[subset_indices(1000, 50)].float() / 255
+        x = images[subset_indices(labels, 50)].float() / 255
         out = model(x)
-    y = labels[subset_indices(1000, 50)]
+    y = labels[subset_indices(labels, 50)]
     assert r.clean_acc == pytest.approx(float((out.argmax(1) == y).float().mean()))
     assert r.clean_loss == pytest.approx(float(F.cross_entropy(out, y)), rel=1e-5)
     assert r.results[0].attacks["pgd"].acc == r.clean_acc
@@ -85,19 +88,102 @@ def test_eps_zero_equals_clean_and_results_are_per_sample(mnist5k_test):
     assert torch.equal(r.per_sample["clean/pred"].long(), out.argmax(1))
 
 
+def sorted_split(n_per_class=20, classes=10, seed=0):
+    """Random images with labels sorted by class (as the mnist5k test split): a prefix holds one class only."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    return torch.randint(0, 256, (len(labels), 1, 28, 28), generator=g, dtype=torch.uint8), labels
+
+
+def test_n_images_is_stratified_nested_and_recorded():
+    images, labels = sorted_split()
+    model = stand_in(3).eval()
+    small = evaluate(model, images, labels, EvalConfig(attack="fgsm", eps=[0.1], n_images=10))
+    large = evaluate(model, images, labels, EvalConfig(attack="fgsm", eps=[0.1], n_images=30))
+    assert small.subset["per_class"] == [1] * 10 and large.subset["per_class"] == [3] * 10
+    assert set(small.indices.tolist()) <= set(large.indices.tolist())
+    assert small.subset["indices"] == small.indices.tolist() == sorted(small.indices.tolist())
+    assert small.subset["rule"] == "stratified-v1" and small.subset["seed"] == 0 and small.subset["n"] == 10
+    assert json.loads(json.dumps(small.to_dict()))["subset"] == small.subset
+    assert torch.equal(small.per_sample["label"], labels[small.indices])
+
+
+def test_explicit_indices():
+    images, labels = sorted_split()
+    model = stand_in(3).eval()
+    r = evaluate(model, images, labels, EvalConfig(attack="fgsm", eps=[0.1]), indices=[150, 3, 77])
+    assert r.indices.tolist() == [3, 77, 150] and r.n == 3 and r.subset["rule"] == "given"
+    same = evaluate(model, images, labels, EvalConfig(attack="fgsm", eps=[0.1]), indices=subset_indices(labels, 12))
+    assert same.subset["rule"] == "stratified-v1"
+    for kw, message in (({"indices": [1, 1]}, "repeat"), ({"indices": [200]}, "lie in"),
+                        ({"indices": [0.5]}, "integer")):
+        with pytest.raises(ValueError, match=message):
+            evaluate(model, images, labels, EvalConfig(attack="fgsm", eps=[0.1]), **kw)
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(model, images, labels, EvalConfig(attack="fgsm", eps=[0.1], n_images=5), indices=[1, 2])
+
+
+def test_correct_matches_reported_accuracy(mnist5k_test):
+    images, labels = mnist5k_test
+    model = stand_in(4).eval()
+    eps = [0.05, 0.2]
+    r = evaluate(model, images, labels, EvalConfig(attack="fgsm,pgd,ball", eps=eps, steps=3, copies=2, n_images=60,
+                                                   batch_size=25))
+    assert r.correct("clean").dtype == torch.bool
+    assert r.accuracy("clean") == r.clean_acc == float(r.correct("clean").float().mean())
+    for e in eps:
+        res = r.at(e)
+        for name in ("fgsm", "pgd", "ball"):
+            assert float(r.correct(name, e).float().mean()) == res.attacks[name].acc
+        assert r.accuracy("worst", e) == res.worst.acc
+        worst_ok = r.correct("worst", e)
+        assert torch.equal(worst_ok, r.correct("fgsm", e) & r.correct("pgd", e) & r.correct("ball", e))
+    sub = subset_indices(labels, 20)  # nested: inside the 60
+    assert torch.equal(r.correct("pgd", 0.2, indices=sub), r.correct("pgd", 0.2)[torch.isin(r.indices, sub)])
+    with pytest.raises(ValueError, match="not evaluated"):
+        r.correct("pgd", 0.1)
+    with pytest.raises(ValueError, match="pass eps"):
+        r.correct("pgd")
+    with pytest.raises(ValueError, match="was not evaluated"):
+        r.correct("autoattack", 0.2)
+
+
+@pytest.mark.parametrize("name", ["pgd", "fgsm"])
+def test_keep_adv_of_a_named_attack_equals_that_attack_alone(mnist5k_test, name):
+    from sspnet.attacks import make_attack
+
+    images, labels = mnist5k_test
+    model = stand_in(5).eval()
+    cfg = EvalConfig(attack="fgsm,pgd,ball", eps=[0.1, 0.2], steps=4, copies=2, n_images=40, batch_size=16,
+                     keep_attack=name)
+    r = evaluate(model, images, labels, cfg)
+    worst = evaluate(model, images, labels, dataclasses.replace(cfg, keep_attack="worst"))
+    assert torch.equal(r.adversarial["index"], r.indices)
+    x, y = images[r.indices].float() / 255, labels[r.indices]
+    for e in cfg.eps:
+        attack = make_attack(name, model, e, alpha=cfg.alpha_for(e), steps=4, quantize=True)
+        alone = torch.cat([attack(x[s:s + 16], y[s:s + 16]) for s in range(0, 40, 16)])
+        assert torch.equal(r.adversarial_images(e), alone)
+        assert torch.equal(r.adversarial_images(e, r.indices[[3, 17, 30]]), alone[[3, 17, 30]])
+        with torch.no_grad():
+            assert torch.equal(model(alone).argmax(1) == y, r.correct(name, e))
+        if name == "fgsm":  # here PGD is the worst case of every image: the kept images must not be those
+            assert not torch.equal(worst.adversarial_images(e), alone)
+    info = r.attack_info(name, 0.2)
+    assert info["name"] == name and info["eps"] == 0.2 and info["quantize"] is True
+    first = evaluate(model, images, labels, dataclasses.replace(cfg, keep_adv=5))
+    assert first.adversarial["eps0"].shape[0] == 5 and torch.equal(first.adversarial["index"], first.indices[:5])
+    with pytest.raises(ValueError, match="not in the kept"):
+        first.adversarial_images(0.1, first.indices[5:6])
+
+
 def test_model_mode_restored_and_float_input_accepted():
     model = stand_in(2).train()
     x = torch.rand(20, 1, 28, 28)
     y = torch.randint(0, 10, (20,))
-    r = evaluate(model, x, y, EvalConfig(attack="ball", eps=[0.1], copies=2, bsize=7))
+    r = evaluate(model, x, y, EvalConfig(attack="ball", eps=[0.1], copies=2, batch_size=7))
     assert model.training and r.n == 20
     assert r.results[0].attacks["ball"].linf_max <= 0.1 + 1e-6
-
-
-def test_subset_indices_even_spacing():
-    assert subset_indices(10, None).tolist() == list(range(10))
-    assert subset_indices(10, 20).tolist() == list(range(10))
-    assert subset_indices(1000, 4).tolist() == [0, 250, 500, 750]
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -105,11 +191,12 @@ def test_subset_indices_even_spacing():
     ({"eps": [1.5]}, "beyond the pixel range"),
     ({"eps": []}, "at least one value"),
     ({"alpha": 0.0}, "alpha must be a finite number > 0"),
-    ({"iters": -1}, "iters must be an integer >= 0"),
-    ({"bsize": 0}, "bsize"),
+    ({"steps": -1}, "steps must be an integer >= 0"),
+    ({"batch_size": 0}, "batch_size"),
     ({"attack": "cw"}, "valid attacks"),
     ({"norm": "l1"}, "valid norms"),
-    ({"n_examples": 0}, "n_examples"),
+    ({"n_images": 0}, "n_images"),
+    ({"keep_attack": "ball"}, "keep_attack must be 'worst' or one of the attacks run"),
 ])
 def test_config_validation(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -121,7 +208,7 @@ def test_empty_set_and_wrong_labels_raise():
     with pytest.raises(ValueError, match="empty"):
         evaluate(model, torch.zeros(0, 1, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), EvalConfig())
     with pytest.raises(ValueError, match="classes"):
-        evaluate(model, torch.zeros(2, 1, 28, 28), torch.tensor([3, 12]), EvalConfig(eps=[0.1], iters=1))
+        evaluate(model, torch.zeros(2, 1, 28, 28), torch.tensor([3, 12]), EvalConfig(eps=[0.1], steps=1))
 
 
 def _stats(name, acc):
@@ -155,7 +242,7 @@ def test_zero_gradient_model_is_flagged():
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     with torch.no_grad():
         model[1].weight.zero_()
-    r = evaluate(model, torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,)), EvalConfig(eps=[0.1], iters=2))
+    r = evaluate(model, torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,)), EvalConfig(eps=[0.1], steps=2))
     assert "zero_input_gradients" in {f["flag"] for f in r.flags}
 
 
@@ -177,7 +264,7 @@ def run_dir(tmp_path_factory):
     return folder
 
 
-def test_cli_writes_json_png_and_adversarial_examples(run_dir, capsys):
+def test_cli_writes_json_png_and_adversarial_examples(run_dir, capsys, mnist5k_test):
     from safetensors.torch import load_file
 
     rc = main(["attack", str(run_dir), "--attack", "all", "--eps", "0.1", "0.3", "--iters", "2", "--copies", "2",
@@ -195,7 +282,8 @@ def test_cli_writes_json_png_and_adversarial_examples(run_dir, capsys):
         assert (run_dir / f"attack_all_{eps}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         adv = load_file(run_dir / f"attack_all_{eps}.safetensors")
         assert adv["adversarial"].dtype == torch.uint8 and adv["adversarial"].shape == (12, 1, 28, 28)
-        assert adv["index"].tolist() == subset_indices(1000, 12).tolist()
+        assert adv["index"].tolist() == subset_indices(mnist5k_test[1], 12).tolist() == data["subset"]["indices"]
+        assert data["subset"]["rule"] == "stratified-v1" and min(data["subset"]["per_class"]) >= 1
     sweep = json.loads((run_dir / "attack_all_sweep.json").read_text())
     assert [r["eps"] for r in sweep["results"]] == [0.1, 0.3]
     assert (run_dir / "attack_all_sweep.png").is_file()

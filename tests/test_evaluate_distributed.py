@@ -11,7 +11,7 @@ from torch import nn
 
 from sspnet.eval.robustness import EvalConfig, evaluate
 
-CFG = EvalConfig(attack="fgsm,pgd,ball", eps=[0.05, 0.1], iters=3, copies=2, bsize=8)
+CFG = EvalConfig(attack="fgsm,pgd,ball", eps=[0.05, 0.1], steps=3, copies=2, batch_size=8)
 
 
 def _model():
@@ -31,8 +31,10 @@ def _worker(rank, world, port, q):
     try:
         x, y = _data()
         r = evaluate(_model(), x, y, CFG)
+        one = evaluate(_model(), x, y, CFG, indices=[5])  # rank 1 has no image: it must still take part
         # plain lists: tensors sent through a queue die with the worker's shared memory
-        q.put((rank, r.to_dict(), {k: v.tolist() for k, v in r.per_sample.items()}, r.adversarial["index"].tolist()))
+        q.put((rank, r.to_dict(), {k: v.tolist() for k, v in r.per_sample.items()}, r.adversarial["index"].tolist(),
+               one.to_dict()))
     finally:
         dist.destroy_process_group()
 
@@ -54,7 +56,9 @@ def test_sharded_evaluation_matches_single_process():
         p.join(timeout=60)
     assert [o[2]["index"] for o in outs] == [list(range(37))] * 2
     assert outs[0][3] == list(range(0, 37, 2)) and outs[1][3] == list(range(1, 37, 2))
-    for rank, result, per_sample, _ in outs:
+    single = evaluate(_model(), x, y, cfg, indices=[5])
+    for rank, result, per_sample, _, one in outs:
+        assert one["n"] == 1 and one["subset"]["indices"] == [5] and one["clean_acc"] == single.clean_acc
         assert result["world_size"] == 2 and result["n"] == 37
         assert result["clean_acc"] == pytest.approx(ref.clean_acc)
         for k, v in ref.per_sample.items():

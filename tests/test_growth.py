@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import sspnet
-from sspnet.eval.growth import (GrowthConfig, GrowthResult, measure_growth, noise_like, p_name, sample_ratios,
-                           trace_features)
+from sspnet.attacks import random_point
+from sspnet.eval.growth import GrowthConfig, GrowthResult, measure_growth, p_name, sample_ratios, trace_features
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,7 +50,7 @@ def test_identity_group_has_ratio_exactly_one(scheme):
     model = tiny(scheme)
     zero_residuals(model)
     x = images()
-    r = sample_ratios(model, x, noise_like(x, 0.3, "sign", torch.Generator().manual_seed(1)))
+    r = sample_ratios(model, x, random_point(x, 0.3, "sign", generator=torch.Generator().manual_seed(1)))
     for key in ("groups", "blocks"):
         for p in ("1", "2", "inf"):
             if scheme == "ssp3":  # 1/3 x + 2/3 (3/4 x + 1/4 x) = x only up to float32 rounding
@@ -65,7 +65,7 @@ def test_scalar_linear_blocks_match_closed_form():
     model.double()
     x = images(5).double()
     res = measure_growth(model, x, torch.zeros(5, dtype=torch.long), GrowthConfig(eps=0.2, noise="uniform"),
-                         x_adv=noise_like(x, 0.2, "sign", torch.Generator().manual_seed(3)))
+                         x_adv=random_point(x, 0.2, "sign", generator=torch.Generator().manual_seed(3)))
     for prof in (res.adversarial, res.baseline):
         for p in ("1", "2", "inf"):
             assert prof.groups[p] == pytest.approx([1.0], rel=1e-12)  # |2 * -0.5|
@@ -80,7 +80,7 @@ def test_channel_mixing_group_matches_hand_computation():
     c1, c2 = nn.Conv2d(64, 64, 1).double(), nn.Conv2d(64, 64, 1).double()
     model.groups[0] = nn.Sequential(c1, c2)
     x = images(4).double()
-    xp = noise_like(x, 0.3, "uniform", torch.Generator().manual_seed(2))
+    xp = random_point(x, 0.3, "uniform", generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         d = (model.stem(model.normalize(xp)) - model.stem(model.normalize(x))).numpy()  # B x 64 x 6 x 6
     w1 = c1.weight.detach().numpy()[:, :, 0, 0]
@@ -104,7 +104,7 @@ def test_cifar_structure_groups_after_transitions():
     with torch.no_grad():
         assert torch.equal(g_in[1], model.transitions[0](g_out[0]))
         assert torch.equal(model.head(g_out[-1]), model(x))
-    r = sample_ratios(model, x, noise_like(x, 8 / 255))
+    r = sample_ratios(model, x, random_point(x, 8 / 255, "sign"))
     # one block per group: the block profile is the group profile
     for p in ("1", "2", "inf"):
         assert r["groups"][p].shape == (3, 3)
@@ -115,23 +115,71 @@ def test_zero_perturbation_is_skipped_not_averaged():
     model = tiny("res")
     x = images(4)
     xp = x.clone()
-    xp[:2] = noise_like(x[:2], 0.1)
+    xp[:2] = random_point(x[:2], 0.1, "sign")
     res = measure_growth(model, x, torch.zeros(4, dtype=torch.long), GrowthConfig(eps=0.1, noise="none"), x_adv=xp)
-    assert res.adversarial.skipped == 2
+    assert res.adversarial.skipped == 2 and res.adversarial.undefined == []
     expected = sample_ratios(model, x[:2], xp[:2])["groups"]["2"].mean().item()
     assert res.adversarial.groups["2"][0] == pytest.approx(expected, rel=1e-12)
     assert res.baseline is None
 
 
-def test_noise_stays_in_ball_and_pixel_range():
+def test_noise_baseline_is_sign_noise_clipped():
+    """The baseline keeps its semantics: every pixel moved by +-eps, then clipped to [0, 1]."""
     x = images(8)
-    for kind in ("sign", "uniform"):
-        xn = noise_like(x, 0.3, kind, torch.Generator().manual_seed(0))
-        assert xn.min() >= 0 and xn.max() <= 1
-        assert (xn - x).abs().max() <= 0.3 + 1e-6
-    xs = noise_like(x, 0.3, "sign")
+    xs = random_point(x, 0.3, "sign", generator=torch.Generator().manual_seed(0))
+    assert xs.min() >= 0 and xs.max() <= 1 and (xs - x).abs().max() <= 0.3 + 1e-6
     inside = (x > 0.3) & (x < 0.7)
     assert torch.allclose((xs - x).abs()[inside], torch.full_like(x[inside], 0.3), atol=1e-6)
+    up, down = (x + 0.3).clamp(0, 1), (x - 0.3).clamp(0, 1)
+    assert ((xs == up) | (xs == down)).all() and (xs == up).any() and (xs == down).any()
+
+
+def sorted_split(per_class: int = 3, classes: int = 10, shape=(1, 28, 28)):
+    """uint8 images with labels sorted by class: any prefix holds too few classes."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return torch.randint(0, 256, (len(labels), *shape), generator=g, dtype=torch.uint8), labels
+
+
+def test_growth_uses_every_class_of_a_sorted_split_and_records_it():
+    model = tiny("res")
+    x, y = sorted_split()
+    res = measure_growth(model, x, y, GrowthConfig(eps=0.1, alpha=0.05, steps=1, n_images=10, batch_size=4))
+    assert res.n == 10 and res.subset["per_class"] == [1] * 10 and res.subset["rule"] == "stratified-v1"
+    assert len(res.subset["indices"]) == 10 and res.subset["seed"] == 0
+    bigger = measure_growth(model, x, y, GrowthConfig(eps=0.1, steps=1, alpha=0.05, n_images=20, noise="none"))
+    assert set(res.subset["indices"]) <= set(bigger.subset["indices"])  # nested
+
+
+def test_given_adversarial_images_for_the_split_or_for_the_selection():
+    model = tiny("res")
+    x, y = sorted_split()
+    xf = x.float() / 255
+    x_adv = random_point(xf, 0.1, "uniform", generator=torch.Generator().manual_seed(4))
+    idx = torch.tensor([2, 9, 15, 28])
+    cfg = GrowthConfig(eps=0.1, noise="none")
+    whole = measure_growth(model, x, y, cfg, indices=idx, x_adv=x_adv)
+    picked = measure_growth(model, x, y, cfg, indices=idx, x_adv=x_adv[idx])
+    assert whole.adversarial == picked.adversarial and whole.subset["rule"] == "given"
+    expected = sample_ratios(model, xf[idx], x_adv[idx])["groups"]["2"].mean().item()
+    assert whole.adversarial.groups["2"][0] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="one image per selected image"):
+        measure_growth(model, x, y, cfg, indices=idx, x_adv=x_adv[:5])
+
+
+def test_undefined_ratios_raise_or_say_why():
+    model = tiny("res")
+    x, y = sorted_split()
+    with pytest.raises(ValueError, match="below one 8-bit level"):
+        measure_growth(model, x, y, GrowthConfig(eps=0.5 / 255, alpha=0.5 / 255, steps=1, n_images=4))
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        measure_growth(model, x, y, GrowthConfig(eps=0.0, n_images=4))
+    res = measure_growth(model, x, y, GrowthConfig(eps=0.5 / 255, steps=1, n_images=4, quantize=False))
+    assert res.adversarial.undefined == [] and not any(math.isnan(v) for v in res.adversarial.groups["2"])
+    with pytest.warns(UserWarning, match="undefined"):
+        same = measure_growth(model, x, y, GrowthConfig(eps=0.1, noise="none", n_images=4), x_adv=x)
+    assert math.isnan(same.adversarial.groups["2"][0]) and same.adversarial.skipped == 4
+    assert same.adversarial.undefined[0].startswith("adversarial group 0: the perturbation is exactly 0")
 
 
 def test_default_adversary_is_pgd20_at_dataset_eps_and_json_round_trip(tmp_path):
@@ -146,10 +194,14 @@ def test_default_adversary_is_pgd20_at_dataset_eps_and_json_round_trip(tmp_path)
     assert res.noise["eps"] == spec.train_eps and res.blocks_per_group == [2] and res.f_calls_per_block == [2, 2]
     assert all(v > 0 for v in res.adversarial.blocks["inf"])
     res.adversarial.groups["1"][0] = math.nan
+    res.adversarial.std_blocks["2"][1] = math.nan
     path = res.save(tmp_path / "g.json")
+    assert "NaN" not in path.read_text()  # strict JSON: NaN stored as null
     back = GrowthResult.load(path)
-    assert math.isnan(back.adversarial.groups["1"][0])
+    assert math.isnan(back.adversarial.groups["1"][0]) and math.isnan(back.adversarial.std_blocks["2"][1])
     assert back.adversarial.blocks == res.adversarial.blocks and back.baseline == res.baseline
+    assert back.subset == res.subset and back.subset["indices"] == [0, 1, 2, 3] and back.baseline.undefined == []
+    assert back.run_dir is None and back.adversary == res.adversary
 
 
 def test_bad_options_raise_value_errors():

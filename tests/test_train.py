@@ -1,4 +1,5 @@
 """Training runs in-process on the bundled mnist5k: accuracy, adversarial modes, run folder, guards."""
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 from sspnet.io import files as fileio
 from sspnet.train import NonFiniteLossError, TrainConfig, load_state, train
 
-TINY = dict(dataset="mnist5k", model="res", blocks=1, batch_size=16, quiet=True, test_limit=100, seed=1)
+TINY = dict(dataset="mnist5k", model="res", blocks=1, batch_size=16, quiet=True, eval_n_images=100, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def test_run_folder_layout(trained):
     cfg = json.loads((run / "config.json").read_text())
     assert set(cfg["provenance"]) >= {"sspnet_version", "torch_version", "git_hash"}
     assert cfg["config"]["lr"] == 4e-3 and cfg["config"]["milestones"] == [60, 100, 140]
+    assert cfg["format_version"] == 2 and (cfg["config"]["eps"], cfg["config"]["steps"]) == (0.3, 10)
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3] and lines == trained.history
     for key in ("train_loss", "train_acc", "adv_train_acc", "test_loss", "test_acc", "lr", "images_per_s", "seconds"):
@@ -56,7 +58,7 @@ def test_run_folder_layout(trained):
 
 @pytest.mark.parametrize("adv", ["fgsm", "pgd", "ball", "fast"])
 def test_adversarial_modes_run_and_are_harder_than_clean(trained, tmp_path, adv):
-    cfg = TrainConfig(**{**TINY, "batch_size": 32}, epochs=1, adv=adv, iters=2, steps_per_epoch=2, opt="adam",
+    cfg = TrainConfig(**{**TINY, "batch_size": 32}, epochs=1, adv=adv, steps=2, steps_per_epoch=2, opt="adam",
                       lr=1e-4, init_from=str(trained.run_dir), save=str(tmp_path / adv), craft_eval=adv == "fgsm",
                       clean_metrics=True)
     rec = train(cfg).final
@@ -74,7 +76,7 @@ def test_adversarial_training_skips_the_clean_forward_unless_asked(tmp_path, mon
     calls = []
     forward = SSPNet.forward
     monkeypatch.setattr(SSPNet, "forward", lambda self, x: (calls.append(torch.is_grad_enabled()), forward(self, x))[1])
-    cfg = TrainConfig(**TINY, epochs=1, adv="pgd", iters=2, steps_per_epoch=1, save=str(tmp_path / "r"), save_every=0)
+    cfg = TrainConfig(**TINY, epochs=1, adv="pgd", steps=2, steps_per_epoch=1, save=str(tmp_path / "r"), save_every=0)
     rec = train(cfg).final
     # one step: 2 attack forwards + 1 training forward with grad; the test evaluation runs without grad
     assert calls[:3] == [True, True, True] and not any(calls[3:])
@@ -145,8 +147,8 @@ def test_nan_guard_names_epoch_and_step_and_keeps_last_good_state(tmp_path, monk
     run = tmp_path / "r"
     train(TrainConfig(**TINY, epochs=1, steps_per_epoch=4, save=str(run)))
     good = (run / "last.pt").read_bytes()
-    import sspnet.train.loop as tr
-    real_create = tr._create_model
+    import sspnet.train.setup as setup
+    real_create = setup.build_model
     calls = {"n": 0}
 
     def poisoned(cfg):
@@ -158,10 +160,66 @@ def test_nan_guard_names_epoch_and_step_and_keeps_last_good_state(tmp_path, monk
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(tr, "_create_model", poisoned)
+    monkeypatch.setattr(setup, "build_model", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3") as info:
         train(TrainConfig.from_run(run, epochs=2, log_interval=50))
     assert (info.value.epoch, info.value.step) == (2, 3)
     assert (run / "last.pt").read_bytes() == good
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert "non-finite" in (run / "train.log").read_text()
+
+
+def _write_old_format(run: Path, unit: float) -> None:
+    """Rewrite run/config.json as sspnet wrote it before pixel units: config.eps / alpha in CLI units (the
+    dataset's `unit`), old names iters / test_limit, exact pixel values in top-level eps_px / alpha_px."""
+    doc = json.loads((run / "config.json").read_text())
+    cfg = doc.pop("config")
+    eps_px, alpha_px = cfg["eps"], cfg["alpha"]
+    cfg.update(eps=eps_px / unit, alpha=alpha_px / unit, iters=cfg.pop("steps"), test_limit=cfg.pop("eval_n_images"))
+    doc.pop("format_version")
+    (run / "config.json").write_text(json.dumps({"config": cfg, "eps_px": eps_px, "alpha_px": alpha_px, **doc}))
+
+
+def test_old_format_config_json_resumes_with_pixel_eps(tmp_path):
+    from sspnet.train import read_run_config
+
+    run = tmp_path / "r"
+    train(TrainConfig(**TINY, epochs=1, adv="pgd", steps=2, eps=0.2, alpha=0.05, steps_per_epoch=1, save=str(run)))
+    _write_old_format(run, 1.0)
+    saved = read_run_config(run)
+    assert (saved["eps"], saved["alpha"], saved["steps"], saved["eval_n_images"]) == (0.2, 0.05, 2, 100)
+    result = train(TrainConfig.from_run(run, epochs=2))
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    doc = json.loads((run / "config.json").read_text())  # rewritten in the current format
+    assert doc["format_version"] == 2 and doc["config"]["eps"] == 0.2 and "eps_px" not in doc
+    # cifar10 (no data needed): CLI units 8 and 2 in config, the pixel values taken from eps_px / alpha_px
+    c10 = tmp_path / "c10"
+    c10.mkdir()
+    (c10 / "config.json").write_text(json.dumps({
+        "config": {"dataset": "cifar10", "adv": "pgd", "eps": 8.0, "alpha": 2.0, "iters": 7, "test_limit": 500},
+        "eps_px": 8 / 255, "alpha_px": 2 / 255, "world_size": 1}))
+    cfg = TrainConfig.from_run(c10)
+    cfg.validate()
+    assert (cfg.eps, cfg.alpha, cfg.steps, cfg.eval_n_images) == (8 / 255, 2 / 255, 7, 500)
+    from sspnet.distributed import DistInfo
+    from sspnet.train.folder import RunFolder
+
+    RunFolder(cfg.resolved(), DistInfo()).check()  # the identity check agrees with the old folder
+    with pytest.raises(ValueError, match="cannot resume .* eps="):
+        RunFolder(dataclasses.replace(cfg, eps=8.0 / 255 / 2).resolved(), DistInfo()).check()
+
+
+def test_eval_subset_of_a_label_sorted_split_covers_every_class():
+    from sspnet.data import load
+    from sspnet.data.subsets import subset_indices
+    from sspnet.train.setup import eval_subset
+
+    x, y = load("mnist5k", split="test")
+    assert torch.equal(y, y.sort().values)  # sorted by label: a prefix would hold class 0 only
+    xs, ys = eval_subset(x, y, 30)
+    assert torch.bincount(ys, minlength=10).tolist() == [3] * 10
+    idx = subset_indices(y, 30)
+    assert torch.equal(ys, y[idx]) and torch.equal(xs, x[idx])
+    small = eval_subset(x, y, 12)[1]
+    assert len(set(small.tolist())) == 10
+    assert eval_subset(x, y, None)[0] is x and eval_subset(x, y, 5000)[1] is y

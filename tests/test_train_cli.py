@@ -63,3 +63,56 @@ def test_config_file_fills_defaults_and_flags_override(tmp_path):
     args = build_parser().parse_args(["train", "--config", str(tmp_path / "bad.json")])
     with pytest.raises(ValueError, match="unknown training option 'learning_rate'"):
         config_from_args(args)
+
+
+def _config(argv):
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_eps_and_alpha_flags_are_converted_to_pixel_units():
+    c = _config(["--dataset", "cifar10", "--eps", "8", "--alpha", "2"])
+    assert (c.eps, c.alpha) == (8 / 255, 2 / 255)
+    assert _config(["--dataset", "tiny", "--eps", "4"]).eps == 4 / 255
+    assert _config(["--dataset", "mnist5k", "--eps", "0.3"]).eps == 0.3
+    assert _config(["--dataset", "cifar10"]).eps is None  # the default is filled in (in pixels) by resolved()
+
+
+def test_config_file_eps_is_in_cli_units_too(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("dataset: cifar10\neps: 8\nalpha: 2\niters: 3\ntest-limit: 40\n")
+    c = _config(["--config", str(f)])
+    assert (c.eps, c.alpha, c.steps, c.eval_n_images) == (8 / 255, 2 / 255, 3, 40)
+    assert _config(["--config", str(f), "--eps", "4"]).eps == 4 / 255  # the flag wins
+    assert _config(["--config", str(f), "--dataset", "mnist5k", "--eps", "0.2"]).eps == 0.2
+
+
+def test_resume_keeps_the_saved_pixel_eps_and_converts_new_flags(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format_version": 2, "config": {
+        "dataset": "cifar10", "adv": "pgd", "eps": 8 / 255, "alpha": 2 / 255, "steps": 7, "epochs": 3}}))
+    c = _config(["--resume", str(run)])
+    assert (c.eps, c.alpha, c.steps, c.resume, c.save) == (8 / 255, 2 / 255, 7, True, str(run))
+    assert _config(["--resume", str(run), "--alpha", "1"]).alpha == 1 / 255
+
+
+def test_checkpoint_args_keep_the_original_units():
+    from sspnet.train import TrainConfig
+    from sspnet.train.folder import original_args
+
+    args = original_args(TrainConfig(dataset="cifar10", adv="pgd").resolved())
+    assert (args["eps"], args["alpha"], args["iters"]) == (8.0, 2.0, 7)
+    assert original_args(TrainConfig(dataset="mnist5k", eps=0.2).resolved())["eps"] == 0.2
+
+
+def test_bad_config_file_and_eps_exit_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [ssp2\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sspnet train: error: config file") and "not valid YAML" in err and err.count("\n") == 1
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file" in capsys.readouterr().err
+    assert main(["train", "--dataset", "cifar10", "--eps", "300", "--save", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--eps 300" in err and "units of 1/255" in err and "Traceback" not in err

@@ -1,5 +1,7 @@
-"""Optimizer and schedule construction (sspnet.optim) and TrainConfig resolution: closed forms, no training."""
+"""The parts of training without a training run: optimizers and schedules (sspnet.train.optim), TrainConfig
+resolution and validation, the metrics meter, TrainState's last.pt round trip."""
 import io
+import random
 
 import pytest
 import torch
@@ -68,12 +70,13 @@ def test_cyclic_is_a_triangle_and_state_round_trips_weights_only():
     assert sched2.last_epoch == 3 and sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
 
 
-def test_resolved_config_fills_original_defaults():
+def test_resolved_config_fills_original_defaults_in_pixel_units():
     c = TrainConfig(dataset="cifar10", adv="pgd").resolved()
-    assert (c.lr, c.decay, c.milestones, c.iters) == (0.1, 5e-4, [80, 140, 180], 7)
-    assert (c.eps, c.alpha) == (8.0, 2.0)  # CLI units: 1/255
+    assert (c.lr, c.decay, c.milestones, c.steps) == (0.1, 5e-4, [80, 140, 180], 7)
+    assert (c.eps, c.alpha) == (8 / 255, 2 / 255)
+    assert TrainConfig(dataset="tiny").resolved().eps == 4 / 255
     m = TrainConfig(dataset="mnist5k", opt="adam").resolved()
-    assert (m.lr, m.decay, m.milestones, m.iters, m.eps, m.alpha) == (1e-3, 0.0, [60, 100, 140], 10, 0.3, 0.05)
+    assert (m.lr, m.decay, m.milestones, m.steps, m.eps, m.alpha) == (1e-3, 0.0, [60, 100, 140], 10, 0.3, 0.05)
     assert TrainConfig(dataset="fmnist").resolved().eps == 0.1
     assert TrainConfig(dataset="mnist5k", seed=3).resolved().save.endswith("mnist5k-res-none-seed3")
 
@@ -84,6 +87,12 @@ def test_resolved_config_fills_original_defaults():
     ({"adv": "cw"}, "valid adversaries: none, fgsm, pgd, ball, fast"), ({"batch_size": 4001}, "larger than the 4000"),
     ({"schedule": "cosine"}, "valid schedules"), ({"dataset": "svhn"}, "valid datasets"),
     ({"eps": 8.0}, "whole pixel range"), ({"milestones": [0]}, "positive epoch"),
+    ({"dataset": "cifar10", "eps": 8.0},
+     r"--eps 2040 \(TrainConfig.eps=8 in pixel units\) .* units of 1/255, at most 255"),
+    ({"dataset": "cifar10", "alpha": -2 / 255},
+     r"--alpha must be a finite number >= 0 \(on cifar10 in units of 1/255\), got -2"),
+    ({"steps": 0}, "--iters must be an integer >= 1"), ({"eval_n_images": 0}, "--test-limit must be an integer >= 1"),
+    ({"save_every": -1}, "--save-every must be an integer >= 0"), ({"adv": "pgd", "alpha": 0.0}, "--alpha must be > 0"),
     ({"resume": True, "force": True, "save": "x"}, "contradict"),
 ])
 def test_validate_rejects_bad_options(kw, match):
@@ -94,5 +103,87 @@ def test_validate_rejects_bad_options(kw, match):
 def test_from_dict_accepts_original_names_and_rejects_unknown():
     c = TrainConfig.from_dict({"tbsize": 64, "block": 2, "data-root": "/d", "checkpoint": True})
     assert (c.batch_size, c.blocks, c.data_root, c.activation_checkpointing) == (64, 2, "/d", True)
+    old = TrainConfig.from_dict({"iters": 3, "test_limit": 50})  # the names of earlier sspnet versions
+    assert (old.steps, old.eval_n_images) == (3, 50)
+    assert TrainConfig.from_dict({"test-limit": 7, "eval-n-images": 9}).eval_n_images == 9
     with pytest.raises(ValueError, match="unknown training option 'bogus'"):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_meter_named_sums_means_and_all_reduce(monkeypatch):
+    from sspnet.train import meter as meter_module
+    from sspnet.train.meter import TRAIN_SUMS, Meter
+
+    m = Meter(TRAIN_SUMS)
+    assert m.sums.dtype == torch.float64 and m.sums.shape == (6,)
+    m.add("loss", torch.tensor(3.0))
+    m.add("correct", torch.tensor(2))
+    m.add("count", 4)
+    m.add("loss", torch.tensor(1.0))
+    m.add("count", 4)
+    m.add("adv_count", 5)
+    assert m.totals() == {"loss": 4.0, "correct": 2.0, "count": 8.0, "adv_loss": 0.0, "adv_correct": 0.0,
+                          "adv_count": 5.0}
+    assert m.means() == {"loss": 0.5, "acc": 25.0, "adv_loss": 0.0, "adv_acc": 0.0}
+    assert Meter(TRAIN_SUMS).means() == {"loss": None, "acc": None, "adv_loss": None, "adv_acc": None}
+    single = m.reduced()  # one process: a copy with the same sums
+    assert single.totals() == m.totals() and single.sums.data_ptr() != m.sums.data_ptr()
+
+    def two_ranks(t):  # stands in for a second rank holding the same sums
+        return t.mul_(2)
+
+    monkeypatch.setattr(meter_module.dist, "all_reduce_sum", two_ranks)
+    both = m.reduced()
+    assert both.totals()["count"] == 16.0 and both.means()["acc"] == 25.0
+    assert m.totals()["count"] == 8.0  # the rank's own sums are untouched
+    m.reset()
+    assert not m.sums.any()
+    with pytest.raises(KeyError):
+        m.add("bogus", 1)
+    with pytest.raises(ValueError, match="shape"):
+        m.load(torch.zeros(3))
+
+
+def _train_state(seed):
+    from sspnet.nn.models import create_model
+    from sspnet.train.meter import TRAIN_SUMS, Meter
+    from sspnet.train.state import TrainState
+
+    model = create_model("res", dataset="mnist5k", blocks=1, seed=seed)
+    opt = build_optimizer(model.parameters(), "adam", 1e-3, 0.0, "mnist")
+    return TrainState(model, opt, build_schedule(opt, "cyclic", epochs=2, steps_per_epoch=3), None, Meter(TRAIN_SUMS))
+
+
+def _one_step(state, seed):
+    from sspnet.train.step import train_step
+
+    g = torch.Generator().manual_seed(seed)
+    batch = (torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g))
+    return train_step(state.model, state.optimizer, state.scheduler, None, batch, state.meter, loss_scale=1 / 8)
+
+
+def test_train_state_round_trip_through_last_pt_format():
+    a = _train_state(0)
+    _one_step(a, 1)
+    a.epoch, a.step, a.seconds, a.best = 1, 2, 3.5, {"acc": 91.0, "loss": 0.25}
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    after = (torch.rand(4), random.random())  # what the saved RNG states produce next
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    assert saved["format"] == "sspnet-train-state" and saved["sums"].tolist()[2] == 8.0
+    b = _train_state(1)
+    b.load_state_dict(saved)
+    assert (torch.rand(4).tolist(), random.random()) == (after[0].tolist(), after[1])
+    assert (b.epoch, b.step, b.best) == (1, 2, {"acc": 91.0, "loss": 0.25}) and b.seconds >= 3.5
+    assert torch.equal(b.meter.sums, a.meter.sums) and b.scheduler.last_epoch == a.scheduler.last_epoch == 1
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i][n], sb[i][n]) for i in sa for n in sa[i])
+    # both continue identically
+    assert torch.equal(_one_step(a, 2), _one_step(b, 2))
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    with pytest.raises(ValueError, match="not an sspnet training state"):
+        b.load_state_dict({"format": "other"})

@@ -17,9 +17,9 @@ ARGS = ["train", "--dataset", "mnist5k", "--model", "res", "--block", "1", "--tb
         "--lr", "1e-3", "--seed", "3", "--quiet"]
 # the killed / interrupted run: every step slowed down so the test can catch it mid-epoch
 SLOW = ("import sys, time, sspnet.train.loop as t\n"
-        "orig = t._Trainer._train_step\n"
-        "def slow(self, *a, **k):\n    time.sleep(0.3)\n    return orig(self, *a, **k)\n"
-        "t._Trainer._train_step = slow\n"
+        "orig = t.train_step\n"
+        "def slow(*a, **k):\n    time.sleep(0.3)\n    return orig(*a, **k)\n"
+        "t.train_step = slow\n"
         "from sspnet.cli import main\nsys.exit(main(sys.argv[1:]))\n")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TIMING = ("seconds", "images_per_s")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from torch import nn
 
 from sspnet.attacks.autoattack import INSTALL_HINT, AutoAttack, autoattack_available, load_autoattack_class
-from sspnet.attacks.base import NORMS, Attack, Ball, crafting_mode, per_sample_norm
+from sspnet.attacks.base import NOISE_KINDS, NORMS, Attack, Ball, crafting_mode, per_sample_norm, random_perturbation
 from sspnet.attacks.gradient import FGSM, PGD, FastFGSM
-from sspnet.attacks.noise import NoiseBall, ball_copies
+from sspnet.attacks.noise import NoiseBall, ball_copies, random_point
 
 ATTACKS = ("fgsm", "pgd", "ball", "autoattack")
 
@@ -21,7 +21,17 @@ ATTACKS = ("fgsm", "pgd", "ball", "autoattack")
 def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", alpha: float | None = None,
                 steps: int = 20, restarts: int = 1, copies: int = 10, random_start: bool = False,
                 quantize: bool = False, generator=None, mode: str = "eval", seed: int | None = 0) -> Attack:
-    """An attack by name (fgsm | pgd | ball | autoattack | fastfgsm); alpha default eps / 4 for pgd."""
+    """The one place attacks are built by name (`sspnet attack`, evaluate, growth and training use it).
+
+    Args:
+        name: fgsm | pgd | ball | autoattack | fastfgsm.
+        model: takes float images B x C x H x W in [0, 1].
+        eps, alpha: pixel units; alpha defaults to eps / 4 for pgd (1.25 eps for fastfgsm), unused by fgsm/ball.
+        steps, restarts, random_start: pgd; copies: ball; seed: autoattack; generator: random starts and noise.
+        quantize: round to 8-bit levels after each step; mode: "eval" or "keep" (craft in the current mode).
+    Returns:
+        An `Attack`: `attack(x, y) -> x_adv` (same shape as x, inside the eps-ball n [0, 1]).
+    """
     key = str(name).lower()
     if key == "fgsm":
         return FGSM(model, eps, norm=norm, quantize=quantize, mode=mode)
@@ -38,6 +48,6 @@ def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", 
     raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(ATTACKS)}, fastfgsm")
 
 
-__all__ = ["ATTACKS", "INSTALL_HINT", "NORMS", "Attack", "AutoAttack", "Ball", "FGSM", "FastFGSM", "NoiseBall",
-           "PGD", "autoattack_available", "ball_copies", "crafting_mode", "load_autoattack_class", "make_attack",
-           "per_sample_norm"]
+__all__ = ["ATTACKS", "INSTALL_HINT", "NOISE_KINDS", "NORMS", "Attack", "AutoAttack", "Ball", "FGSM", "FastFGSM",
+           "NoiseBall", "PGD", "autoattack_available", "ball_copies", "crafting_mode", "load_autoattack_class",
+           "make_attack", "per_sample_norm", "random_perturbation", "random_point"]

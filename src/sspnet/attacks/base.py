@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 NORMS = ("linf", "l2")
 MODES = ("eval", "keep")
+NOISE_KINDS = ("uniform", "sign")  # `random_perturbation` kinds
 LEVELS = 255.0  # 8-bit grid: k / 255, k = 0..255
 _GRID_TOL = 1e-3  # in grid units: a bound within 1e-3 / 255 of a level counts as that level
 
@@ -141,18 +142,36 @@ class Ball:
             z.copy_(q)
         return z
 
-    def random_point(self, generator: torch.Generator | None) -> Tensor:
-        """A uniform sample of the ball around x (linf cube / l2 ball), projected into the set."""
-        x = self.x
-        if self.norm == "linf":
-            u = _rand(x.shape, generator, x).mul_(2 * self.eps).sub_(self.eps)
-        else:
-            d = x[0].numel()
-            g = _randn(x.shape, generator, x)
-            g.div_(_bcast(per_sample_norm(g, 2).clamp_min(1e-30), g))
-            r = _rand((x.shape[0],), generator, x).pow_(1.0 / d).mul_(self.eps)
-            u = g.mul_(_bcast(r, g))
-        return self.project_(u.add_(x))
+    def random_point(self, generator: torch.Generator | None = None, kind: str = "uniform") -> Tensor:
+        """x + `random_perturbation` (of this ball's eps and norm), projected into the set."""
+        return self.project_(random_perturbation(self.x, self.eps, kind, self.norm, generator).add_(self.x))
+
+
+def random_perturbation(like: Tensor, eps: float, kind: str = "uniform", norm: str = "linf",
+                        generator: torch.Generator | None = None) -> Tensor:
+    """The one noise sampler of sspnet: a random delta of like's shape, dtype and device (B x ...), per sample
+    inside the eps-ball (pixel units); not clipped to [0, 1] (`Ball.random_point` does that).
+
+    kind "uniform": linf U(-eps, eps) per pixel, l2 uniform in the l2 ball of radius eps. kind "sign": linf +-eps
+    per pixel with probability 1/2 each; l2 +-eps/sqrt(d) per pixel (d pixels per sample: on the sphere).
+    Draws on the generator's device (like's device without one).
+    """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; valid: {', '.join(NOISE_KINDS)}")
+    norm = check_norm(norm)
+    eps = check_eps(eps, norm)
+    d = math.prod(like.shape[1:])
+    if kind == "sign":
+        dev = generator.device if generator is not None else like.device
+        r = torch.randint(0, 2, like.shape, generator=generator, device=dev).to(like.device, like.dtype)
+        scale = eps if norm == "linf" else eps / math.sqrt(max(d, 1))
+        return r.mul_(2).sub_(1).mul_(scale)
+    if norm == "linf":
+        return _rand(like.shape, generator, like).mul_(2 * eps).sub_(eps)
+    g = _randn(like.shape, generator, like)
+    g.div_(_bcast(per_sample_norm(g, 2).clamp_min(1e-30), g))
+    r = _rand((like.shape[0],), generator, like).pow_(1.0 / d).mul_(eps)
+    return g.mul_(_bcast(r, g))
 
 
 def _rand(shape, generator: torch.Generator | None, like: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""Random-noise attacks: the noise ball (worst of several uniformly noisy copies) and its training sampler."""
+"""Random noise: noisy copies of images (`random_point`), the noise-ball attack (worst of several noisy copies)
+and the original's "ball" training data (`ball_copies`). All draw through `base.random_perturbation`."""
 from __future__ import annotations
 
 import torch
@@ -30,6 +31,15 @@ class NoiseBall(Attack):
         return worst.x
 
 
+def random_point(x: Tensor, eps: float, kind: str = "uniform", norm: str = "linf",
+                 generator: torch.Generator | None = None, quantize: bool = False) -> Tensor:
+    """A noisy copy of x (B x C x H x W in [0, 1]): x + `random_perturbation(x, eps, kind, norm)`, projected into
+    the eps-ball n [0, 1] (on the 8-bit grid when `quantize`). kind "sign" with linf: every pixel moved by +-eps,
+    then clipped to [0, 1]; "uniform": U(-eps, eps) per pixel (l2: uniform in the ball). eps in pixel units."""
+    norm = check_norm(norm)
+    return Ball(x.detach(), check_eps(eps, norm), norm, quantize).random_point(generator, kind)
+
+
 def ball_copies(x: Tensor, y: Tensor, eps: float, copies: int, generator: torch.Generator | None = None,
                 norm: str = "linf", quantize: bool = False) -> tuple[Tensor, Tensor]:
     """The original's "ball" training data: `copies` noisy copies of each image, labels repeated.
@@ -41,8 +51,8 @@ def ball_copies(x: Tensor, y: Tensor, eps: float, copies: int, generator: torch.
     eps = check_eps(eps, norm)
     check_count(copies, "copies", 1)
     ball = Ball(x.detach(), eps, norm, quantize)
-    xs = torch.cat([ball.random_point(generator) for _ in range(copies)])
+    xs = torch.cat([ball.random_point(generator, "uniform") for _ in range(copies)])
     return xs, y.repeat(copies)
 
 
-__all__ = ["NoiseBall", "ball_copies"]
+__all__ = ["NoiseBall", "ball_copies", "random_point"]

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bsize", type=int, default=100, help="batch size (default 100)")
     p.add_argument("--crit", default="acc", choices=("acc", "loss", "last", "final"),
                    help="checkpoint of a run folder: model_acc.pt | model_loss.pt | model_final.pt (default acc)")
-    p.add_argument("--n-examples", type=int, default=None, help="evaluate n evenly spaced test images (default all)")
+    p.add_argument("--n-examples", type=int, default=None,
+                   help="evaluate n class-stratified test images (sspnet.data.subsets; default all)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--model", default=None, help="scheme of an original checkpoint (res, ssp2, ssp3, ark, midrk2)")
     p.add_argument("--block", type=int, default=None, help="blocks per group of an original checkpoint")
@@ -72,6 +73,22 @@ def _check_cli(args: argparse.Namespace) -> None:
                          "set would be empty")
 
 
+def _eps_in_cli_units(args: argparse.Namespace, spec) -> tuple[float, list[float]]:
+    """(pixel units per CLI unit, eps in CLI units): --eps or the dataset's default, checked against the range."""
+    unit = spec.eps_unit if args.norm == "linf" else 1.0
+    if args.eps is None:
+        eps_cli = [spec.train_eps / unit] if args.norm == "linf" else [L2_DEFAULT_EPS[spec.name]]
+    else:
+        eps_cli = list(args.eps)
+    pixel_max = 1.0 if args.norm == "linf" else math.sqrt(spec.channels * spec.size ** 2)
+    for e in eps_cli:
+        if e * unit > pixel_max * (1 + 1e-9):
+            hint = "in 1/255 units, e.g. --eps 8" if unit != 1 else "in [0, 1], e.g. --eps 0.3"
+            raise ValueError(f"--eps {e:g} is beyond the pixel range ({e * unit:.4g} > {pixel_max:.4g} in pixel "
+                             f"units); {spec.name} {args.norm} eps is given {hint}")
+    return unit, eps_cli
+
+
 def run(args: argparse.Namespace) -> int:
     from sspnet.nn.checkpoints import load_model, resolve_checkpoint
     from sspnet.distributed import init_distributed
@@ -99,22 +116,12 @@ def run(args: argparse.Namespace) -> int:
                           if v is not None)
         raise ValueError(f"cannot load {ckpt}{' with ' + given if given else ''}: {exc}") from None
     spec = get_dataset_spec(dataset or model.config["dataset"])
-    unit = spec.eps_unit if args.norm == "linf" else 1.0
-    if args.eps is None:
-        eps_cli = [spec.train_eps / unit] if args.norm == "linf" else [L2_DEFAULT_EPS[spec.name]]
-    else:
-        eps_cli = list(args.eps)
-    pixel_max = 1.0 if args.norm == "linf" else math.sqrt(spec.channels * spec.size ** 2)
-    for e in eps_cli:
-        if e * unit > pixel_max * (1 + 1e-9):
-            hint = "in 1/255 units, e.g. --eps 8" if unit != 1 else "in [0, 1], e.g. --eps 0.3"
-            raise ValueError(f"--eps {e:g} is beyond the pixel range ({e * unit:.4g} > {pixel_max:.4g} in pixel "
-                             f"units); {spec.name} {args.norm} eps is given {hint}")
+    unit, eps_cli = _eps_in_cli_units(args, spec)
     cfg = EvalConfig(attack=args.attack, norm=args.norm, eps=tuple(e * unit for e in eps_cli),
                      alpha=None if args.alpha is None else args.alpha * unit,
-                     alpha_rel=spec.train_alpha / spec.train_eps, iters=args.iters, restarts=args.restarts,
-                     copies=args.copies, random_start=args.random_start, bsize=args.bsize,
-                     n_examples=args.n_examples, device=info.device, quantize=args.quantize, seed=args.seed,
+                     alpha_rel=spec.train_alpha / spec.train_eps, steps=args.iters, restarts=args.restarts,
+                     copies=args.copies, random_start=args.random_start, batch_size=args.bsize,
+                     n_images=args.n_examples, device=info.device, quantize=args.quantize, seed=args.seed,
                      eps_unit=unit)
     cfg.validated()
     if "autoattack" in cfg.attack_names():
@@ -136,21 +143,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pred_at(result, key: str, index):
-    import torch
+    from sspnet.eval.selection import positions
 
-    pos = torch.searchsorted(result.per_sample["index"], index)
-    return result.per_sample[key][pos].long()
+    return result.per_sample[key][positions(result.indices, index)].long()
 
 
 def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, spec, grid: int,
                   rank: int = 0) -> list[Path]:
-    """JSON per eps (+ sweep JSON/PNG/MD/CSV), PNG grids (rank 0) and adversarial images (every rank)."""
+    """JSON per eps (+ sweep JSON/PNG/MD/CSV), PNG grids (rank 0) and the kept adversarial images (every rank)."""
     import safetensors.torch
     import torch
 
-    from sspnet.eval.plots import save_image_grid, save_sweep_plot
-    from sspnet.eval.robustness import subset_indices, sweep_table
-    from sspnet.io.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from sspnet.data.subsets import subset_indices
+    from sspnet.eval.plots import save_image_grid
+    from sspnet.io.files import atomic_write_bytes, atomic_write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -169,11 +175,11 @@ def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, 
         adv = result.adversarial.get(f"eps{i}")
         if adv is None or index is None or len(index) == 0:
             continue
-        pred_adv = _pred_at(result, f"{i}/worst/pred", index)
+        pred_adv = _pred_at(result, f"{i}/{result.config['keep_attack']}/pred", index)  # the kept images' attack
         pred_clean = _pred_at(result, "clean/pred", index)
         y = labels[index.to(labels.device)].cpu()
         if rank == 0 and grid > 0:
-            show = subset_indices(len(index), grid)  # spread over the (often class-sorted) test set
+            show = subset_indices(y, grid)  # class-stratified among the kept images
             nat = images[index[show].to(images.device)].cpu()
             title = f"{name} eps {r.eps_cli:g}: true / predicted (red: wrong)"
             written.append(save_image_grid(Path(f"{stem}.png"), nat, adv[show], y[show], pred_clean[show],
@@ -189,20 +195,27 @@ def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, 
         atomic_write_bytes(st_path, safetensors.torch.save(tensors, metadata=meta))
         written.append(st_path)
     if rank == 0 and len(result.results) > 1:
-        stem = out_dir / f"attack_{name}_sweep"
-        atomic_write_json(stem.with_suffix(".json"), {**extra, **full})
-        ordered = sorted(result.results, key=lambda r: r.eps)
-        eps = [r.eps_cli for r in ordered]
-        curves = {k: [r.attacks[k].acc for r in ordered] for k in ordered[0].attacks}
-        if len(curves) > 1:
-            curves["worst case"] = [r.worst.acc for r in ordered]
-        unit = "1/255" if result.config["eps_unit"] != 1 else "pixels"
-        save_sweep_plot(stem.with_suffix(".png"), eps, curves, result.clean_acc, xlabel=f"eps ({unit})",
-                        title=f"{spec.name}: {name}")
-        atomic_write_text(stem.with_suffix(".md"), sweep_table(result, "md"))
-        atomic_write_text(stem.with_suffix(".csv"), sweep_table(result, "csv"))
-        written += [stem.with_suffix(s) for s in (".json", ".png", ".md", ".csv")]
+        written += _write_sweep(result, out_dir / f"attack_{name}_sweep", {**extra, **full}, f"{spec.name}: {name}")
     return written
+
+
+def _write_sweep(result, stem: Path, record: dict, title: str) -> list[Path]:
+    """The sweep's JSON (record), accuracy-vs-eps PNG and markdown/CSV tables."""
+    from sspnet.eval.plots import save_sweep_plot
+    from sspnet.eval.results import sweep_table
+    from sspnet.io.files import atomic_write_json, atomic_write_text
+
+    atomic_write_json(stem.with_suffix(".json"), record)
+    ordered = sorted(result.results, key=lambda r: r.eps)
+    curves = {k: [r.attacks[k].acc for r in ordered] for k in ordered[0].attacks}
+    if len(curves) > 1:
+        curves["worst case"] = [r.worst.acc for r in ordered]
+    unit = "1/255" if result.config["eps_unit"] != 1 else "pixels"
+    save_sweep_plot(stem.with_suffix(".png"), [r.eps_cli for r in ordered], curves, result.clean_acc,
+                    xlabel=f"eps ({unit})", title=title)
+    atomic_write_text(stem.with_suffix(".md"), sweep_table(result, "md"))
+    atomic_write_text(stem.with_suffix(".csv"), sweep_table(result, "csv"))
+    return [stem.with_suffix(s) for s in (".json", ".png", ".md", ".csv")]
 
 
 def print_summary(result, ckpt: Path, spec, name: str, written: list[Path]) -> None:
@@ -210,7 +223,7 @@ def print_summary(result, ckpt: Path, spec, name: str, written: list[Path]) -> N
     model = result.model or {}
     print(f"sspnet attack: {ckpt} ({spec.name} {model.get('scheme', '?')}, N={model.get('blocks', '?')})")
     print(f"  {result.n} test images, {cfg['norm']}, quantize {'on' if cfg['quantize'] else 'off'}, "
-          f"iters {cfg['iters']}, restarts {cfg['restarts']}, world size {result.world_size}")
+          f"steps {cfg['steps']}, restarts {cfg['restarts']}, world size {result.world_size}")
     print(f"  clean       acc {result.clean_acc:7.2%}  loss {result.clean_loss:.4f}")
     print(f"  {'eps':>8} {'attack':<11} {'acc':>7} {'loss':>8} {'Linf':>7} {'L2':>7} {'time s':>7}")
     for r in sorted(result.results, key=lambda r: r.eps):

@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 
 from sspnet.nn.checkpoints import load_model
-from sspnet.eval.growth import ADVERSARIES, NOISE_KINDS, P_NAMES, GrowthConfig, GrowthResult, growth_of_run
+from sspnet.eval.growth import (ADVERSARIES, NOISE_BASELINES, P_NAMES, GrowthConfig, GrowthResult,
+                                growth_of_run)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,10 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--random-start", action="store_true", help="PGD random start (default: none, as the paper)")
     p.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
                    help="round the adversary's steps to 8-bit levels, as the original (default on)")
-    p.add_argument("--noise", default="sign", choices=NOISE_KINDS,
+    p.add_argument("--noise", default="sign", choices=NOISE_BASELINES,
                    help="random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none (default sign)")
     p.add_argument("--p", nargs="+", default=list(P_NAMES), help="norms: any of 1 2 inf (default all)")
-    p.add_argument("--n", type=int, default=500, help="test images (default 500)")
+    p.add_argument("--n", type=int, default=500, help="class-stratified test images (default 500)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="seed of the noise baseline")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from sspnet.distributed import resolve_device
     from sspnet.data.specs import get_dataset_spec
 
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1 (test images), got {args.n}")
     if args.label is not None and len(args.label) != len(args.runs):
         raise ValueError(f"--label needs one label per run: got {len(args.label)} labels for {len(args.runs)} runs")
     device = resolve_device(args.device)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = GrowthConfig(adversary=args.attack, eps=None if args.eps is None else args.eps * unit,
                            alpha=None if args.alpha is None else args.alpha * unit, steps=args.steps,
                            random_start=args.random_start, quantize=args.quantize, noise=args.noise,
-                           ps=tuple(args.p), n=args.n, batch_size=args.batch_size, seed=args.seed)
+                           ps=tuple(args.p), n_images=args.n, batch_size=args.batch_size, seed=args.seed)
         label = args.label[i] if args.label else None
         result, json_path = growth_of_run(path, cfg, dataset=dataset, data_root=args.data_root, device=device,
                                           crit=args.crit, label=label)
@@ -91,3 +94,5 @@ def _print(r: GrowthResult) -> None:
             groups = " ".join(_fmt(v) for v in prof.groups[p])
             blocks = " ".join(_fmt(v) for v in prof.blocks[p])
             print(f"  {name:11s} p={p:3s} groups [{groups}]  blocks [{blocks}]")
+        for note in prof.undefined:
+            print(f"  ! {note}")

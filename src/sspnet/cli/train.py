@@ -2,19 +2,20 @@
 
 Precedence: TrainConfig defaults < --config FILE (YAML/JSON) < flags given on the command line. With
 --resume RUN_DIR the folder's config.json takes the place of the defaults (flags may extend --epochs etc.).
+Flags and config files use the original code's names and units (--eps 8 on cifar10/tiny means 8/255); this
+module converts them to TrainConfig's pixel units.
 Exit codes: 0 done, 1 non-finite loss (last good last.pt kept), 2 bad input, 130 interrupted (last.pt saved).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 # CLI dest -> TrainConfig field (flags keep the original code's names)
 _DEST = {"block": "blocks", "tbsize": "batch_size", "checkpoint": "activation_checkpointing",
-         "eval_bsize": "eval_batch_size"}
+         "eval_bsize": "eval_batch_size", "iters": "steps", "test_limit": "eval_n_images"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--milestones", help="epochs where the lr is multiplied by 0.1, comma separated (default: the original's)")
     a("--schedule", help="multistep (default) | cyclic (one triangular cycle, peak at 2/5)")
     a("--adv", help="none (default) | fgsm | pgd | ball | fast")
-    a("--iters", type=int, help="PGD iterations for --adv pgd (default 10 mnist, 7 cifar10/tiny)")
-    a("--eps", type=float, help="perturbation size: 1/255 units on cifar10/tiny (8 = 8/255), [0,1] on grey data")
-    a("--alpha", type=float, help="PGD step size, same unit as --eps")
+    a("--iters", type=int, help="PGD steps of the training adversary for --adv pgd (default 10 mnist, 7 cifar10/tiny)")
+    a("--eps", type=float, help="training perturbation size: 1/255 units on cifar10/tiny (8 = 8/255), [0,1] on grey "
+                                "data (default: 8/255 cifar10, 4/255 tiny, 0.3 mnist, 0.1 fmnist)")
+    a("--alpha", type=float, help="PGD step size of --adv pgd, same unit as --eps")
     a("--ball-copies", dest="ball_copies", type=int, help="noisy copies per image for --adv ball (default 5)")
     a("--save", help="run folder (default runs/DATASET-MODEL-ADV-seedSEED)")
     a("--seed", type=int, help="random seed (default 0)")
@@ -59,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--checkpoint", action="store_true", default=None, help="activation checkpointing (less memory, more compute)")
     a("--steps-per-epoch", dest="steps_per_epoch", type=int, help="cap on optimizer steps per epoch")
     a("--init-from", dest="init_from", help="start from the weights of this checkpoint or run folder")
-    a("--test-limit", dest="test_limit", type=int, help="evaluate on N evenly spaced test images only")
+    a("--test-limit", dest="test_limit", type=int,
+      help="evaluate each epoch on N class-stratified test images only (default: all)")
     a("--eval-bsize", dest="eval_bsize", type=int, help="test batch size (default 500)")
     a("--save-every", dest="save_every", type=int, help="steps between mid-epoch last.pt saves (default 100; 0 off)")
     a("--log-interval", dest="log_interval", type=int, help="steps between progress-bar updates (default 20)")
@@ -79,41 +82,45 @@ def _split(text: Any, kind: type, flag: str) -> list | None:
         raise ValueError(f"{flag} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
 
 
-def read_config_file(path: str) -> dict[str, Any]:
-    """Options from a YAML or JSON file (a mapping of option names to values)."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file {file} not found")
-    text = file.read_text(encoding="utf-8")
-    try:
-        if file.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml/json parse errors of user input
-        raise ValueError(f"cannot parse config file {file}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {file} must hold a mapping of option names to values")
-    return data
+def _to_pixels(options: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """eps / alpha of flags or a config file (the original's units: 1/255 on cifar10/tiny) -> pixel units."""
+    from sspnet.data.specs import get_dataset_spec
+    from sspnet.train.config import to_pixels
+
+    spec = get_dataset_spec(dataset)
+    for name in ("eps", "alpha"):
+        v = options.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"--{name} must be a number, got {v!r}")
+        options[name] = to_pixels(v, spec)
+    return options
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig for parsed flags (defaults < --config file < flags; resume starts from config.json)."""
-    from sspnet.train import ALIASES, TrainConfig, read_run_config
+    """The TrainConfig for parsed flags (defaults < --config file < flags; resume starts from config.json).
+
+    eps / alpha of flags and of the config file are in the original's units and converted to pixel units here
+    (those of a resumed config.json already are).
+    """
+    from sspnet.io.jsonio import read_mapping_file
+    from sspnet.train import TrainConfig, read_run_config
+    from sspnet.train.config import canonical_name
 
     skip = {"command", "handler", "config", "resume"}
-    flags = {_DEST.get(k, k): v for k, v in vars(args).items() if k not in skip and v is not None}
     base: dict[str, Any] = {}
     if args.resume:
         base = read_run_config(args.resume)
         if args.save and Path(args.save) != Path(args.resume):
-            raise ValueError(f"--resume {args.resume} and --save {args.save} name different folders; pass only --resume")
+            raise ValueError(f"--resume {args.resume} and --save {args.save} name different folders; "
+                             "pass only --resume")
+    given: dict[str, Any] = {}
     if args.config:
-        for key, value in read_config_file(args.config).items():
-            key = key.replace("-", "_")
-            base[_DEST.get(key, ALIASES.get(key, key))] = value
-    base.update(flags)
+        for key, value in read_mapping_file(args.config, what="config file").items():
+            given[canonical_name(_DEST.get(key.replace("-", "_"), key))] = value
+    given.update({_DEST.get(k, k): v for k, v in vars(args).items() if k not in skip and v is not None})
+    base.update(_to_pixels(given, given.get("dataset", base.get("dataset", TrainConfig.dataset))))
     if args.resume:
         base.update(save=str(args.resume), resume=True)
     for key, kind, flag in (("groups", str, "--groups"), ("milestones", int, "--milestones")):

@@ -3,8 +3,11 @@ sanity flags, perturbation growth through the depth, and their plots.
 
 Imports nn, data, attacks, io and `sspnet.distributed`; never train, experiments or cli.
 """
+from sspnet.eval.flags import sanity_flags
 from sspnet.eval.growth import GrowthConfig, GrowthResult, growth_of_run, measure_growth
-from sspnet.eval.robustness import EvalConfig, EvalResult, evaluate, sanity_flags
+from sspnet.eval.results import EvalResult
+from sspnet.eval.robustness import EvalConfig, evaluate
+from sspnet.eval.selection import select_images
 
 __all__ = ["EvalConfig", "EvalResult", "GrowthConfig", "GrowthResult", "evaluate", "growth_of_run",
-           "measure_growth", "sanity_flags"]
+           "measure_growth", "sanity_flags", "select_images"]

@@ -12,23 +12,29 @@ training eps, no random start), and a random-noise baseline at the same eps tell
 is specific to adversarial directions.
 
 Everything runs in eval mode; norms are taken in float64. Samples whose input difference is exactly 0 are
-excluded from the mean (their count is reported as `skipped`).
+excluded from the mean (their count is reported as `skipped`); a ratio with no such sample left is NaN, and the
+profile says why in `undefined` (and a warning is issued). A configuration that cannot perturb at all (eps below
+one 8-bit level with quantisation on) raises ValueError instead. The images are `n_images` of the split by the
+class-stratified rule of `sspnet.data.subsets` (or the caller's `indices`); `GrowthResult.subset` records them.
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from sspnet.io.files import atomic_write_json, provenance
+from sspnet.attacks import make_attack, random_point
+from sspnet.attacks.base import LEVELS, check_count
+from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
+from sspnet.eval.selection import select_images
+from sspnet.io.files import provenance
 
 P_NAMES = ("1", "2", "inf")
-NOISE_KINDS = ("sign", "uniform", "none")
+NOISE_BASELINES = ("sign", "uniform", "none")  # `sspnet.attacks.random_point` kinds, or none
 ADVERSARIES = ("pgd", "fgsm", "none")
 GROWTH_FILE = "growth.json"
 
@@ -126,115 +132,10 @@ def sample_ratios(model: nn.Module, x: Tensor, x_pert: Tensor, ps: Sequence[str 
 
 
 @dataclass
-class GrowthProfile:
-    """Mean ratios of one kind of perturbation (adversarial or noise).
-
-    groups[p][j]: PGR of group j; blocks[p][k]: ratio of block k (depth order); std_*: standard deviation
-    over samples; skipped: samples excluded because the input difference was 0 (per group, at p = first p).
-    """
-
-    groups: dict[str, list[float]] = field(default_factory=dict)
-    blocks: dict[str, list[float]] = field(default_factory=dict)
-    std_groups: dict[str, list[float]] = field(default_factory=dict)
-    std_blocks: dict[str, list[float]] = field(default_factory=dict)
-    skipped: int = 0
-
-
-def _reduce(chunks: list[dict[str, dict[str, Tensor]]]) -> GrowthProfile:
-    prof = GrowthProfile()
-    if not chunks:
-        return prof
-    for key, mean_d, std_d in (("groups", prof.groups, prof.std_groups), ("blocks", prof.blocks, prof.std_blocks)):
-        for name in chunks[0][key]:
-            r = torch.cat([c[key][name] for c in chunks], dim=0)
-            valid = ~torch.isnan(r)
-            cnt = valid.sum(0).clamp_min(1)
-            z = torch.where(valid, r, torch.zeros_like(r))
-            mean = z.sum(0) / cnt
-            var = (torch.where(valid, (r - mean) ** 2, torch.zeros_like(r))).sum(0) / (cnt - 1).clamp_min(1)
-            mean_d[name] = [float(v) if c > 0 else math.nan for v, c in zip(mean, valid.sum(0))]
-            std_d[name] = [float(v) for v in var.sqrt()]
-            if key == "groups" and name == next(iter(chunks[0][key])):
-                prof.skipped = int((~valid).any(1).sum())
-    return prof
-
-
-@dataclass
-class GrowthResult:
-    """Growth ratios of one model: adversarial and noise-baseline profiles plus what produced them.
-
-    JSON round trip: `save(path)` / `GrowthResult.load(path)`.
-    """
-
-    label: str
-    dataset: str
-    n: int
-    ps: list[str]
-    adversary: dict[str, Any]
-    noise: dict[str, Any]
-    adversarial: GrowthProfile
-    baseline: GrowthProfile | None
-    f_calls_per_block: list[int] = field(default_factory=list)
-    blocks_per_group: list[int] = field(default_factory=list)
-    run_dir: str | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GrowthResult":
-        d = dict(d)
-        d["adversarial"] = GrowthProfile(**d["adversarial"])
-        d["baseline"] = GrowthProfile(**d["baseline"]) if d.get("baseline") else None
-        return cls(**d)
-
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, _nan_to_none(self.to_dict()))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "GrowthResult":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no growth result at {path}; run `sspnet growth RUN_DIR` first")
-        return cls.from_dict(_none_to_nan(json.loads(path.read_text(encoding="utf-8"))))
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
-def _none_to_nan(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: (v if k in ("baseline", "run_dir", "git_hash") and v is None else _none_to_nan(v))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [math.nan if v is None else _none_to_nan(v) for v in obj]
-    return obj
-
-
-def noise_like(x: Tensor, eps: float, kind: str = "sign", generator: torch.Generator | None = None) -> Tensor:
-    """x + noise clipped to [0, 1]: kind 'sign' (+-eps with probability 1/2 each) or 'uniform' (U(-eps, eps))."""
-    if kind == "sign":
-        r = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x.device, x.dtype) * 2 - 1
-        d = eps * r
-    elif kind == "uniform":
-        d = (torch.rand(x.shape, generator=generator, device="cpu").to(x.device, x.dtype) * 2 - 1) * eps
-    else:
-        raise ValueError(f"unknown noise kind {kind!r}; valid: sign, uniform")
-    return (x + d).clamp(0.0, 1.0)
-
-
-@dataclass
 class GrowthConfig:
-    """What `measure_growth` perturbs with. eps/alpha in pixel units [0, 1]; None: the dataset's training
-    eps/alpha (spec.train_eps, spec.train_alpha). adversary: pgd | fgsm | none; noise: sign | uniform | none."""
+    """What `measure_growth` perturbs with. eps/alpha in pixel units (0, 1]; None: the dataset's training
+    eps/alpha (spec.train_eps, spec.train_alpha). adversary: pgd | fgsm | none; noise: sign (+-eps per pixel) |
+    uniform (U(-eps, eps)) | none, clipped to [0, 1]. n_images: class-stratified subset of the split."""
 
     adversary: str = "pgd"
     eps: float | None = None
@@ -244,55 +145,49 @@ class GrowthConfig:
     quantize: bool = True
     noise: str = "sign"
     ps: tuple[str, ...] = P_NAMES
-    n: int = 500
+    n_images: int = 500
     batch_size: int = 100
-    seed: int = 0
+    seed: int = 0  # noise baseline and random starts
+    subset_seed: int = 0  # seed of the image subset rule
 
     def validate(self) -> None:
+        """ValueError naming the first bad field."""
         if self.adversary not in ADVERSARIES:
             raise ValueError(f"unknown adversary {self.adversary!r}; valid: {', '.join(ADVERSARIES)}")
-        if self.noise not in NOISE_KINDS:
-            raise ValueError(f"unknown noise {self.noise!r}; valid: {', '.join(NOISE_KINDS)}")
+        if self.noise not in NOISE_BASELINES:
+            raise ValueError(f"unknown noise {self.noise!r}; valid: {', '.join(NOISE_BASELINES)}")
         if self.adversary == "none" and self.noise == "none":
             raise ValueError("nothing to measure: adversary and noise are both 'none'")
         for name in ("eps", "alpha"):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in pixel units [0, 1], got {v}")
-        if self.steps < 1 or self.n < 1 or self.batch_size < 1:
-            raise ValueError(f"steps, n and batch_size must be >= 1, got {self.steps}, {self.n}, {self.batch_size}")
+        if self.eps == 0:
+            raise ValueError("eps must be > 0: with no perturbation every growth ratio is 0/0")
+        for name in ("steps", "n_images", "batch_size"):
+            check_count(getattr(self, name), name, 1)
         for p in self.ps:
             _p_value(p)
 
 
 def build_adversary(model: nn.Module, cfg: GrowthConfig, eps: float, alpha: float
                     ) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """The attack callable (x, y) -> x_adv of a config, from `sspnet.attacks`; None for adversary 'none'."""
+    """The attack (x, y) -> x_adv of a config, by `sspnet.attacks.make_attack`; None for adversary 'none'.
+
+    ValueError when it could not move any pixel: eps below one 8-bit level (1/255) with quantize on.
+    """
     if cfg.adversary == "none":
         return None
-    from sspnet import attacks
+    if cfg.quantize and eps * LEVELS < 1 - 1e-3:
+        raise ValueError(f"eps {eps:.4g} is below one 8-bit level (1/255) and quantize is on: the adversarial "
+                         "images would equal the clean ones and every growth ratio would be 0/0; use eps >= 1/255 "
+                         "or quantize=False (--no-quantize)")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return make_attack(cfg.adversary, model, eps, alpha=alpha, steps=cfg.steps, random_start=cfg.random_start,
+                       quantize=cfg.quantize, generator=gen)
 
-    if cfg.adversary == "fgsm":
-        return attacks.FGSM(model, eps, quantize=cfg.quantize)
-    return attacks.PGD(model, eps, alpha, cfg.steps, random_start=cfg.random_start, quantize=cfg.quantize)
 
-
-def measure_growth(model: nn.Module, x: Tensor, y: Tensor, config: GrowthConfig | None = None, *,
-                   attack: Callable[[Tensor, Tensor], Tensor] | None = None, x_adv: Tensor | None = None,
-                   label: str | None = None, dataset: str | None = None, run_dir: str | None = None,
-                   adversary_info: dict[str, Any] | None = None) -> GrowthResult:
-    """Growth ratios of `model` on images x (N x C x H x W in [0, 1]) with labels y (N).
-
-    The first `config.n` images are used, in batches of `config.batch_size`. The adversarial x' comes from
-    `x_adv` (precomputed, same shape as x; `adversary_info` describes it), else from `attack(x, y)`, else
-    from the config's adversary.
-    The noise baseline uses the same eps. Returns a GrowthResult (ratios averaged over samples).
-    """
-    cfg = config or GrowthConfig()
-    cfg.validate()
-    _check_structure(model)
-    mcfg = getattr(model, "config", {}) or {}
-    dataset = dataset or mcfg.get("dataset")
+def _eps_alpha(cfg: GrowthConfig, dataset: str | None) -> tuple[float, float]:
     eps, alpha = cfg.eps, cfg.alpha
     if eps is None or alpha is None:
         if dataset is None:
@@ -302,12 +197,74 @@ def measure_growth(model: nn.Module, x: Tensor, y: Tensor, config: GrowthConfig 
         spec = get_dataset_spec(dataset)
         eps = spec.train_eps if eps is None else eps
         alpha = spec.train_alpha if alpha is None else alpha
-    n = min(cfg.n, x.shape[0])
-    x, y = x[:n], y[:n]
+    return float(eps), float(alpha)
+
+
+def _pixels(x: Tensor) -> Tensor:
+    return x.float().div_(LEVELS) if x.dtype == torch.uint8 else x
+
+
+def _given_adversarial(x_adv: Tensor, idx: Tensor, total: int, x: Tensor) -> Tensor:
+    """x_adv for the selected images: given for them (len(idx) rows) or for the whole split (total rows)."""
+    if x_adv.shape[0] != len(idx):
+        if x_adv.shape[0] != total:
+            raise ValueError(f"x_adv must have one image per selected image ({len(idx)}) or per image of the split "
+                             f"({total}), got {x_adv.shape[0]}")
+        x_adv = x_adv[idx.to(x_adv.device)]
+    if x_adv.shape[1:] != x.shape[1:]:
+        raise ValueError(f"x_adv images must have the shape of the images, got {tuple(x_adv.shape[1:])} and "
+                         f"{tuple(x.shape[1:])}")
+    return _pixels(x_adv).to(x.device, x.dtype)
+
+
+def _ratio_chunks(model: nn.Module, x: Tensor, y: Tensor, cfg: GrowthConfig, eps: float,
+                  attack: Callable | None, x_adv: Tensor | None) -> tuple[list, list]:
+    """Per-batch `sample_ratios` of the adversarial images and of the noise baseline (model in eval mode)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    adv_chunks, noise_chunks = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for s in range(0, x.shape[0], cfg.batch_size):
+            xb, yb = x[s:s + cfg.batch_size], y[s:s + cfg.batch_size]
+            xa = x_adv[s:s + cfg.batch_size] if x_adv is not None else (attack(xb, yb) if attack else None)
+            if xa is not None:
+                adv_chunks.append(sample_ratios(model, xb, xa.detach(), cfg.ps))
+            if cfg.noise != "none":
+                xn = random_point(xb, eps, cfg.noise, "linf", generator=gen)
+                noise_chunks.append(sample_ratios(model, xb, xn, cfg.ps))
+    finally:
+        model.train(was_training)
+    return adv_chunks, noise_chunks
+
+
+def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: GrowthConfig | None = None, *,
+                   indices: Tensor | Sequence[int] | None = None, x_adv: Tensor | None = None,
+                   attack: Callable[[Tensor, Tensor], Tensor] | None = None, label: str | None = None,
+                   dataset: str | None = None, run_dir: str | None = None,
+                   adversary_info: dict[str, Any] | None = None) -> GrowthResult:
+    """Growth ratios of `model` on a split's images.
+
+    Args:
+        model: an sspnet model (normalize, stem, groups, transitions); measured in eval mode, mode restored.
+        images: uint8 N x C x H x W or float in [0, 1]; labels: int N.
+        config: eps/alpha (pixel units), adversary, noise, norms; `n_images` class-stratified images are used.
+        indices: the images to use (indices into images, chosen by the caller) instead of config.n_images.
+        x_adv: precomputed adversarial images, for the selected images (in increasing index order) or for all N;
+            adversary_info describes them. Else `attack(x, y)`, else the config's adversary.
+    Returns:
+        GrowthResult (ratios averaged over the images, `subset` says which).
+    """
+    cfg = config or GrowthConfig()
+    cfg.validate()
+    _check_structure(model)
+    mcfg = getattr(model, "config", {}) or {}
+    dataset = dataset or mcfg.get("dataset")
+    eps, alpha = _eps_alpha(cfg, dataset)
+    idx, subset = select_images(labels, None if indices is not None else cfg.n_images, indices, cfg.subset_seed)
+    x, y = _pixels(images[idx.to(images.device)]), labels[idx.to(labels.device)]
     if x_adv is not None:
-        x_adv = x_adv[:n]
-        if x_adv.shape != x.shape:
-            raise ValueError(f"x_adv must have the shape of x, got {tuple(x_adv.shape)} and {tuple(x.shape)}")
+        x_adv = _given_adversarial(x_adv, idx, images.shape[0], x)
         adv_desc: dict[str, Any] = dict(adversary_info or {"name": "given"})
     elif attack is not None:
         adv_desc = {"name": type(attack).__name__, "eps": eps}
@@ -317,41 +274,26 @@ def measure_growth(model: nn.Module, x: Tensor, y: Tensor, config: GrowthConfig 
         if cfg.adversary != "none":
             adv_desc.update(eps=eps, alpha=alpha, steps=cfg.steps if cfg.adversary == "pgd" else 1,
                             random_start=cfg.random_start, quantize=cfg.quantize)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    adv_chunks, noise_chunks = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        for s in range(0, n, cfg.batch_size):
-            xb, yb = x[s:s + cfg.batch_size], y[s:s + cfg.batch_size]
-            xa = x_adv[s:s + cfg.batch_size] if x_adv is not None else (attack(xb, yb) if attack else None)
-            if xa is not None:
-                adv_chunks.append(sample_ratios(model, xb, xa.detach(), cfg.ps))
-            if cfg.noise != "none":
-                noise_chunks.append(sample_ratios(model, xb, noise_like(xb, eps, cfg.noise, gen), cfg.ps))
-    finally:
-        model.train(was_training)
-    calls = list(getattr(model, "f_calls_per_block", []))
+    adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv)
     return GrowthResult(
-        label=label or str(mcfg.get("scheme", type(model).__name__)), dataset=str(dataset), n=n,
-        ps=[p_name(p) for p in cfg.ps], adversary=adv_desc,
-        noise={"kind": cfg.noise, "eps": eps, "seed": cfg.seed},
-        adversarial=_reduce(adv_chunks), baseline=_reduce(noise_chunks) if noise_chunks else None,
-        f_calls_per_block=calls, blocks_per_group=[len(g) for g in model.groups], run_dir=run_dir,
-        provenance=provenance())
+        label=label or str(mcfg.get("scheme", type(model).__name__)), dataset=str(dataset), n=len(idx),
+        ps=[p_name(p) for p in cfg.ps], adversary=adv_desc, noise={"kind": cfg.noise, "eps": eps, "seed": cfg.seed},
+        adversarial=reduce_ratios(adv_chunks, "adversarial"),
+        baseline=reduce_ratios(noise_chunks, "noise") if noise_chunks else None,
+        f_calls_per_block=list(getattr(model, "f_calls_per_block", [])),
+        blocks_per_group=[len(g) for g in model.groups], run_dir=run_dir, subset=subset, provenance=provenance())
 
 
-def load_test_images(dataset: str, n: int, data_root: str | None = None, device: str = "cpu"
-                     ) -> tuple[Tensor, Tensor]:
-    """n evenly spaced test images of a dataset (every class of a class-sorted set represented; the same
-    rule as `sspnet attack`) as float [0, 1] (n x C x H x W) and labels (n), on `device`."""
+def load_test_images(dataset: str, n: int | None, data_root: str | None = None, device: str = "cpu",
+                     seed: int = 0) -> tuple[Tensor, Tensor]:
+    """n class-stratified test images (`sspnet.data.subsets`, the rule of `sspnet attack`; None: all) as float
+    [0, 1] (n x C x H x W) and labels (n), on `device`, in increasing index order."""
     from sspnet import data
 
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
-    total = images.shape[0]
-    idx = torch.arange(total) if n >= total else torch.arange(n) * total // n
+    idx, _ = select_images(labels, n, seed=seed)
     idx = idx.to(images.device)
-    return images[idx].float().div_(255.0), labels[idx]
+    return _pixels(images[idx]), labels[idx]
 
 
 def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, dataset: str | None = None,
@@ -364,13 +306,19 @@ def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, datas
         raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --save DIR`")
     cfg = config or GrowthConfig()
     cfg.validate()
+    from sspnet import data
     from sspnet.nn.checkpoints import load_model
     from sspnet.nn.models import inference_copy
 
     model = inference_copy(load_model(path, crit=crit, device=device))  # BatchNorm folded, fast layout
     dataset = dataset or model.config.get("dataset")
-    x, y = load_test_images(dataset, cfg.n, data_root, device)
-    result = measure_growth(model, x, y, cfg, label=label or path.name, dataset=dataset, run_dir=str(path))
+    images, labels = data.load(dataset, root=data_root, split="test", device=device)
+    result = measure_growth(model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path))
     target = Path(out) if out else (path / GROWTH_FILE if path.is_dir() else path.with_suffix(".growth.json"))
     result.save(target)
     return result, target
+
+
+__all__ = ["ADVERSARIES", "GROWTH_FILE", "NOISE_BASELINES", "P_NAMES", "GrowthConfig", "GrowthProfile",
+           "GrowthResult", "build_adversary", "growth_of_run", "load_test_images", "measure_growth", "p_name",
+           "sample_ratios", "trace_features"]

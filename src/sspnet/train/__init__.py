@@ -4,6 +4,9 @@ resume and DDP under torchrun.
     from sspnet.train import TrainConfig, train
     result = train(TrainConfig(dataset="mnist5k", model="ssp2", epochs=2, save="runs/demo"))
 
+Modules: config (TrainConfig; eps / alpha in pixel units), optim (optimizers, lr schedules), meter (named metric
+sums), state (TrainState, last.pt), folder (RunFolder: every file of a run), step (train_step, Adversary,
+evaluate_clean), setup (building a run), loop (train).
 Imports nn, data, attacks, io and `sspnet.distributed`; never eval, experiments or cli.
 """
 from sspnet.train.config import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config

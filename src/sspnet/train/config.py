@@ -1,7 +1,8 @@
 """TrainConfig: the options of `sspnet train` / `sspnet.train.train`, their validation and defaults.
 
 None means "the dataset's / the original code's default"; `resolved()` fills them in (the values written to
-config.json). eps / alpha are in CLI units (spec.eps_unit: 1/255 on cifar10/tiny, [0, 1] on grey data).
+config.json). eps / alpha are in pixel units [0, 1] on every dataset; the CLI converts its own units (1/255
+on cifar10/tiny) at its edge. `read_run_config` also reads config.json files written before that change.
 """
 from __future__ import annotations
 
@@ -12,26 +13,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sspnet.data.specs import DatasetSpec, get_dataset_spec
 from sspnet.train.optim import OPTIMIZERS, SCHEDULES, default_decay, default_lr, default_milestones
-from sspnet.data.specs import get_dataset_spec
 
 ADVERSARIES = ("none", "fgsm", "pgd", "ball", "fast")
 # Fields that define the computation: a resumed run must agree with the folder on all of them.
 IDENTITY_FIELDS = ("dataset", "model", "groups", "blocks", "norm", "init", "adv", "opt", "lr", "decay", "milestones",
-                   "schedule", "batch_size", "iters", "eps", "alpha", "seed", "steps_per_epoch", "craft_eval",
+                   "schedule", "batch_size", "steps", "eps", "alpha", "seed", "steps_per_epoch", "craft_eval",
                    "ball_copies", "init_from", "clean_metrics")
-ALIASES = {"tbsize": "batch_size", "block": "blocks", "checkpoint": "activation_checkpointing", "data-root": "data_root"}
+# other names accepted by `TrainConfig.from_dict`: the original code's and those of earlier sspnet versions
+ALIASES = {"tbsize": "batch_size", "block": "blocks", "checkpoint": "activation_checkpointing",
+           "data-root": "data_root", "iters": "steps", "test_limit": "eval_n_images"}
+CONFIG_FORMAT_VERSION = 2  # config.json: 2 = eps/alpha in pixel units; absent = CLI units (+ eps_px/alpha_px)
 
 
 @dataclass
 class TrainConfig:
     """Everything `train` needs. None means "the dataset's / original code's default" (resolved in config.json).
 
-    eps / alpha are in CLI units: multiples of 1/255 for cifar10/tiny (8 means 8/255), [0, 1] for grey datasets.
-    batch_size is the global batch (split across ranks under torchrun). steps_per_epoch caps the steps of every
-    epoch (small-budget runs). save_every: steps between mid-epoch last.pt saves (0: epoch ends only).
+    eps / alpha: the training adversary's radius and PGD step, pixel units [0, 1] (cifar10's 8/255 is 8/255;
+    `sspnet train --eps 8` converts). steps: PGD steps of the training adversary. batch_size is the global
+    batch (split across ranks under torchrun). steps_per_epoch caps the optimizer steps of every epoch
+    (small-budget runs). save_every: steps between mid-epoch last.pt saves (0: epoch ends only).
     init_from: a checkpoint or run folder whose weights start the run (fine-tuning; same model config).
-    test_limit: evaluate on that many evenly spaced test images (small-budget runs).
+    eval_n_images: evaluate each epoch on that many class-stratified test images (`sspnet.data.subsets`).
     """
 
     dataset: str = "mnist5k"
@@ -49,7 +54,7 @@ class TrainConfig:
     milestones: list[int] | None = None
     schedule: str = "multistep"
     adv: str = "none"
-    iters: int | None = None
+    steps: int | None = None
     eps: float | None = None
     alpha: float | None = None
     ball_copies: int = 5
@@ -65,7 +70,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     steps_per_epoch: int | None = None
     init_from: str | None = None
-    test_limit: int | None = None
+    eval_n_images: int | None = None
     eval_batch_size: int = 500
     save_every: int = 100
     log_interval: int = 20
@@ -74,11 +79,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Build from a dict (config file / config.json); keys may use dashes or the original's names."""
+        """Build from a dict (config.json, compare's plans); keys may use dashes, the original's or old names.
+
+        Values are taken as they are: eps / alpha in pixel units.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {}
         for key, value in d.items():
-            k = ALIASES.get(key, ALIASES.get(key.replace("-", "_"), key.replace("-", "_")))
+            k = canonical_name(key)
             if k not in names:
                 raise ValueError(f"unknown training option {key!r}; valid options: {', '.join(sorted(names))}")
             kw[k] = value
@@ -86,14 +94,14 @@ class TrainConfig:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **overrides: Any) -> "TrainConfig":
-        """The config saved in `run_dir`/config.json, set up to resume, with `overrides` applied."""
+        """The config saved in `run_dir`/config.json, set up to resume, with `overrides` applied (pixel units)."""
         saved = read_run_config(run_dir)
         saved.update({"save": str(run_dir), "resume": True, "force": False})
         saved.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(saved)
 
     def validate(self) -> None:
-        """ValueError naming the first bad option (before anything is loaded or written)."""
+        """ValueError naming the first bad option (its CLI flag) before anything is loaded or written."""
         spec = get_dataset_spec(self.dataset)
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
@@ -112,28 +120,42 @@ class TrainConfig:
         if self.batch_size > spec.n_train:
             raise ValueError(f"--tbsize {self.batch_size} is larger than the {spec.n_train} training images of "
                              f"{spec.name}; use at most {spec.n_train}")
-        for name in ("iters", "steps_per_epoch", "test_limit", "blocks"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("eps", "alpha"):
-            v = getattr(self, name)
-            if v is not None and not v >= 0:
-                raise ValueError(f"--{name} must be >= 0 (units of {_unit_name(spec)}), got {v}")
-        if self.eps is not None and self.eps * spec.eps_unit > 1:
-            raise ValueError(f"--eps {self.eps} is more than the whole pixel range; for {spec.name} eps is given in "
-                             f"units of {_unit_name(spec)}")
+        for flag, v in (("--iters", self.steps), ("--steps-per-epoch", self.steps_per_epoch),
+                        ("--test-limit", self.eval_n_images), ("--block", self.blocks)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{flag} must be an integer >= 1, got {v!r}")
+        self._validate_radius(spec)
         if self.milestones is not None and any(not isinstance(m, int) or m < 1 for m in self.milestones):
             raise ValueError(f"--milestones must be positive epoch numbers, got {self.milestones}")
-        for name in ("ball_copies", "eval_batch_size", "log_interval"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if not isinstance(self.save_every, int) or self.save_every < 0:
-            raise ValueError(f"save_every must be an integer >= 0 (0: epoch ends only), got {self.save_every!r}")
+        for flag, v in (("--ball-copies", self.ball_copies), ("--eval-bsize", self.eval_batch_size),
+                        ("--log-interval", self.log_interval)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{flag} must be an integer >= 1, got {v!r}")
+        if isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 0:
+            raise ValueError(f"--save-every must be an integer >= 0 (0: epoch ends only), got {self.save_every!r}")
         if self.resume and self.force:
             raise ValueError("--resume and --force contradict each other; pass one of them")
         if self.resume and not self.save:
             raise ValueError("--resume needs the run folder (sspnet train --resume RUN_DIR)")
+
+    def _validate_radius(self, spec: DatasetSpec) -> None:
+        """eps / alpha: pixel units here; the messages give the value as the --eps / --alpha flag takes it."""
+        unit = unit_name(spec)
+        for name in ("eps", "alpha"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"--{name} must be a number (on {spec.name} in units of {unit}), got {v!r}")
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"--{name} must be a finite number >= 0 (on {spec.name} in units of {unit}), "
+                                 f"got {to_cli_units(v, spec):g}")
+            if v > 1:
+                raise ValueError(f"--{name} {to_cli_units(v, spec):g} (TrainConfig.{name}={v:g} in pixel units) is "
+                                 f"more than the whole pixel range; on {spec.name} --{name} is in units of {unit}, "
+                                 f"at most {to_cli_units(1.0, spec):g}")
+        if self.alpha == 0 and str(self.adv).lower() == "pgd":
+            raise ValueError(f"--alpha must be > 0 for --adv pgd (the PGD step, on {spec.name} in units of {unit})")
 
     def resolved(self) -> "TrainConfig":
         """A copy with every None default filled in from the dataset spec and the original's rules."""
@@ -145,12 +167,12 @@ class TrainConfig:
             c.decay = default_decay(spec.arch, c.opt)
         if c.milestones is None:
             c.milestones = default_milestones(spec.arch, c.epochs, c.adv != "none", c.lr, c.model)
-        if c.iters is None:
-            c.iters = spec.train_iters
+        if c.steps is None:
+            c.steps = spec.train_iters
         if c.eps is None:
-            c.eps = _round(spec.train_eps / spec.eps_unit)
+            c.eps = spec.train_eps
         if c.alpha is None:
-            c.alpha = _round(spec.train_alpha / spec.eps_unit)
+            c.alpha = spec.train_alpha
         if c.groups is not None:
             c.groups = [str(g) for g in c.groups]
         if c.save is None:
@@ -158,20 +180,50 @@ class TrainConfig:
         return c
 
 
-def _round(v: float) -> float:
-    return float(f"{v:.10g}")
+def canonical_name(key: str) -> str:
+    """The TrainConfig field for an option name: dashes -> underscores, original / old names mapped."""
+    k = ALIASES.get(key, key.replace("-", "_"))
+    return ALIASES.get(k, k)
 
 
-def _unit_name(spec) -> str:
+def unit_name(spec: DatasetSpec) -> str:
+    """The CLI unit of eps / alpha on a dataset, in words."""
     return "1/255" if spec.eps_unit < 1 else "[0, 1] pixel values"
 
 
+def to_pixels(value: float, spec: DatasetSpec) -> float:
+    """eps / alpha as the CLI takes them (the original's units, spec.eps_unit) -> pixel units [0, 1]."""
+    return float(value) * spec.eps_unit
+
+
+def to_cli_units(value: float, spec: DatasetSpec) -> float:
+    """Pixel units -> the original's CLI units (8/255 -> 8 on cifar10), rounded to 10 significant digits."""
+    return float(f"{float(value) / spec.eps_unit:.10g}")
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The training options stored in run_dir/config.json (provenance removed)."""
+    """The training options stored in run_dir/config.json: canonical field names, eps / alpha in pixel units.
+
+    A config.json of an earlier version (eps / alpha in CLI units beside top-level eps_px / alpha_px, old
+    option names) is converted. FileNotFoundError naming the folder when it is no run folder.
+    """
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist; start a run with `sspnet train --save DIR`")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not an sspnet training run folder")
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    return dict(cfg.get("config", cfg))
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    options = doc.get("config", doc)
+    cfg = {canonical_name(k): v for k, v in options.items()} if isinstance(options, dict) else {}
+    if "config" in doc and doc.get("format_version") is None:  # before pixel units: eps_px / alpha_px are exact
+        for name in ("eps", "alpha"):
+            if doc.get(f"{name}_px") is not None:
+                cfg[name] = doc[f"{name}_px"]
+            elif cfg.get(name) is not None:
+                cfg[name] = to_pixels(cfg[name], get_dataset_spec(cfg.get("dataset", TrainConfig.dataset)))
+    return cfg
