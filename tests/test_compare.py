@@ -7,11 +7,11 @@ import math
 import pytest
 
 import sspnet.train
-from sspnet.experiments.compare.runner import CompareConfig, make_plan, run_compare
-from sspnet.experiments.compare.report import mean_std, paired_ci, t_quantile, t_two_sided_cdf
+from sspnet.experiments.compare import CompareConfig, make_plan, run_compare
+from sspnet.experiments.compare.stats import mean_std, paired_ci, t_quantile, t_two_sided_cdf
 
-TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "test_limit": 50}
-TINY_EVAL = {"n": 12, "sweep_n": 6, "growth_n": 6, "pgd_steps": 1, "batch_size": 6}
+TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "eval_n_images": 50}
+TINY_EVAL = {"n_images": 12, "sweep_images": 6, "growth_images": 6, "steps": 1, "batch_size": 6}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,7 +68,7 @@ def test_dry_run_lists_every_run_and_trains_nothing(tmp_path, monkeypatch, capsy
     text = capsys.readouterr().out
     assert "20 runs" in text and all(v in text for v in ("N6-K7", "N6-K12", "N10-K7", "N10-K12"))
     plan, _ = make_plan(CompareConfig(preset="paper-cifar10", seeds=1, out=str(out)))
-    assert {(r.train_config.blocks, r.train_config.iters, r.train_config.adv) for r in plan} == {
+    assert {(r.train_config.blocks, r.train_config.steps, r.train_config.adv) for r in plan} == {
         (6, 7, "pgd"), (6, 12, "pgd"), (10, 7, "pgd"), (10, 12, "pgd")}
     assert not out.exists()
 
@@ -79,7 +79,7 @@ def test_bad_options_give_one_line_errors(tmp_path, capsys):
     assert main(["compare", "--dry-run", "--grid", "6x7", "--out", str(tmp_path)]) == 2
     assert "N:K pairs" in capsys.readouterr().err
     assert main(["compare", "--dry-run", "--models", "res,foo", "--out", str(tmp_path)]) == 2
-    assert "unknown scheme 'foo'" in capsys.readouterr().err
+    assert "unknown model 'foo'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="valid presets"):
         make_plan(CompareConfig(preset="huge"))
 
@@ -97,7 +97,7 @@ def test_tiny_compare_writes_report_and_a_rerun_is_cached(tmp_path, monkeypatch)
     recs = {r["model"]: r for r in summary["records"]}
     assert recs["ssp2"]["cost"]["f_calls_per_block"] == [2] and recs["res"]["cost"]["f_calls_per_block"] == [1]
     for r in recs.values():
-        assert r["eval"]["n"] == 12 and 0 <= r["eval"]["pgd"] <= r["eval"]["clean"] <= 100
+        assert r["eval"]["n_images"] == 12 and 0 <= r["eval"]["pgd"] <= r["eval"]["clean"] <= 100
         assert set(r["growth"]["adversarial"]["blocks"]) == {"1", "2", "inf"}
         assert r["train_seconds"] > 0
     results = json.loads((out / "results.json").read_text())
@@ -113,9 +113,9 @@ def test_tiny_compare_writes_report_and_a_rerun_is_cached(tmp_path, monkeypatch)
     assert [r["eval"] for r in again["records"]] == [r["eval"] for r in summary["records"]]
 
     # other evaluation settings: re-evaluated, not retrained
-    plan, _ = make_plan(tiny_config(out, eval={**TINY_EVAL, "growth_n": 4}))
+    plan, _ = make_plan(tiny_config(out, eval={**TINY_EVAL, "growth_images": 4}))
     assert [r.status for r in plan] == ["evaluate", "evaluate"]
-    run_compare(tiny_config(out, eval={**TINY_EVAL, "growth_n": 4}))
+    run_compare(tiny_config(out, eval={**TINY_EVAL, "growth_images": 4}))
     assert all((p.stat().st_mtime_ns == before[p]) for p in files if p.name.endswith(".pt"))
 
 
@@ -153,3 +153,93 @@ def test_parallel_jobs_give_the_same_numbers(tmp_path):
         assert a["growth"]["adversarial"]["blocks"]["2"] == pytest.approx(b["growth"]["adversarial"]["blocks"]["2"],
                                                                         rel=1e-5)
     assert "2 parallel job(s)" in (tmp_path / "b" / "REPORT.md").read_text()
+
+
+def test_every_subset_covers_every_class_of_a_label_sorted_split():
+    """The embedded mnist5k test split is sorted by label: the first k of n evenly spaced images (the old rule)
+    saw digits 0-3 only in the sweep and growth and 0-1 in AutoAttack; every table now sees every class."""
+    import torch
+
+    from sspnet.experiments.compare import EvalSettings
+    from sspnet.experiments.compare.evaluation import choose_images, describe_images
+
+    labels = torch.arange(10).repeat_interleave(100)  # 1000 images, sorted by label
+    ev = EvalSettings(autoattack="on").resolve("mnist5k")
+    chosen = choose_images(labels, ev, autoattack=True)
+    sizes = {"eval": 500, "sweep": 200, "growth": 200, "autoattack": 100}
+    assert {k: int(v.numel()) for k, v in chosen.items()} == sizes
+    for table, idx in chosen.items():
+        counts = torch.bincount(labels[idx], minlength=10)
+        assert int(counts.min()) == int(counts.max()) == sizes[table] // 10, table
+        assert bool(torch.isin(idx, chosen["eval"]).all()), table  # nested in the main set
+    described = describe_images(labels, chosen)
+    assert described["sweep"]["per_class"] == [20] * 10 and described["sweep"]["rule"] == "stratified-v1"
+    old_eval = torch.arange(500) * 1000 // 500  # the old rule: evenly spaced, then the first k
+    assert sorted(set(labels[old_eval[:200]].tolist())) == [0, 1, 2, 3]
+    assert sorted(set(labels[old_eval[:100]].tolist())) == [0, 1]
+
+
+def test_records_say_which_images_each_table_used(tmp_path):
+    summary = run_compare(tiny_config(tmp_path / "cmp", models=["res"]))
+    rec = summary["records"][0]
+    assert set(rec["images"]) == {"eval", "sweep", "growth"}  # AutoAttack off
+    for table, n in (("eval", 12), ("sweep", 6), ("growth", 6)):
+        d = rec["images"][table]
+        assert d["n"] == n and sum(d["per_class"]) == n and len(d["indices"]) == n
+        assert sum(c > 0 for c in d["per_class"]) == min(n, 10), table  # stratified on the label-sorted split
+        assert max(d["per_class"]) - min(d["per_class"]) <= 1, table
+    assert set(rec["images"]["sweep"]["indices"]) <= set(rec["images"]["eval"]["indices"])
+    assert rec["eval"]["sweep_images"] == 6 and rec["growth"]["n"] == 6
+    report = (tmp_path / "cmp" / "REPORT.md").read_text()
+    assert "class-stratified nested subsets" in report and "sweep 6 (6 classes, 1 per class)" in report
+    flags = rec["eval"]["flags"]  # the engine's sanity flags, listed in the report
+    assert all(f["message"] in report for f in flags) and (("## Sanity flags" in report) == bool(flags))
+
+
+def test_eval_options_have_one_name_and_pixel_units(tmp_path):
+    from sspnet.cli import build_parser
+    from sspnet.cli.compare import build_config
+    from sspnet.experiments.compare import EvalSettings
+
+    with pytest.raises(ValueError, match="'sweep_n' is now called 'sweep_images'"):
+        make_plan(tiny_config(tmp_path, eval={"sweep_n": 5}))
+    with pytest.raises(ValueError, match="unknown evaluation option 'foo'"):
+        EvalSettings.from_dict({"foo": 1})
+    args = build_parser().parse_args(["compare", "--preset", "paper-cifar10", "--train-eps", "8",
+                                      "--train-alpha", "2", "--eps", "4", "--n-eval", "30", "--sweep-images", "20"])
+    cfg = build_config(args)
+    assert cfg.train["eps"] == pytest.approx(8 / 255) and cfg.train["alpha"] == pytest.approx(2 / 255)
+    assert cfg.eval["eps"] == pytest.approx(4 / 255)
+    assert (cfg.eval["n_images"], cfg.eval["sweep_images"]) == (30, 20)
+    plan, settings = make_plan(CompareConfig(preset="paper-cifar10", seeds=1, models=["res"], out=str(tmp_path)))
+    assert settings["eval"].eps == pytest.approx(8 / 255) and settings["eval"].steps == 20
+
+
+def test_models_come_from_the_registry(tmp_path):
+    """ark is a registered composite model (ark, res, ssp2 on cifar10), a scheme file is hashed by its
+    coefficients: no special case in compare."""
+    import json as _json
+
+    out = str(tmp_path / "cmp")
+    plan, _ = make_plan(CompareConfig(preset="paper-cifar10", seeds=1, models=["res", "ark"], grid=[(6, 7)],
+                                      out=out))
+    cost = {r.model: r.cost_units for r in plan}
+    assert cost == {"res": 1 + 2 + 6 * 3, "ark": 1 + 2 + 6 * (2 + 1 + 2)}
+    scheme = tmp_path / "myssp.json"
+    scheme.write_text(_json.dumps({"name": "myssp", "alpha": [[1], [0.5, 0.5]], "beta": [[1], [0, 0.5]],
+                                   "order": 2}))
+    first, _ = make_plan(tiny_config(out, models=[str(scheme)]))
+    scheme.write_text(_json.dumps({"name": "myssp", "alpha": [[1], [1, 0]], "beta": [[0.5], [0, 1]],
+                                   "order": 2, "ssp_coefficient": 0}))  # edited: the midpoint rule
+    second, _ = make_plan(tiny_config(out, models=[str(scheme)]))
+    assert first[0].train_hash != second[0].train_hash and first[0].run_dir.name.startswith("myssp-s0-")
+
+
+def test_run_hashes_survive_the_train_option_rename(tmp_path):
+    """Runs trained before TrainConfig's iters -> steps / test_limit -> eval_n_images rename keep their folder
+    (the hash of the default budget's res seed 0 with 1 epoch, as written by that version)."""
+    plan, _ = make_plan(CompareConfig(models=["res", "ssp2"], seeds=1, train={"epochs": 1}, out=str(tmp_path)))
+    assert [r.run_dir.name for r in plan] == ["res-s0-40aff4a1", "ssp2-s0-6f4f1724"]
+    limited, _ = make_plan(CompareConfig(models=["res"], seeds=1, train={"epochs": 1, "eval_n_images": 50},
+                                         out=str(tmp_path)))
+    assert limited[0].run_dir.name != "res-s0-40aff4a1"  # a set option still changes the hash

@@ -1,10 +1,14 @@
 """`sspnet compare`: train res, ssp2, ssp3, ark and midrk2 under one budget for several seeds, evaluate
-clean / FGSM / PGD accuracy and perturbation growth, and write OUT/REPORT.md (see `sspnet.compare`)."""
+clean / FGSM / PGD accuracy and perturbation growth, and write OUT/REPORT.md (see `sspnet.experiments.compare`).
+
+eps / alpha are typed in the dataset's CLI unit (1/255 on cifar10 / tiny, [0, 1] on grey data) and converted
+to pixel units here, at the edge: everything below works in pixel units."""
 from __future__ import annotations
 
 import argparse
 
-from sspnet.experiments.compare.runner import AUTOATTACK_MODES, PRESETS, CompareConfig, run_compare
+from sspnet.experiments.compare import CompareConfig, run_compare
+from sspnet.experiments.compare.config import AUTOATTACK_MODES, PRESETS
 
 
 def _csv(kind):
@@ -26,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     f"plots. Expected times: {presets}.")
     a = p.add_argument
     a("--preset", default="default", choices=list(PRESETS), help="budget and threat model (default: default)")
-    a("--models", type=_csv(str), default=None, help="comma-separated schemes (default res,ssp2,ssp3,ark,midrk2)")
+    a("--models", type=_csv(str), default=None,
+      help="comma-separated models or scheme files (default res,ssp2,ssp3,ark,midrk2)")
     a("--seeds", type=int, default=None, help="number of seeds 0..S-1 (default 3)")
     a("--dataset", default=None, help="dataset (default: the preset's, mnist5k for the default)")
     a("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
@@ -36,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
       "with >= 2 cores, 1 on a GPU)")
     a("--dry-run", action="store_true", help="print the plan (and what is cached) without training")
     a("--quiet", action="store_true", help="no progress lines")
-    t = p.add_argument_group("training (override the preset; eps/alpha in the dataset's CLI unit)")
+    t = p.add_argument_group("training (override the preset; eps/alpha in the dataset's CLI unit: 1/255 for "
+                             "cifar10/tiny, [0,1] for mnist)")
     t.add_argument("--blocks", type=int, default=None, help="blocks per group")
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--tbsize", dest="batch_size", type=int, default=None, help="training batch size")
@@ -54,39 +60,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--eps", type=float, default=None, help="attack eps (default mnist 0.1, cifar10 2; presets: "
                    "the paper's)")
     e.add_argument("--alpha", type=float, default=None, help="PGD step (default eps/4)")
-    e.add_argument("--pgd-steps", type=int, default=None, help="PGD iterations (default 10; paper presets 20)")
-    e.add_argument("--n-eval", type=int, default=None, help="test images (default 500; paper presets all)")
+    e.add_argument("--pgd-steps", dest="steps", type=int, default=None,
+                   help="PGD iterations (default 10; paper presets 20)")
+    e.add_argument("--n-images", "--n-eval", dest="n_images", type=int, default=None,
+                   help="test images of clean / FGSM / PGD (default 500; paper presets all)")
     e.add_argument("--sweep", type=_csv(float), default=None, help="eps values of the accuracy-vs-eps sweep")
-    e.add_argument("--sweep-n", type=int, default=None, help="test images of the sweep (default 200)")
-    e.add_argument("--growth-n", type=int, default=None, help="test images for growth ratios (default 200)")
+    e.add_argument("--sweep-images", "--sweep-n", dest="sweep_images", type=int, default=None,
+                   help="test images of the sweep (default 200)")
+    e.add_argument("--growth-images", "--growth-n", dest="growth_images", type=int, default=None,
+                   help="test images for growth ratios (default 200)")
+    e.add_argument("--autoattack-images", type=int, default=None, help="test images of AutoAttack (default 100)")
     e.add_argument("--autoattack", default=None, choices=AUTOATTACK_MODES,
                    help="auto: when installed (paper presets), on, off (default preset: off, it takes minutes "
                         "per run on a CPU)")
     p.set_defaults(handler=run)
 
 
+def _parse_grid(items: list[str] | None) -> list[tuple[int, int]] | None:
+    if items is None:
+        return None
+    grid = []
+    for item in items:
+        parts = item.split(":")
+        if len(parts) != 2 or not all(x.strip().isdigit() for x in parts):
+            raise ValueError(f"--grid takes N:K pairs (blocks:iterations) like 6:7,10:12; got {item!r}")
+        grid.append((int(parts[0]), int(parts[1])))
+    return grid
+
+
 def build_config(args: argparse.Namespace) -> CompareConfig:
+    """The CompareConfig of the parsed arguments, eps / alpha converted from the CLI unit to pixel units."""
     from sspnet.data.specs import get_dataset_spec
 
-    preset = PRESETS[args.preset]
-    unit = get_dataset_spec(args.dataset or preset["dataset"]).eps_unit
-    grid = None
-    if args.grid is not None:
-        grid = []
-        for item in args.grid:
-            parts = item.split(":")
-            if len(parts) != 2 or not all(x.strip().isdigit() for x in parts):
-                raise ValueError(f"--grid takes N:K pairs (blocks:iterations) like 6:7,10:12; got {item!r}")
-            grid.append((int(parts[0]), int(parts[1])))
+    unit = get_dataset_spec(args.dataset or PRESETS[args.preset]["dataset"]).eps_unit
+
+    def pixels(v: float | None) -> float | None:
+        return None if v is None else v * unit
+
     train = {"blocks": args.blocks, "epochs": args.epochs, "batch_size": args.batch_size,
              "steps_per_epoch": args.steps_per_epoch, "opt": args.opt, "lr": args.lr, "schedule": args.schedule,
-             "adv": args.adv, "iters": args.iters, "eps": args.train_eps, "alpha": args.train_alpha}
-    scale = (lambda v: None if v is None else v * unit)
-    ev = {"eps": scale(args.eps), "alpha": scale(args.alpha), "pgd_steps": args.pgd_steps, "n": args.n_eval,
-          "sweep": None if args.sweep is None else tuple(v * unit for v in args.sweep), "sweep_n": args.sweep_n,
-          "growth_n": args.growth_n, "autoattack": args.autoattack}
+             "adv": args.adv, "steps": args.iters, "eps": pixels(args.train_eps),
+             "alpha": pixels(args.train_alpha)}
+    ev = {"eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.steps, "n_images": args.n_images,
+          "sweep": None if args.sweep is None else tuple(v * unit for v in args.sweep),
+          "sweep_images": args.sweep_images, "growth_images": args.growth_images,
+          "autoattack_images": args.autoattack_images, "autoattack": args.autoattack}
     return CompareConfig(preset=args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
-                         out=args.out, train=train, eval=ev, grid=grid, data_root=args.data_root,
+                         out=args.out, train=train, eval=ev, grid=_parse_grid(args.grid), data_root=args.data_root,
                          device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet)
 
 

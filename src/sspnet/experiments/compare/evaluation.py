@@ -1,71 +1,114 @@
-"""Evaluation of one `sspnet compare` run: clean / FGSM / PGD accuracy at eps, a PGD eps sweep, optional
-AutoAttack, and the perturbation growth ratios of the PGD examples and of random noise at the same eps."""
+"""Evaluation of one `sspnet compare` run with the one engine (`sspnet.eval`): clean / FGSM / PGD accuracy at
+eps, a PGD eps sweep, optional AutoAttack, and the perturbation growth ratios of the PGD examples and of random
+noise at the same eps.
+
+Every table's images are chosen by `sspnet.data.subsets.subset_indices` over the whole test split
+(class-stratified, nested): the sweep, growth and AutoAttack images lie inside the n_images set, so the sweep
+reuses the clean and PGD results at eps and growth the PGD examples of the main evaluation.
+"""
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import torch
-
-@torch.no_grad()
-def _correct(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return model(x).argmax(1) == y
+from torch import Tensor, nn
 
 
-def _attack_correct(model, attack, x, y, bs) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-sample correctness, adversarial images) of `attack` over x in batches."""
-    oks, advs = [], []
-    for s in range(0, x.shape[0], bs):
-        xa = attack(x[s:s + bs], y[s:s + bs]).detach()
-        oks.append(_correct(model, xa, y[s:s + bs]))
-        advs.append(xa)
-    return torch.cat(oks), torch.cat(advs)
-
-
-def evaluate_run(model, x: torch.Tensor, y: torch.Tensor, ev: Any, dataset: str, label: str,
-                 run_dir: str | None = None) -> dict[str, Any]:
-    """Clean / FGSM / PGD / sweep (/ AutoAttack) accuracy in % and growth ratios of one model.
-
-    x: N x C x H x W float [0, 1] (the evaluation images), y: N labels; ev: `sspnet.compare.EvalSettings`
-    (resolved). Returns {"eval": JSON-able dict (accuracies in %), "growth": GrowthResult}.
-    """
+def use_autoattack(mode: str) -> bool:
+    """Whether AutoAttack runs: mode on, or auto with the package installed."""
     from sspnet import attacks
+
+    return mode == "on" or (mode == "auto" and attacks.autoattack_available())
+
+
+def choose_images(labels: Tensor, ev: Any, autoattack: bool) -> dict[str, Tensor]:
+    """Sorted indices into the test split (labels: int N, the whole split) of each table's images.
+
+    "eval": n_images of them; "sweep", "growth" (and "autoattack" when it runs): the rule's smaller subsets,
+    which lie inside "eval"."""
+    from sspnet.data.subsets import subset_indices
+
+    main = subset_indices(labels, ev.n_images)
+    n = int(main.numel())
+    sizes = {"sweep": ev.sweep_images, "growth": ev.growth_images}
+    if autoattack:
+        sizes["autoattack"] = ev.autoattack_images
+    return {"eval": main, **{k: subset_indices(labels, min(v, n)) for k, v in sizes.items()}}
+
+
+def describe_images(labels: Tensor, chosen: dict[str, Tensor]) -> dict[str, dict[str, Any]]:
+    """The record's account of each table's images (rule, seed, n, per_class, indices)."""
+    from sspnet.data.subsets import describe_subset
+
+    return {table: describe_subset(labels, idx) for table, idx in chosen.items()}
+
+
+def _config(ev: Any, attack: str, eps: list[float], **kw: Any):
+    """An engine EvalConfig with compare's common settings (no random start, 8-bit rounding as ev.quantize)."""
+    from sspnet.eval.robustness import EvalConfig
+
+    return EvalConfig(attack=attack, eps=eps, steps=ev.steps, quantize=ev.quantize, batch_size=ev.batch_size, **kw)
+
+
+def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor
+           ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """PGD accuracy (%) per sweep eps on images idx (eps 0: clean), and the engine's sanity flags.
+
+    At each eps the step is alpha * eps / ev.eps (at least 1/255 when quantised); at ev.eps the main PGD
+    results are reused."""
+    from sspnet.eval.robustness import evaluate
+
+    others = [e for e in ev.sweep if abs(e - ev.eps) >= 1e-12]
+    sw = None
+    if others:
+        cfg = _config(ev, "pgd", others, alpha_rel=ev.alpha / ev.eps, keep_adv=0)
+        sw = evaluate(model, images, labels, cfg, indices=idx)
+    table = {"0": 100.0 * main.accuracy("clean", indices=idx)}
+    for e in ev.sweep:
+        acc = main.accuracy("pgd", ev.eps, indices=idx) if e not in others else sw.accuracy("pgd", e)
+        table[f"{e:.10g}"] = 100.0 * acc
+    return table, (sw.flags if sw is not None else [])
+
+
+def _growth(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor, label: str,
+            dataset: str, run_dir: str | None):
+    """Growth ratios of the main evaluation's PGD examples of images idx, and of `ev.growth_noise` noise."""
     from sspnet.eval.growth import GrowthConfig, measure_growth
     from sspnet.nn.models import inference_copy
 
-    model = inference_copy(model)  # eval mode, BatchNorm folded, fast layout; the caller's model untouched
-    bs = ev.batch_size
+    cfg = GrowthConfig(eps=ev.eps, alpha=ev.alpha, steps=ev.steps, quantize=ev.quantize, noise=ev.growth_noise,
+                       batch_size=ev.batch_size)
+    return measure_growth(inference_copy(model), images, labels, cfg, indices=idx,
+                          x_adv=main.adversarial_images(ev.eps, idx), adversary_info=main.attack_info("pgd", ev.eps),
+                          label=label, dataset=dataset, run_dir=run_dir)
+
+
+def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, dataset: str, label: str,
+                 run_dir: str | None = None) -> dict[str, Any]:
+    """Clean / FGSM / PGD / sweep (/ AutoAttack) accuracy in % and growth ratios of one model.
+
+    images: the whole test split, uint8 N x C x H x W (or float in [0, 1]); labels: int64 N; ev: resolved
+    `EvalSettings` (pixel units). Returns {"eval": accuracies in %, settings, image counts and the engine's
+    sanity flags; "images": each table's image description; "growth": GrowthResult}.
+    """
+    from sspnet.eval.robustness import evaluate
+
     t0 = time.perf_counter()
-    clean = torch.cat([_correct(model, x[s:s + bs], y[s:s + bs]) for s in range(0, x.shape[0], bs)])
-    fgsm_ok, _ = _attack_correct(model, attacks.FGSM(model, ev.eps, quantize=ev.quantize), x, y, bs)
-    pgd = attacks.PGD(model, ev.eps, ev.alpha, ev.pgd_steps, quantize=ev.quantize)
-    pgd_ok, pgd_adv = _attack_correct(model, pgd, x, y, bs)
-    m = min(ev.sweep_n, x.shape[0])
-    sweep = {"0": 100.0 * clean[:m].float().mean().item()}
-    for e in ev.sweep:
-        if abs(e - ev.eps) < 1e-12:
-            ok = pgd_ok[:m]
-        else:
-            a = attacks.PGD(model, e, max(e * ev.alpha / ev.eps, 1 / 255 if ev.quantize else 1e-12), ev.pgd_steps,
-                            quantize=ev.quantize)
-            ok, _ = _attack_correct(model, a, x[:m], y[:m], bs)
-        sweep[f"{e:.10g}"] = 100.0 * ok.float().mean().item()
-    out: dict[str, Any] = {"n": int(x.shape[0]), "eps": ev.eps, "alpha": ev.alpha, "pgd_steps": ev.pgd_steps,
-                           "clean": 100.0 * clean.float().mean().item(),
-                           "fgsm": 100.0 * fgsm_ok.float().mean().item(),
-                           "pgd": 100.0 * pgd_ok.float().mean().item(), "sweep_n": m, "sweep": sweep,
-                           "autoattack": None}
-    use_aa = ev.autoattack == "on" or (ev.autoattack == "auto" and attacks.autoattack_available())
-    if use_aa:
-        k = min(ev.autoattack_n, x.shape[0])
-        aa_ok, _ = _attack_correct(model, attacks.AutoAttack(model, ev.eps), x[:k], y[:k], bs)
-        out["autoattack"] = 100.0 * aa_ok.float().mean().item()
-        out["autoattack_n"] = k
-    g = min(ev.growth_n, x.shape[0])
-    gcfg = GrowthConfig(eps=ev.eps, alpha=ev.alpha, steps=ev.pgd_steps, noise=ev.growth_noise, n=g, batch_size=bs)
-    info = {"name": "pgd", "eps": ev.eps, "alpha": ev.alpha, "steps": ev.pgd_steps, "random_start": False,
-            "quantize": ev.quantize}
-    growth = measure_growth(model, x[:g], y[:g], gcfg, x_adv=pgd_adv[:g], label=label, dataset=dataset,
-                            run_dir=run_dir, adversary_info=info)
+    chosen = choose_images(labels, ev, use_autoattack(ev.autoattack))
+    main = evaluate(model, images, labels, _config(ev, "fgsm,pgd", [ev.eps], alpha=ev.alpha, keep_attack="pgd"),
+                    indices=chosen["eval"])
+    sweep, sweep_flags = _sweep(model, images, labels, ev, main, chosen["sweep"])
+    out: dict[str, Any] = {"n_images": main.n, "eps": ev.eps, "alpha": ev.alpha, "steps": ev.steps,
+                           "clean": 100.0 * main.accuracy("clean"), "fgsm": 100.0 * main.accuracy("fgsm", ev.eps),
+                           "pgd": 100.0 * main.accuracy("pgd", ev.eps), "sweep_images": len(chosen["sweep"]),
+                           "sweep": sweep, "autoattack": None}
+    flags = main.flags + sweep_flags
+    if "autoattack" in chosen:
+        aa = evaluate(model, images, labels, _config(ev, "autoattack", [ev.eps], keep_adv=0),
+                      indices=chosen["autoattack"])
+        out["autoattack"], out["autoattack_images"] = 100.0 * aa.accuracy("autoattack", ev.eps), aa.n
+        flags += aa.flags
+    growth = _growth(model, images, labels, ev, main, chosen["growth"], label, dataset, run_dir)
+    out["flags"] = flags
     out["seconds"] = time.perf_counter() - t0
-    return {"eval": out, "growth": growth}
+    return {"eval": out, "images": describe_images(labels, chosen), "growth": growth}

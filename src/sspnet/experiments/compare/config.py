@@ -1,0 +1,212 @@
+"""What a comparison runs: the presets, the evaluation settings and the experiment config, resolved and
+checked before anything is trained.
+
+Units: every eps / alpha here is in pixel units [0, 1] (training and evaluation alike); the CLI converts
+from the dataset's CLI unit at its edge (`sspnet.cli.compare`).
+
+Presets (times are estimates for the whole plan):
+- default: mnist5k, standard training (Adam, one-cycle lr 3e-3, 4 epochs of batch 64, 3 blocks), evaluation
+  at eps 0.1 (PGD-10, step 0.025) on 500 test images; 15 runs in about 8 minutes on 2 idle CPU cores
+  (two runs at a time in worker processes with one thread each: on small batches this beats two threads per
+  convolution, and it degrades gracefully on a shared machine).
+- paper-mnist: the original's MNIST settings: full MNIST, 5 blocks, ball training (5 noisy copies,
+  eps 0.3), SGD lr 0.1, 200 epochs; evaluation at eps 0.3 (PGD-20) on the 10,000 test images.
+- paper-cifar10: the paper's grid (N, K) in {6, 10} x {7, 12}: PGD-K adversarial training at 8/255, 200
+  epochs, SGD lr 0.1; evaluation PGD-20 at 8/255 on the 10,000 test images; growth as the paper (PGD-20).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")
+AUTOATTACK_MODES = ("auto", "on", "off")
+# dataset-dependent evaluation eps of the default (standard-training) budget, pixel units
+BUDGET_EPS = {"mnist": 0.1, "cifar10": 2 / 255, "tinyimagenet": 1 / 255}
+# evaluation options renamed to one name per concept: old name -> new name (for the error message)
+RENAMED_EVAL = {"pgd_steps": "steps", "n": "n_images", "sweep_n": "sweep_images", "growth_n": "growth_images",
+                "autoattack_n": "autoattack_images"}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "dataset": "mnist5k", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
+        "train": {"blocks": 3, "epochs": 4, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
+                  "adv": "none"},
+        "eval": {"eps": None, "alpha_rel": 0.25, "steps": 10, "n_images": 500, "sweep_rel": (0.5, 1.0, 1.5, 2.0),
+                 "sweep_images": 200, "growth_images": 200, "autoattack": "off"},
+        "expected": "about 8 minutes for the 15 runs on a quiet 2-core CPU (2 runs in parallel, one thread each, "
+                    "about 65 CPU-seconds per run: 25-45 s training, 20-30 s evaluation); longer when other "
+                    "processes share the CPU",
+    },
+    "paper-mnist": {
+        "dataset": "mnist", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
+        "train": {"blocks": 5, "epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "ball", "eps": 0.3},
+        "eval": {"eps": 0.3, "alpha": 0.05, "steps": 20, "n_images": None, "sweep": (0.1, 0.2, 0.3, 0.4),
+                 "sweep_images": 1000, "growth_images": 1000, "autoattack": "auto"},
+        "expected": "not measured (no GPU here): 60 M image forward+backward passes per run (200 epochs x "
+                    "60,000 images x 5 noisy copies); at ~20,000 images/s on one modern GPU about 50 min per run, "
+                    "~13 h for the 15 runs; days on a CPU",
+    },
+    "paper-cifar10": {
+        "dataset": "cifar10", "models": DEFAULT_MODELS, "seeds": 3, "grid": [(6, 7), (6, 12), (10, 7), (10, 12)],
+        "train": {"epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "pgd"},
+        "eval": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 20, "n_images": None,
+                 "sweep": (2 / 255, 4 / 255, 8 / 255, 16 / 255), "sweep_images": 1000, "growth_images": 1000,
+                 "autoattack": "auto"},
+        "expected": "not measured (no GPU here): (K + 1) x 10 M image forward+backward passes per run (200 "
+                    "epochs x 50,000 images, PGD-K + the update), 80-130 M; at ~10,000 images/s on one modern GPU "
+                    "2-4 h per run, about 8 GPU-days for the 60 runs (4 grid points x 5 models x 3 seeds); split "
+                    "the work with --models / --seeds / --grid or run it on several GPUs",
+    },
+}
+
+
+@dataclass
+class EvalSettings:
+    """Evaluation of every run. eps / alpha / sweep in pixel units (None: from the dataset, see `resolve`).
+
+    steps: PGD iterations; n_images: test images of clean / FGSM / PGD at eps (None: all). sweep_images,
+    growth_images, autoattack_images: the images of the eps sweep, of the growth ratios (the PGD examples at
+    eps, plus `growth_noise` noise of the same eps) and of AutoAttack. Every image set is chosen by
+    `sspnet.data.subsets.subset_indices` over the whole test split: class-stratified and nested, so each
+    smaller set lies inside the n_images set.
+    """
+
+    eps: float | None = None
+    alpha: float | None = None
+    alpha_rel: float = 0.25
+    steps: int = 10
+    n_images: int | None = 500
+    sweep: tuple[float, ...] | None = None
+    sweep_rel: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    sweep_images: int = 200
+    growth_images: int = 200
+    growth_noise: str = "sign"
+    autoattack: str = "off"
+    autoattack_images: int = 100
+    quantize: bool = True
+    batch_size: int = 250
+    crit: str = "final"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalSettings":
+        """From a dict of options; ValueError naming an unknown (or renamed) option."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key in RENAMED_EVAL:
+                raise ValueError(f"evaluation option {key!r} is now called {RENAMED_EVAL[key]!r}")
+            if key not in names:
+                raise ValueError(f"unknown evaluation option {key!r}; valid options: {', '.join(names)}")
+        return cls(**d)
+
+    def resolve(self, dataset: str) -> "EvalSettings":
+        """A copy with eps / alpha / sweep filled in for `dataset`, checked (ValueError naming the option)."""
+        from sspnet.data.specs import get_dataset_spec
+
+        spec = get_dataset_spec(dataset)
+        e = dataclasses.replace(self)
+        if e.eps is None:
+            e.eps = BUDGET_EPS.get(spec.arch, spec.train_eps)
+        if e.alpha is None:
+            e.alpha = max(e.eps * e.alpha_rel, 1 / 255 if e.quantize else 1e-12)
+        if e.sweep is None:
+            e.sweep = tuple(round(e.eps * r, 10) for r in e.sweep_rel)
+        e.sweep = tuple(float(v) for v in e.sweep)
+        e._check()
+        return e
+
+    def _check(self) -> None:
+        if self.autoattack not in AUTOATTACK_MODES:
+            raise ValueError(f"unknown autoattack mode {self.autoattack!r}; valid: {', '.join(AUTOATTACK_MODES)}")
+        for name in ("steps", "sweep_images", "growth_images", "autoattack_images", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        n = self.n_images
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"n_images (test images) must be an integer >= 1 or None (all), got {n!r}")
+        for v in (self.eps, *self.sweep):
+            if not 0 < v <= 1:
+                raise ValueError(f"eps values must be in (0, 1] pixel units, got {v}")
+
+    def key(self) -> dict[str, Any]:
+        """What the evaluation hash covers (the resolved values; the relative defaults are not needed)."""
+        from sspnet.data.subsets import SUBSET_RULE
+
+        d = dataclasses.asdict(self)
+        d["sweep"] = list(d["sweep"] or [])
+        d.pop("sweep_rel")
+        d.pop("alpha_rel")
+        d["subset_rule"] = SUBSET_RULE  # a new image rule re-evaluates the runs
+        return d
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A CompareConfig with the preset filled in. train: TrainConfig options (eps / alpha in pixel units);
+    grid: (blocks, PGD steps of training) variants, or None for one variant."""
+
+    dataset: str
+    models: list[str]
+    seeds: int
+    train: dict[str, Any]
+    eval: EvalSettings
+    grid: list[tuple[int, int]] | None
+
+
+@dataclass
+class CompareConfig:
+    """The whole experiment. train: TrainConfig options shared by all runs (eps / alpha in pixel units);
+    eval: EvalSettings options; grid: (blocks, PGD steps of training) variants, or None for one variant.
+    jobs: runs in parallel processes with one thread each (None: 2 on a CPU with >= 2 cores, 1 on a GPU;
+    1: in this process)."""
+
+    preset: str = "default"
+    dataset: str | None = None
+    models: Sequence[str] | None = None
+    seeds: int | None = None
+    out: str = "compare"
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    grid: list[tuple[int, int]] | None = None
+    data_root: str | None = None
+    device: str = "auto"
+    jobs: int | None = None
+    dry_run: bool = False
+    quiet: bool = False
+
+    def resolved(self) -> Resolved:
+        """The preset filled in and every choice checked (ValueError with one line naming the option)."""
+        from sspnet.data.specs import get_dataset_spec
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
+        p = PRESETS[self.preset]
+        dataset = self.dataset or p["dataset"]
+        get_dataset_spec(dataset)  # ValueError listing the datasets
+        models = _check_models(list(self.models or p["models"]))
+        seeds = p["seeds"] if self.seeds is None else self.seeds
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")
+        train = {**p["train"], **_given(self.train)}
+        ev = EvalSettings.from_dict({**p["eval"], **_given(self.eval)}).resolve(dataset)
+        grid = self.grid if self.grid is not None else p["grid"]
+        return Resolved(dataset, models, seeds, train, ev, grid)
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that are set (None: the preset's value)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _check_models(models: list[str]) -> list[str]:
+    from sspnet.nn.registry import check_model
+
+    if not models:
+        raise ValueError("--models: give at least one model")
+    if len(set(models)) != len(models):
+        raise ValueError(f"--models lists a model twice: {models}")
+    for m in models:
+        check_model(m)  # ValueError listing the valid names
+    return models

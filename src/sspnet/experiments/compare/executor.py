@@ -1,0 +1,182 @@
+"""Executing a plan: train (or resume) and evaluate each run, in this process or in a pool of worker
+processes with one thread each, with progress lines over the whole plan.
+
+Each run writes RUN_DIR/compare.json (its record: hashes, cost, timings, accuracies, the images of every
+table, growth) and RUN_DIR/growth.json; a record with the plan's hashes makes the run "cached" next time.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from sspnet.experiments.compare.config import EvalSettings
+from sspnet.experiments.compare.plan import RECORD_FILE, PlannedRun
+from sspnet.io.files import atomic_write_json
+from sspnet.io.jsonio import to_jsonable
+
+
+def fmt_time(s: float | None) -> str:
+    """Seconds as m:ss or h:mm:ss ("?" when unknown)."""
+    if s is None or not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The trainer's per-epoch lines of RUN_DIR/metrics.jsonl."""
+    text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
+    return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+
+
+def read_record(run: PlannedRun) -> dict[str, Any]:
+    """The stored record of a run (RUN_DIR/compare.json)."""
+    return json.loads((run.run_dir / RECORD_FILE).read_text(encoding="utf-8"))
+
+
+def _train(run: PlannedRun, device: str, train_fn: Callable | None) -> float | None:
+    """Train or resume the run if its status asks for it; the wall seconds it took (None: not trained)."""
+    if run.status not in ("train", "resume"):
+        return None
+    if train_fn is None:
+        from sspnet import train as train_module
+
+        train_fn = train_module.train
+    t0 = time.perf_counter()
+    cfg = copy.copy(run.train_config)
+    cfg.resume, cfg.force, cfg.device = run.status == "resume", run.status == "train", device
+    train_fn(cfg)
+    return time.perf_counter() - t0
+
+
+def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str, device: str,
+                data_root: str | None = None, train_fn: Callable | None = None) -> dict[str, Any]:
+    """Train (or resume) one planned run if needed, evaluate it, write RUN_DIR/compare.json and growth.json;
+    returns the record (as read back from compare.json)."""
+    from sspnet import data
+    from sspnet.experiments.compare.evaluation import evaluate_run
+    from sspnet.nn.checkpoints import load_model
+    from sspnet.nn.models import model_cost
+
+    t0 = time.perf_counter()
+    wall_train = _train(run, device, train_fn)
+    model = load_model(run.run_dir, crit=ev.crit, device=device)
+    images, labels = data.load(dataset, root=data_root, split="test", device=device)
+    label = f"{run.variant + ' ' if run.variant else ''}{run.model}"
+    res = evaluate_run(model, images, labels, ev, dataset, label, str(run.run_dir))
+    res["growth"].save(run.run_dir / "growth.json")
+    metrics = _read_metrics(run.run_dir)
+    rec = {"model": run.model, "seed": run.seed, "variant": run.variant, "run_dir": str(run.run_dir),
+           "status": run.status, "train_hash": run.train_hash, "eval_hash": eval_hash, "cost": model_cost(model),
+           "train_seconds": sum(float(m.get("seconds") or 0.0) for m in metrics),
+           "train_wall_seconds": wall_train, "run_wall_seconds": time.perf_counter() - t0,
+           "threads": torch.get_num_threads(), "epochs": len(metrics),
+           "trainer_test_acc": metrics[-1].get("test_acc") if metrics else None,
+           "eval": res["eval"], "images": res["images"], "growth": res["growth"].to_dict()}
+    atomic_write_json(run.run_dir / RECORD_FILE, to_jsonable(rec))
+    return read_record(run)
+
+
+def _worker(args: tuple) -> dict[str, Any]:
+    """Process-pool entry: one intra-op thread per job (parallel runs instead of parallel convolutions)."""
+    torch.set_num_threads(1)
+    return execute_run(*args)
+
+
+def default_jobs(device: str) -> int:
+    """Parallel runs: 2 on a CPU with >= 2 cores (one thread each), 1 on a GPU."""
+    return 1 if device != "cpu" else max(1, min(2, os.cpu_count() or 1))
+
+
+class Progress:
+    """Progress lines over the whole plan: runs done / to do, elapsed, time left from the measured throughput
+    (seconds per cost unit of the runs made in this invocation, parallel jobs included)."""
+
+    def __init__(self, plan: list[PlannedRun], quiet: bool):
+        self.plan, self.quiet = plan, quiet
+        self.t0 = time.perf_counter()
+        self.units_done = 0.0
+        self.done = sum(r.status == "cached" for r in plan)
+        self.todo = [r for r in plan if r.status != "cached"]
+        self.running: set[int] = set()
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def _left(self) -> str:
+        """Time left: elapsed / units done so far, runs in progress counted as half done."""
+        if self.units_done <= 0:
+            return "? (after the first run)"
+        half = 0.5 * sum(r.cost_units for r in self.todo if r.index in self.running)
+        rate = (time.perf_counter() - self.t0) / (self.units_done + half)
+        return "~" + fmt_time(rate * (sum(r.cost_units for r in self.todo) - half))
+
+    def _where(self) -> str:
+        return f"elapsed {fmt_time(time.perf_counter() - self.t0)}, left {self._left() if self.todo else '0:00'}"
+
+    def start(self, run: PlannedRun) -> None:
+        self.running.add(run.index)
+        variant = " " + run.variant if run.variant else ""
+        self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}{variant}: {run.status}... "
+                 f"(done {self.done}, to do {len(self.todo)}, {self._where()})")
+
+    def finish(self, run: PlannedRun, rec: dict[str, Any]) -> None:
+        self.units_done += run.cost_units if run.status in ("train", "resume") else 0.2 * run.cost_units
+        self.done += 1
+        self.todo = [r for r in self.todo if r.index != run.index]
+        self.running.discard(run.index)
+        e = rec["eval"]
+        growth = rec["growth"]["adversarial"]["groups"]["2"][-1]
+        self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: clean {e['clean']:.1f}%  FGSM "
+                 f"{e['fgsm']:.1f}%  PGD {e['pgd']:.1f}%  growth(L2) {growth:.3f}  train "
+                 f"{rec['train_seconds']:.1f}s  eval {e['seconds']:.1f}s | done {self.done}/{len(self.plan)}, "
+                 f"to do {len(self.todo)}, {self._where()}")
+
+
+def run_serial(prog: Progress, common: tuple, records: dict[int, dict[str, Any]],
+               train_fn: Callable | None = None) -> None:
+    """Execute the runs to do one after the other in this process."""
+    for run in list(prog.todo):
+        prog.start(run)
+        records[run.index] = execute_run(run, *common, train_fn=train_fn)
+        prog.finish(run, records[run.index])
+
+
+def run_pool(prog: Progress, jobs: int, common: tuple, records: dict[int, dict[str, Any]]) -> None:
+    """Execute the runs to do in `jobs` worker processes (spawned), longest first."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    queue = sorted(prog.todo, key=lambda r: -r.cost_units)  # longest first: the last job is a short one
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch started its thread pools
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    running: dict[Any, PlannedRun] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                run = queue.pop(0)
+                prog.start(run)
+                running[pool.submit(_worker, (run, *common))] = run
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                run = running.pop(fut)
+                records[run.index] = fut.result()
+                prog.finish(run, records[run.index])
+    except BaseException:
+        # Ctrl-C (or a failed run): the workers save last.pt at their next step (the trainer's SIGINT handler)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

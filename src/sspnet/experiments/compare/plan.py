@@ -1,0 +1,167 @@
+"""The plan of a comparison: one training run per (variant, model, seed), each in its own cached folder.
+
+Every run lives in OUT/runs/<variant->model-s<seed>-<hash>/ where the hash covers every training option that
+changes the result, so a re-run finds its runs again. A run's status, read from its folder:
+- cached: trained, and evaluated with the same training and evaluation hashes (nothing to do);
+- evaluate: trained (the last epoch is in metrics.jsonl and model_final.pt exists), not evaluated so;
+- resume: interrupted (config.json and last.pt exist): the trainer resumes from last.pt;
+- train: nothing usable there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sspnet.experiments.compare.config import PRESETS, CompareConfig
+
+RECORD_FILE = "compare.json"
+STATUSES = ("cached", "evaluate", "resume", "train")
+# TrainConfig options hashed under their names before the rename, so runs trained before it stay cached (the
+# values are the same: eps / alpha were already pixel units on the grey datasets, where the unit is 1)
+HASHED_AS = {"steps": "iters", "eval_n_images": "test_limit"}
+# training options outside IDENTITY_FIELDS that still change the numbers compare reports
+EXTRA_HASHED = ("epochs", "eval_n_images", "eval_batch_size", "activation_checkpointing")
+
+
+@dataclass
+class PlannedRun:
+    """One training run of the plan. status: cached | evaluate | resume | train; cost_units: relative cost
+    (for the time-left estimate and the longest-first order of the worker pool)."""
+
+    index: int
+    model: str
+    seed: int
+    variant: str
+    train_config: Any  # sspnet.train.TrainConfig
+    train_hash: str
+    run_dir: Path
+    status: str = "train"
+    cost_units: float = 1.0
+
+
+def config_hash(obj: Any) -> str:
+    """sha256 (16 hex digits) of a canonical JSON dump."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def train_key(cfg: Any) -> dict[str, Any]:
+    """What the training hash covers: the resolved options that change the result. Options left at None
+    are dropped, so an option added to the trainer later does not change old hashes."""
+    from sspnet.nn.registry import model_identity
+    from sspnet.train import IDENTITY_FIELDS
+
+    r = cfg.resolved()
+    keys = set(IDENTITY_FIELDS) | set(EXTRA_HASHED)
+    key = {HASHED_AS.get(k, k): v for k, v in dataclasses.asdict(r).items() if k in keys and v is not None}
+    identity = model_identity(r.model)
+    if isinstance(identity, dict):  # a scheme file: hash its coefficients, not only its path
+        key["scheme"] = identity
+    return key
+
+
+def cost_units(model: str, dataset: str, blocks: int | None) -> float:
+    """Relative cost of a run: stem + transitions + F calls of all blocks (MNIST's stem weighs about 5 F
+    calls)."""
+    from sspnet.data.specs import get_dataset_spec
+    from sspnet.nn.registry import f_calls_per_group
+
+    spec = get_dataset_spec(dataset)
+    calls = f_calls_per_group(model, spec.arch)
+    stem = 5.0 if spec.arch == "mnist" else 1.0
+    return stem + (len(calls) - 1) + (blocks or spec.blocks) * sum(calls)
+
+
+def _variants(grid: list[tuple[int, int]] | None) -> list[tuple[str, dict[str, int]]]:
+    if not grid:
+        return [("", {})]
+    return [(f"N{n}-K{k}", {"blocks": int(n), "steps": int(k)}) for n, k in grid]
+
+
+def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], dict[str, Any]]:
+    """The plan of runs and the resolved settings; every run's status read from its folder.
+
+    settings: preset, dataset, models, seeds, train (options), eval (EvalSettings), eval_hash, grid, out,
+    expected (the preset's time estimate).
+    """
+    from sspnet.train import TrainConfig
+
+    res = config.resolved()
+    runs_dir = Path(config.out) / "runs"
+    plan: list[PlannedRun] = []
+    for label, extra in _variants(res.grid):
+        for model in res.models:
+            for seed in range(res.seeds):
+                opts = {**res.train, **extra, "dataset": res.dataset, "model": model, "seed": seed,
+                        "data_root": config.data_root, "device": config.device, "quiet": True}
+                tc = TrainConfig.from_dict(opts)
+                tc.validate()
+                h = config_hash(train_key(tc))
+                name = f"{label + '-' if label else ''}{Path(model).stem}-s{seed}-{h[:8]}"
+                tc.save = str(runs_dir / name)
+                plan.append(PlannedRun(len(plan) + 1, model, seed, label, tc, h, runs_dir / name,
+                                       cost_units=cost_units(model, res.dataset, tc.blocks)))
+    eval_hash = config_hash(res.eval.key())
+    for run in plan:
+        run.status = run_status(run, eval_hash)
+    settings = {"preset": config.preset, "dataset": res.dataset, "models": res.models, "seeds": res.seeds,
+                "train": res.train, "eval": res.eval, "eval_hash": eval_hash, "grid": res.grid,
+                "out": str(config.out), "expected": PRESETS[config.preset]["expected"]}
+    return plan, settings
+
+
+def _training_finished(run_dir: Path, epochs: int) -> bool:
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file() or not (run_dir / "model_final.pt").is_file():
+        return False
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        if line.strip() and json.loads(line).get("epoch") == epochs:
+            return True
+    return False
+
+
+def run_status(run: PlannedRun, eval_hash: str) -> str:
+    """cached (trained and evaluated with these settings) | evaluate | resume | train."""
+    d = run.run_dir
+    if _training_finished(d, run.train_config.epochs):
+        rec = d / RECORD_FILE
+        if rec.is_file():
+            try:
+                data = json.loads(rec.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                return "evaluate"
+            if data.get("eval_hash") == eval_hash and data.get("train_hash") == run.train_hash:
+                return "cached"
+        return "evaluate"
+    if (d / "config.json").is_file() and (d / "last.pt").is_file():
+        return "resume"
+    return "train"
+
+
+def status_counts(plan: list[PlannedRun]) -> dict[str, int]:
+    """Runs per status, in STATUSES order."""
+    return {s: sum(r.status == s for r in plan) for s in STATUSES}
+
+
+def format_plan(plan: list[PlannedRun], settings: dict[str, Any]) -> str:
+    """The plan as a text table (what --dry-run prints)."""
+    ev = settings["eval"]
+    grid = settings["grid"]
+    lines = [f"plan: preset {settings['preset']}, dataset {settings['dataset']}, {len(plan)} runs "
+             f"({len(settings['models'])} models x {settings['seeds']} seeds"
+             f"{' x ' + str(len(grid)) + ' grid points' if grid else ''})",
+             "training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
+             f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps} at eps {ev.eps:.4g} "
+             f"(step {ev.alpha:.4g}), PGD sweep eps {', '.join(f'{e:.4g}' for e in ev.sweep)} on "
+             f"{ev.sweep_images}, growth on {ev.growth_images}, autoattack {ev.autoattack}"
+             f"{'' if ev.autoattack == 'off' else f' on {ev.autoattack_images}'}; class-stratified image subsets",
+             f"expected time: {settings['expected']}",
+             f"{'#':>3}  {'model':10s} {'seed':>4}  {'variant':8s} {'status':9s} run folder"]
+    for r in plan:
+        lines.append(f"{r.index:>3}  {r.model:10s} {r.seed:>4}  {r.variant or '-':8s} {r.status:9s} {r.run_dir}")
+    lines.append("to do: " + ", ".join(f"{v} {k}" for k, v in status_counts(plan).items()))
+    return "\n".join(lines)
