@@ -4,6 +4,7 @@ The bottom layer: it imports only the standard library, torch, numpy and yaml, n
 """
 from sspnet.io.files import append_line, atomic_torch_save, atomic_write, atomic_write_bytes, atomic_write_json, \
     atomic_write_text, git_hash, provenance
+from sspnet.io.jsonio import read_mapping_file, to_jsonable
 
 __all__ = ["append_line", "atomic_torch_save", "atomic_write", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_text", "git_hash", "provenance"]
+           "atomic_write_text", "git_hash", "provenance", "read_mapping_file", "to_jsonable"]
