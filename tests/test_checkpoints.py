@@ -1,4 +1,5 @@
-"""Checkpoints: own-format round trip, import of the original layout, refusal of code-running pickles."""
+"""Checkpoints: own-format round trip, import of the original layout, refusal of code-running pickles, which file
+a run folder gives and how it was selected (describe_checkpoint)."""
 import argparse
 import os
 
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as Fn
 
 import sspnet
-from sspnet.nn.checkpoints import safe_load, save_checkpoint
+from sspnet.nn.checkpoints import describe_checkpoint, safe_load, save_checkpoint
 from sspnet.data.specs import CIFAR10_MEAN, CIFAR10_STD
 
 # ---- a hand-written reference of the original networks, reading the original key layout -----------------
@@ -150,7 +151,7 @@ def test_original_checkpoint_import_matches_reference(tmp_path, dataset, model):
     path = tmp_path / "model_acc.pt"
     torch.save({"state_dict": sd, "args": argparse.Namespace(model=model, block=n, norm=norm, lr=0.1)}, path)
     # the original records no dataset: the architecture is inferred from the tensors
-    net = sspnet.load_model(tmp_path)
+    net = sspnet.load_model(tmp_path, crit="acc")
     assert not net.training and net.config["dataset"] in (dataset, "mnist")
     x = torch.rand(3, c, s, s)
     xn = x if mean is None else (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -216,3 +217,36 @@ def test_architecture_mismatch_is_named(tmp_path):
     save_checkpoint(tmp_path / "own.pt", sspnet.create_model("res", dataset="mnist5k", blocks=1))
     with pytest.raises(ValueError, match=r"trained on mnist5k \(mnist architecture\).*as a tiny model"):
         sspnet.load_model(tmp_path / "own.pt", dataset="tiny")
+
+
+def test_run_folder_loads_the_final_checkpoint_and_never_a_test_selected_one_silently(tmp_path):
+    final = sspnet.create_model("res", dataset="mnist5k", blocks=1, seed=1)
+    best = sspnet.create_model("res", dataset="mnist5k", blocks=1, seed=2)
+    save_checkpoint(tmp_path / "model_acc.pt", best, epoch=2)
+    with pytest.raises(FileNotFoundError, match="has no model_final.pt; it holds model_acc.pt: pass crit / --crit acc"):
+        sspnet.load_model(tmp_path)
+    save_checkpoint(tmp_path / "model_final.pt", final, epoch=3)
+    loaded = sspnet.load_model(tmp_path).state_dict()  # the default: model_final.pt
+    assert all(torch.equal(v, final.state_dict()[k]) for k, v in loaded.items())
+    assert torch.equal(sspnet.load_model(tmp_path, crit="acc").state_dict()["head.4.weight"],
+                       best.state_dict()["head.4.weight"])
+
+
+def test_describe_checkpoint_of_files_without_a_recorded_selection(tmp_path):
+    """sspnet before `selected_on` and the original code both chose model_acc.pt / model_loss.pt on the test set."""
+    model = sspnet.create_model("res", dataset="mnist5k", blocks=1)
+    save_checkpoint(tmp_path / "own" / "model_acc.pt", model, epoch=7, test_acc=91.0)
+    old = describe_checkpoint(tmp_path / "own", "acc")
+    assert (old["selected_on"], old["criterion"], old["epoch"], old["test_acc"]) == ("test", "acc", 7, 91.0)
+    assert "best test accuracy at epoch 7, inferred" in old["warning"]
+    sd = original_state("mnist", "res", 1, "g")
+    torch.save({"state_dict": sd, "args": argparse.Namespace(model="res", block=1)}, tmp_path / "model_loss.pt")
+    orig = describe_checkpoint(tmp_path / "model_loss.pt")
+    assert (orig["selected_on"], orig["epoch"], orig["test_acc"]) == ("test", None, None) and orig["warning"]
+    save_checkpoint(tmp_path / "other.pt", model)
+    assert describe_checkpoint(tmp_path / "other.pt")["selected_on"] == "unknown"
+    save_checkpoint(tmp_path / "own" / "model_final.pt", model, epoch=9)
+    final = describe_checkpoint(tmp_path / "own")
+    assert (final["selected_on"], final["epoch"], final["warning"], final["note"]) == ("final", 9, None, None)
+    save_checkpoint(tmp_path / "val.pt", model, epoch=4, selected_on="val", criterion="loss")
+    assert describe_checkpoint(tmp_path / "val.pt")["warning"] is None

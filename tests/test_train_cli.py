@@ -16,7 +16,13 @@ BASE = ["train", "--dataset", "mnist5k", "--block", "1", "--tbsize", "16", "--ep
     (["--epochs", "0"], "--epochs must be an integer >= 1"),
     (["--opt", "lbfgs"], "unknown optimizer 'lbfgs'; valid optimizers: sgd, adam, rms"),
     (["--adv", "cw"], "unknown adversary 'cw'; valid adversaries: none, fgsm, pgd, ball, fast"),
-    (["--tbsize", "5000"], "--tbsize 5000 is larger than the 4000 training images of mnist5k"),
+    (["--tbsize", "5000"], "--tbsize 5000 is larger than the 3600 training images of mnist5k (4000 less the "
+                           "--val-split 0.1 held out)"),
+    (["--tbsize", "5000", "--val-split", "0"], "--tbsize 5000 is larger than the 4000 training images of mnist5k;"),
+    (["--val-split", "1"], "--val-split must be a fraction in [0, 1) of the training images"),
+    (["--val-split", "0.0001"], "--val-split 0.0001 holds out no image of the 4000 training images"),
+    (["--val-split", "0", "--select-on", "val"], "--select-on val needs a validation split but --val-split is 0"),
+    (["--select-on", "best"], "unknown --select-on 'best'; valid: val, test, none"),
     (["--dataset", "svhn"], "unknown dataset 'svhn'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--milestones", "10,x"], "--milestones takes a comma-separated list of ints"),
@@ -59,6 +65,10 @@ def test_config_file_fills_defaults_and_flags_override(tmp_path):
     assert (cfg.model, cfg.batch_size, cfg.lr, cfg.milestones, cfg.groups, cfg.blocks) == \
         ("ssp2", 64, 0.02, [3, 5], ["ssp3"], 2)
     assert cfg.activation_checkpointing and cfg.adv == "none" and cfg.dataset == "mnist5k"
+    assert (cfg.val_split, cfg.select_on, cfg.train_quantize, cfg.sync_bn) == (0.1, None, True, True)
+    flags = config_from_args(build_parser().parse_args(["train", "--val-split", "0", "--select-on", "test",
+                                                        "--no-train-quantize", "--no-sync-bn"]))
+    assert (flags.val_split, flags.select_on, flags.train_quantize, flags.sync_bn) == (0.0, "test", False, False)
     (tmp_path / "bad.json").write_text(json.dumps({"learning_rate": 1}))
     args = build_parser().parse_args(["train", "--config", str(tmp_path / "bad.json")])
     with pytest.raises(ValueError, match="unknown training option 'learning_rate'"):

@@ -70,6 +70,42 @@ def test_cyclic_is_a_triangle_and_state_round_trips_weights_only():
     assert sched2.last_epoch == 3 and sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
 
 
+def _stepped(epochs, steps, milestones=None, schedule="cyclic", n=0):
+    opt = build_optimizer(_params(), "sgd", 0.1, 0.0, "mnist")
+    sched = build_schedule(opt, schedule, epochs=epochs, steps_per_epoch=steps, milestones=milestones)
+    lrs = []
+    for _ in range(n):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return opt, sched, lrs
+
+
+@pytest.mark.parametrize("schedule, old, new", [("cyclic", None, None), ("multistep", [1], [3])])
+def test_loaded_schedule_continues_on_the_new_budget(schedule, old, new):
+    """A schedule saved after 3 steps of a 2-epoch budget, loaded into the schedule of a 4-epoch budget (for
+    multistep: the milestones that budget gives), continues as a fresh 4-epoch schedule from step 3."""
+    from sspnet.train.optim import load_schedule_state
+
+    _, saved, _ = _stepped(2, 5, old, schedule, n=3)
+    state = io.BytesIO()
+    torch.save(saved.state_dict(), state)
+    state.seek(0)
+    opt, sched, _ = _stepped(4, 5, new, schedule)
+    load_schedule_state(sched, torch.load(state, weights_only=True))
+    lrs = []
+    for _ in range(17):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == _stepped(4, 5, new, schedule, n=20)[2][3:]
+    assert lrs != _stepped(2, 5, old, schedule, n=20)[2][3:]  # what LambdaLR.load_state_dict would continue with
+    # the same budget: bit for bit the lr the saved schedule had
+    opt, sched, _ = _stepped(2, 5, old, schedule)
+    load_schedule_state(sched, saved.state_dict())
+    assert opt.param_groups[0]["lr"] == saved.optimizer.param_groups[0]["lr"] and sched.last_epoch == 3
+
+
 def test_resolved_config_fills_original_defaults_in_pixel_units():
     c = TrainConfig(dataset="cifar10", adv="pgd").resolved()
     assert (c.lr, c.decay, c.milestones, c.steps) == (0.1, 5e-4, [80, 140, 180], 7)
@@ -79,12 +115,18 @@ def test_resolved_config_fills_original_defaults_in_pixel_units():
     assert (m.lr, m.decay, m.milestones, m.steps, m.eps, m.alpha) == (1e-3, 0.0, [60, 100, 140], 10, 0.3, 0.05)
     assert TrainConfig(dataset="fmnist").resolved().eps == 0.1
     assert TrainConfig(dataset="mnist5k", seed=3).resolved().save.endswith("mnist5k-res-none-seed3")
+    assert (m.val_split, m.select_on, m.train_quantize, m.sync_bn) == (0.1, "val", True, True)
+    assert TrainConfig(val_split=0).resolved().select_on == "none"  # no validation split: model_final.pt only
+    assert TrainConfig(val_split=0, select_on="test").resolved().select_on == "test"
+    assert set(TrainConfig().defaulted()) >= {"lr", "milestones", "select_on"}
 
 
 @pytest.mark.parametrize("kw, match", [
     ({"lr": 0.0}, "--lr must be a finite number > 0"), ({"lr": -1.0}, "--lr"),
     ({"epochs": 0}, "--epochs must be an integer >= 1"), ({"opt": "lbfgs"}, "valid optimizers"),
-    ({"adv": "cw"}, "valid adversaries: none, fgsm, pgd, ball, fast"), ({"batch_size": 4001}, "larger than the 4000"),
+    ({"adv": "cw"}, "valid adversaries: none, fgsm, pgd, ball, fast"), ({"batch_size": 3601}, "larger than the 3600"),
+    ({"val_split": -0.1}, "--val-split must be a fraction in"), ({"val_split": True}, "--val-split must be"),
+    ({"val_split": 0.0, "select_on": "val"}, "--select-on val needs a validation split"),
     ({"schedule": "cosine"}, "valid schedules"), ({"dataset": "svhn"}, "valid datasets"),
     ({"eps": 8.0}, "whole pixel range"), ({"milestones": [0]}, "positive epoch"),
     ({"dataset": "cifar10", "eps": 8.0},

@@ -1,7 +1,8 @@
 """`sspnet train`: argparse -> TrainConfig -> sspnet.train.train -> exit code.
 
 Precedence: TrainConfig defaults < --config FILE (YAML/JSON) < flags given on the command line. With
---resume RUN_DIR the folder's config.json takes the place of the defaults (flags may extend --epochs etc.).
+--resume RUN_DIR the folder's config.json takes the place of the defaults (flags may extend --epochs etc.;
+defaults that depend on --epochs, the milestones, are derived again for the new budget).
 Flags and config files use the original code's names and units (--eps 8 on cifar10/tiny means 8/255); this
 module converts them to TrainConfig's pixel units.
 Exit codes: 0 done, 1 non-finite loss (last good last.pt kept), 2 bad input, 130 interrupted (last.pt saved).
@@ -22,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train an SSP network (standard or adversarial training)",
         description="Train an SSP / ResNet model; writes a run folder with config.json, metrics.jsonl, train.log, "
-                    "model_acc.pt, model_loss.pt, model_final.pt and last.pt. Unset options take the original "
-                    "code's per-dataset defaults. Multi-process: torchrun --nproc_per_node=K -m sspnet train ...")
+                    "model_acc.pt / model_loss.pt (best on the validation split held out of the training images), "
+                    "model_final.pt and last.pt. Unset options take the original code's per-dataset defaults. "
+                    "Multi-process: torchrun --nproc_per_node=K -m sspnet train ...")
     a = p.add_argument
     a("--dataset", help="mnist5k (default, bundled) | mnist | fmnist | cifar10 | tiny")
     a("--data-root", dest="data_root", help="data folder (default $SSPNET_DATA or ./data)")
@@ -66,10 +68,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--eval-bsize", dest="eval_bsize", type=int, help="test batch size (default 500)")
     a("--save-every", dest="save_every", type=int, help="steps between mid-epoch last.pt saves (default 100; 0 off)")
     a("--log-interval", dest="log_interval", type=int, help="steps between progress-bar updates (default 20)")
+    _selection_and_device_flags(a)
+    p.set_defaults(handler=run)
+
+
+def _selection_and_device_flags(a) -> None:
+    """Model selection, the training adversary's rounding, BatchNorm under DDP, AMP and memory layout."""
+    a("--val-split", dest="val_split", type=float,
+      help="fraction of the training images held out (class-stratified, fixed by --seed) as the validation split "
+           "that selects model_acc.pt / model_loss.pt (default 0.1; 0: train on all, no validation split)")
+    a("--select-on", dest="select_on",
+      help="split that selects model_acc.pt / model_loss.pt: val (default with a validation split) | test (the "
+           "original's; optimistic for test-set robustness) | none (only model_final.pt; default with --val-split 0)")
+    a("--train-quantize", dest="train_quantize", action=argparse.BooleanOptionalAction, default=None,
+      help="round fgsm / pgd / fast training adversarial examples to 8-bit levels after each step (default on, as "
+           "the original)")
+    a("--sync-bn", dest="sync_bn", action=argparse.BooleanOptionalAction, default=None,
+      help="under torchrun, BatchNorm uses the statistics of the whole global batch, so K processes train the "
+           "model one process would (default on; --no-sync-bn: per-rank statistics)")
     a("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on CUDA)")
     a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
       help="channels_last memory format (default: on CUDA, and on CPU for models without GroupNorm)")
-    p.set_defaults(handler=run)
 
 
 def _split(text: Any, kind: type, flag: str) -> list | None:
@@ -105,13 +124,13 @@ def config_from_args(args: argparse.Namespace):
     (those of a resumed config.json already are).
     """
     from sspnet.io.jsonio import read_mapping_file
-    from sspnet.train import TrainConfig, read_run_config
-    from sspnet.train.config import canonical_name
+    from sspnet.train import TrainConfig
+    from sspnet.train.config import canonical_name, resume_options
 
     skip = {"command", "handler", "config", "resume"}
     base: dict[str, Any] = {}
     if args.resume:
-        base = read_run_config(args.resume)
+        base = resume_options(args.resume)
         if args.save and Path(args.save) != Path(args.resume):
             raise ValueError(f"--resume {args.resume} and --save {args.save} name different folders; "
                              "pass only --resume")
@@ -146,8 +165,9 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.quiet:
         f = result.final
         if f:
-            print(f"{result.run_dir}: {result.epochs_completed} epochs, test acc {f['test_acc']:.2f}% "
-                  f"(best {result.best_acc:.2f}%), test loss {f['test_loss']:.4f}")
+            best = "" if result.best_acc is None else f" (best {result.selected_on} acc {result.best_acc:.2f}%)"
+            print(f"{result.run_dir}: {result.epochs_completed} epochs, test acc {f['test_acc']:.2f}%, test loss "
+                  f"{f['test_loss']:.4f}{best}")
         else:
             print(f"{result.run_dir}: nothing to do ({result.epochs_completed} epochs already done)")
     return 0

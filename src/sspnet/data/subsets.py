@@ -6,6 +6,8 @@ classes in proportion to their frequency (counts within one image of n * n_c / N
 are shuffled with a fixed seed and the k-th of them gets the key (k + 1/2) / n_c; sorting by key interleaves
 the classes. `subset_indices(labels, n)` is the first n of that order, sorted, so a smaller subset is always
 contained in a larger one and every table of a report is measured on images of every class.
+`holdout_indices(labels, fraction, seed)` uses the same order to hold out a validation split (`sspnet train
+--val-split`).
 """
 from __future__ import annotations
 
@@ -41,6 +43,27 @@ def subset_indices(labels: Tensor, n: int | None, seed: int = 0) -> Tensor:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"number of images must be an integer >= 1 or None (all), got {n!r}")
     return stratified_order(labels, seed)[:n].sort().values
+
+
+def holdout_indices(labels: Tensor, fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(kept, held out): sorted int64 CPU indices splitting a split with these labels in two, disjoint.
+
+    The held-out part is the first round(fraction * N) images of `stratified_order(labels, seed)` (so it is
+    class-stratified and nested in the fraction for a fixed seed); fraction 0 holds out nothing. ValueError
+    when fraction is outside [0, 1) or holds out every image.
+    """
+    total = int(torch.as_tensor(labels).numel())
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise ValueError(f"hold-out fraction must be a number in [0, 1), got {fraction!r}")
+    n = int(round(fraction * total))
+    if n >= total:
+        raise ValueError(f"hold-out fraction {fraction} of {total} images leaves none")
+    if n == 0:
+        return torch.arange(total), torch.zeros(0, dtype=torch.long)
+    held = stratified_order(labels, seed)[:n]
+    mask = torch.ones(total, dtype=torch.bool)
+    mask[held] = False
+    return mask.nonzero().view(-1), held.sort().values
 
 
 def class_counts(labels: Tensor, num_classes: int | None = None) -> list[int]:

@@ -1,7 +1,9 @@
 """Checkpoints: sspnet's own format and import of the original code's files.
 
 Own format: torch.save of {"format": "sspnet", "format_version": 1, "model_config": create_model kwargs,
-"state_dict": ..., "provenance": versions, ...extra}. Everything is loaded with `weights_only=True`;
+"state_dict": ..., "provenance": versions, ...extra}; `sspnet train` adds "epoch", "selected_on" (val | test |
+final), "criterion" (acc | loss | final) and the epoch's val / test metrics, which `describe_checkpoint`
+reports. A run folder loads model_final.pt unless crit says otherwise. Everything is loaded with `weights_only=True`;
 the original files (a dict with "state_dict" and an argparse.Namespace "args") are admitted by allowing
 exactly argparse.Namespace, so a file whose pickle would run code is refused before anything executes.
 """
@@ -59,26 +61,38 @@ def safe_load(path: str | Path) -> Any:
         raise ValueError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:200]})") from None
 
 
-def resolve_checkpoint(path: str | Path, crit: str = "acc") -> Path:
-    """A checkpoint file from a file path or a run folder (crit: acc | loss | final | last)."""
+def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:
+    """A checkpoint file from a file path or a run folder (crit: final | acc | loss | last = final).
+
+    A run folder without model_acc.pt / model_loss.pt (trained with --select-on none) gives model_final.pt;
+    one without model_final.pt is never silently replaced by a test-selected file: FileNotFoundError naming
+    the files it holds."""
     path = Path(path)
     if path.is_dir():
         if crit not in RUN_FILES:
             raise ValueError(f"unknown crit {crit!r}; valid: {', '.join(RUN_FILES)}")
-        for name in (RUN_FILES[crit], "model_final.pt", "last.pt"):
+        for name in dict.fromkeys((RUN_FILES[crit], "model_final.pt")):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"run folder {path} has no {RUN_FILES[crit]} (nor model_final.pt, last.pt); "
-                                "train one with `sspnet train --save DIR`")
+        held = [n for n in ("model_acc.pt", "model_loss.pt") if (path / n).is_file()]
+        if held:
+            hint = f"it holds {', '.join(held)}: pass crit / --crit {held[0][6:-3]} to load it"
+        elif (path / "last.pt").is_file():
+            hint = "it holds only last.pt: the run has not finished an epoch yet"
+        else:
+            hint = "train one with `sspnet train --save DIR`"
+        raise FileNotFoundError(f"run folder {path} has no {RUN_FILES[crit]}; {hint}")
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint or run folder at {path}")
     return path
 
 
-def load_model(path: str | Path, crit: str = "acc", device: str | torch.device = "cpu",
+def load_model(path: str | Path, crit: str = "final", device: str | torch.device = "cpu",
                **overrides: Any) -> nn.Module:
     """Load a model in eval mode from a run folder, an own checkpoint or an original-code checkpoint.
 
+    crit picks the file of a run folder: final (model_final.pt, the default) | acc | loss (model_acc.pt /
+    model_loss.pt: best on the run's selection split; `describe_checkpoint` says which split).
     overrides: create_model options (dataset=, model=/scheme=, blocks=, norm=, ...). For original files they
     fill what its `args` lack; the architecture is inferred from tensor shapes when no dataset is given.
     """
@@ -103,6 +117,39 @@ def load_model(path: str | Path, crit: str = "acc", device: str | torch.device =
         model, state = _from_original(obj, overrides, file)
     _load_state(model, state, file)
     return model.to(device).eval()
+
+
+def describe_checkpoint(path: str | Path, crit: str = "final") -> dict[str, Any]:
+    """Which file `load_model(path, crit)` loads and how it was chosen, for reports.
+
+    Returns {"file": its path, "crit": crit, "epoch": the epoch it was saved after (None: unknown),
+    "selected_on": "val" | "test" | "final" | "unknown", "criterion": "acc" | "loss" | "final" | None,
+    "val_acc", "val_loss", "test_acc", "test_loss": that epoch's metrics (%, mean cross-entropy; None when not
+    stored), "note": e.g. that a run folder had no file for crit (None otherwise), "warning": set when it was
+    selected on the test set (a robustness measured on that test set is then optimistic), else None}.
+    Files without "selected_on" (sspnet before it, the original code) named model_acc.pt / model_loss.pt count
+    as selected on the test set, as both chose them; model_final.pt as final; others as unknown.
+    """
+    file = resolve_checkpoint(path, crit)
+    obj = safe_load(file)
+    obj = obj if isinstance(obj, dict) else {}
+    inferred = {"model_acc.pt": ("test", "acc"), "model_loss.pt": ("test", "loss"),
+                "model_final.pt": ("final", "final")}.get(file.name, ("unknown", None))
+    recorded = obj.get("format") == FORMAT and obj.get("selected_on") is not None
+    selected_on, criterion = (obj["selected_on"], obj.get("criterion")) if recorded else inferred
+    epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
+    out = {"file": str(file), "crit": crit, "epoch": epoch, "selected_on": selected_on, "criterion": criterion,
+           **{k: obj.get(k) if obj.get("format") == FORMAT else None
+              for k in ("val_acc", "val_loss", "test_acc", "test_loss")}, "note": None, "warning": None}
+    if Path(path).is_dir() and file.name != RUN_FILES.get(crit):
+        out["note"] = f"{path} has no {RUN_FILES.get(crit)}; {file.name} was used"
+    if selected_on == "test":
+        what = {"acc": "best test accuracy", "loss": "best test loss"}.get(criterion, "the test set")
+        out["warning"] = (f"{file.name} was selected on the test set ({what}{f' at epoch {epoch}' if epoch else ''}"
+                          f"{'' if recorded else ', inferred: written before sspnet recorded the selection'}): "
+                          "accuracy and robustness measured on that test set are optimistically biased; use "
+                          "model_final.pt (crit final) or a run trained with --select-on val")
+    return out
 
 
 def _load_state(model: nn.Module, state: dict[str, Tensor], file: Path) -> None:

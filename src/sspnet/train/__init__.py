@@ -6,12 +6,15 @@ resume and DDP under torchrun.
 
 Modules: config (TrainConfig; eps / alpha in pixel units), optim (optimizers, lr schedules), meter (named metric
 sums), state (TrainState, last.pt), folder (RunFolder: every file of a run), step (train_step, Adversary,
-evaluate_clean), setup (building a run), loop (train).
+evaluate_clean), setup (building a run: validation split, model, DDP), syncbn (global-batch BatchNorm under
+DDP), loop (train).
 Imports nn, data, attacks, io and `sspnet.distributed`; never eval, experiments or cli.
 """
-from sspnet.train.config import ADVERSARIES, ALIASES, IDENTITY_FIELDS, TrainConfig, read_run_config
+from sspnet.train.config import (ADVERSARIES, ALIASES, IDENTITY_FIELDS, SELECT_ON, TrainConfig, read_run_config,
+                                 read_run_meta, resume_options)
 from sspnet.train.folder import load_state
 from sspnet.train.loop import NonFiniteLossError, TrainResult, step_generator, train
 
-__all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "TrainConfig", "TrainResult",
-           "load_state", "read_run_config", "step_generator", "train"]
+__all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "SELECT_ON", "TrainConfig",
+           "TrainResult", "load_state", "read_run_config", "read_run_meta", "resume_options", "step_generator",
+           "train"]

@@ -1,12 +1,18 @@
 """The run folder of `sspnet train`: every file of a run, written only by rank 0, each atomically.
 
     config.json     {"format_version": 2, "config": resolved TrainConfig (eps/alpha in pixel units),
-                     "world_size", "model_config", "provenance"}
-    metrics.jsonl   one JSON record per finished epoch
+                     "defaulted": the options filled from defaults, "budget_history": [{"epochs": E,
+                     "at_epoch": epochs done, "at_step": steps done in the next epoch[, "milestones"]}, ...] (one
+                     entry per --epochs the run was started or resumed with), "world_size", "model_config",
+                     "provenance"}
+    metrics.jsonl   one JSON record per finished epoch (val_* / test_*: clean loss and accuracy in %)
     train.log       timestamped lines (also echoed to stderr unless quiet)
-    model_acc.pt / model_loss.pt    the model of the best test accuracy / loss (`sspnet.nn.save_checkpoint`,
-                    with "args": the original code's argparse names and units)
+    model_acc.pt / model_loss.pt    the model of the best accuracy / loss on the split --select-on names (val
+                    by default; not written with select_on none)
     model_final.pt  the model after the latest epoch
+                    Every model_*.pt is a `sspnet.nn.save_checkpoint` file with "args" (the original code's
+                    argparse names and units), "epoch", "selected_on" (val | test | final), "criterion" (acc |
+                    loss | final), "val_split" and the epoch's val_acc / val_loss / test_acc / test_loss.
     last.pt         the `TrainState` (see `sspnet.train.state`)
     tb/             TensorBoard events (--tensorboard)
 """
@@ -24,7 +30,8 @@ import torch
 from sspnet import distributed as dist
 from sspnet.data.specs import get_dataset_spec
 from sspnet.io import files as fileio
-from sspnet.train.config import CONFIG_FORMAT_VERSION, IDENTITY_FIELDS, TrainConfig, read_run_config, to_cli_units
+from sspnet.train.config import (CONFIG_FORMAT_VERSION, EPOCH_DEPENDENT, IDENTITY_FIELDS, TrainConfig, read_run_config,
+                                 read_run_meta, to_cli_units)
 from sspnet.train.state import TrainState
 
 RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "model_acc.pt", "model_loss.pt", "model_final.pt", "last.pt")
@@ -39,21 +46,31 @@ class RunFolder:
     """The files of one run (cfg.save). Every method that writes is a no-op on ranks other than 0.
 
     Use: `check()` before loading anything, `open()` once data and model are known good (clears the old run
-    with --force, returns the last.pt state with --resume), then the writers.
+    with --force, returns the last.pt state with --resume), then the writers. defaulted: the options of cfg
+    filled from defaults (`TrainConfig.defaulted`).
     """
 
-    def __init__(self, cfg: TrainConfig, info: dist.DistInfo):
+    def __init__(self, cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None = None):
         self.cfg, self.info = cfg, info
         self.path = Path(cfg.save)
         self.main = info.is_main
         self.existing: list[str] = []
+        self.defaulted = list(defaulted or [])
+        self.saved: dict[str, Any] = {}  # resume: the stored options and config.json's other records
+        self.meta: dict[str, Any] = {"defaulted": [], "budget_history": []}
 
     def check(self) -> None:
-        """ValueError / FileExistsError when the folder does not fit --resume / --force (nothing written)."""
+        """ValueError / FileExistsError when the folder does not fit --resume / --force (nothing written).
+
+        An epoch-dependent option the run took from its default (milestones) must equal the default for the
+        new --epochs."""
         run, cfg = self.path, self.cfg
         self.existing = [n for n in RUN_FILES if (run / n).exists()]
         if cfg.resume:
-            saved = read_run_config(run)
+            self.saved, self.meta = read_run_config(run), read_run_meta(run)
+            saved = dict(self.saved)
+            fresh = dataclasses.replace(cfg, **{k: None for k in EPOCH_DEPENDENT}).resolved()
+            saved.update({k: getattr(fresh, k) for k in EPOCH_DEPENDENT if k in self.meta["defaulted"]})
             bad = [f"{k}={saved.get(k)!r} (asked: {getattr(cfg, k)!r})" for k in IDENTITY_FIELDS
                    if k in saved and saved.get(k) != getattr(cfg, k)]
             if bad:
@@ -75,9 +92,10 @@ class RunFolder:
         dist.barrier()
         return None
 
-    def start(self, epoch: int, model_config: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """Write config.json (again on resume: it records extended epochs); on resume drop the metrics lines of
-        epochs after `epoch` (redone after a crash). Returns the metrics records kept (the history)."""
+    def start(self, epoch: int, step: int, model_config: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Write config.json (again on resume, with the new budget in its history); on resume drop the metrics
+        lines of epochs after `epoch` (redone after a crash). epoch / step: the position the run starts at.
+        Returns the metrics records kept (the history)."""
         history: list[dict[str, Any]] = []
         metrics = self.path / "metrics.jsonl"
         if self.cfg.resume and metrics.is_file():
@@ -88,9 +106,30 @@ class RunFolder:
                 fileio.atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in history))
             fileio.atomic_write_json(self.path / "config.json", {
                 "format_version": CONFIG_FORMAT_VERSION, "config": dataclasses.asdict(self.cfg),
+                "defaulted": self._defaulted(), "budget_history": self._budgets(epoch, step),
                 "world_size": self.info.world_size, "model_config": model_config,
                 "provenance": fileio.provenance()})
         return history
+
+    def _defaulted(self) -> list[str]:
+        """The options filled from defaults: on resume those of the run so far (the saved values are passed
+        back explicitly), an epoch-dependent one only while it still is a default."""
+        if not self.cfg.resume:
+            return sorted(self.defaulted)
+        kept = {k for k in self.meta["defaulted"] if k not in EPOCH_DEPENDENT}
+        return sorted(kept | set(self.defaulted))
+
+    def _budgets(self, epoch: int, step: int) -> list[dict[str, Any]]:
+        """budget_history with an entry for this start when it brings a new --epochs (or is the first)."""
+        budgets = [dict(b) for b in self.meta["budget_history"]]
+        if self.cfg.resume and not budgets and "epochs" in self.saved:  # config.json from before the history
+            budgets = [{"epochs": self.saved["epochs"], "at_epoch": 0, "at_step": 0}]
+        if not budgets or budgets[-1]["epochs"] != self.cfg.epochs:
+            entry = {"epochs": self.cfg.epochs, "at_epoch": epoch, "at_step": step}
+            if self.cfg.schedule == "multistep":
+                entry["milestones"] = list(self.cfg.milestones or [])
+            budgets.append(entry)
+        return budgets
 
     def log(self, msg: str) -> None:
         """A timestamped train.log line, echoed to stderr unless quiet."""
@@ -125,12 +164,13 @@ class RunFolder:
         from sspnet.nn.checkpoints import save_checkpoint
 
         fileio.append_line(self.path / "metrics.jsonl", json.dumps(rec))
-        extra = {"args": original_args(self.cfg), "epoch": rec["epoch"], "test_acc": rec["test_acc"],
-                 "test_loss": rec["test_loss"]}
+        extra = {"args": original_args(self.cfg), "epoch": rec["epoch"], "val_split": self.cfg.val_split,
+                 **{k: rec[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss")}}
         for key in ("acc", "loss"):
             if rec["best_" + key]:
-                save_checkpoint(self.path / f"model_{key}.pt", state.model, **extra)
-        save_checkpoint(self.path / "model_final.pt", state.model, **extra)
+                save_checkpoint(self.path / f"model_{key}.pt", state.model, **extra, selected_on=self.cfg.select_on,
+                                criterion=key)
+        save_checkpoint(self.path / "model_final.pt", state.model, **extra, selected_on="final", criterion="final")
         self.save_state(state)
 
 

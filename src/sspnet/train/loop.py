@@ -4,7 +4,10 @@
     result = train(TrainConfig(dataset="mnist5k", model="ssp2", epochs=2, save="runs/demo"))
 
 The parts: `setup.prepare` builds the run (data, model, `TrainState`, adversary, `RunFolder`), `step.train_step`
-does one optimizer step, `step.evaluate_clean` the test evaluation, this module the loop around them.
+does one optimizer step, `step.evaluate_clean` the validation and test evaluations, this module the loop around
+them. Model selection: model_acc.pt / model_loss.pt hold the epoch of best accuracy / loss on the split
+`select_on` names (the validation split held out of the training images by default), never chosen by default
+on the test set that robustness is then measured on.
 
 Determinism: batch order and augmentation are a pure function of (seed, epoch) (`sspnet.data.Batches`); random
 starts and noise of the adversary come from `step_generator(seed, epoch, step, device, rank)`. last.pt is
@@ -40,14 +43,15 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What a finished `train` call returns. history: the metrics.jsonl records; best_*: over test epochs
-    (accuracy in %, mean cross-entropy)."""
+    """What a finished `train` call returns. history: the metrics.jsonl records; best_*: the best accuracy (%)
+    and mean cross-entropy over the epochs on the split `selected_on` (val | test; None with none)."""
 
     run_dir: Path
     epochs_completed: int
     history: list[dict[str, Any]] = field(default_factory=list)
     best_acc: float | None = None
     best_loss: float | None = None
+    selected_on: str = "none"
 
     @property
     def final(self) -> dict[str, Any]:
@@ -101,7 +105,7 @@ def train(config: TrainConfig) -> TrainResult:
     info = dist.init_distributed(cfg.device)
     run, finished = None, False
     try:
-        run = prepare(cfg, info)
+        run = prepare(cfg, info, config.defaulted())
         result = _train_run(run)
         finished = True
         return result
@@ -121,7 +125,11 @@ def _train_run(run: Run) -> TrainResult:
     what = f"resumed at epoch {st.epoch + 1} step {st.step}" if run.resumed else "started"
     folder.log(f"run {what}: {cfg.dataset} {cfg.model} adv={cfg.adv} opt={cfg.opt} lr={cfg.lr} "
                f"batch={cfg.batch_size} epochs={cfg.epochs} steps/epoch={run.steps} device={run.device} "
-               f"world_size={run.info.world_size} amp={run.amp_dtype}")
+               f"world_size={run.info.world_size} amp={run.amp_dtype} val_split={cfg.val_split:g} "
+               f"select_on={cfg.select_on}" + (f" batchnorm={run.batchnorm}" if run.batchnorm else ""))
+    if cfg.select_on == "test":
+        folder.log("model_acc.pt / model_loss.pt are selected on the test set (--select-on test): accuracy and "
+                   "robustness measured with them on that test set are optimistically biased")
     tb = folder.tensorboard()
     with _Stop() as stop:
         try:
@@ -140,8 +148,9 @@ def _train_run(run: Run) -> TrainResult:
         finally:
             if tb is not None:
                 tb.close()
-    folder.log(f"done: {st.epoch} epochs, best test acc {st.best['acc']}, best test loss {st.best['loss']}")
-    return TrainResult(folder.path, st.epoch, list(run.history), st.best["acc"], st.best["loss"])
+    folder.log(f"done: {st.epoch} epochs" + ("" if cfg.select_on == "none" else
+               f", best {cfg.select_on} acc {st.best['acc']}, best {cfg.select_on} loss {st.best['loss']}"))
+    return TrainResult(folder.path, st.epoch, list(run.history), st.best["acc"], st.best["loss"], cfg.select_on)
 
 
 def _train_epoch(run: Run, stop: _Stop, tb) -> float:
@@ -214,22 +223,34 @@ def _show_progress(run: Run, bar, images0: float) -> None:
     bar.set_postfix(loss=f"{means[p + 'loss'] or 0:.4f}", acc=f"{means[p + 'acc'] or 0:.2f}%", img_s=f"{rate:.0f}")
 
 
+def _evaluate(run: Run, batches) -> tuple[float | None, float | None]:
+    """(mean cross-entropy, accuracy in %) of the model on a split's batches; (None, None) without the split."""
+    if batches is None:
+        return None, None
+    return evaluate_clean(run.state.model, batches.iterate(0), amp_dtype=run.amp_dtype,
+                          memory_format=run.memory_format, device=run.device)
+
+
 def _epoch_record(run: Run, images0: float) -> dict[str, Any]:
-    """The metrics.jsonl record of the epoch just trained (test evaluation included; best metrics updated)."""
+    """The metrics.jsonl record of the epoch just trained (validation and test evaluations included; best
+    metrics on the selection split updated: best_acc / best_loss say whether model_acc.pt / model_loss.pt are
+    this epoch's model)."""
     cfg, st = run.cfg, run.state
     seconds = st.seconds + time.perf_counter() - st.clock
     total = st.meter.reduced()
     sums, means = total.totals(), total.means()
-    test_loss, test_acc = evaluate_clean(st.model, run.test_batches.iterate(0), amp_dtype=run.amp_dtype,
-                                         memory_format=run.memory_format, device=run.device)
+    val_loss, val_acc = _evaluate(run, run.val_batches)
+    test_loss, test_acc = _evaluate(run, run.test_batches)
     clean = cfg.adv == "none" or cfg.clean_metrics  # else the clean loss / correct were not measured
     rec = {"epoch": st.epoch + 1, "train_loss": means["loss"] if clean else None,
            "train_acc": means["acc"] if clean else None, "adv_train_loss": means["adv_loss"],
-           "adv_train_acc": means["adv_acc"], "test_loss": test_loss, "test_acc": test_acc,
-           "lr": cfg.lr * st.scheduler.lr_lambdas[0](st.epoch * run.steps), "steps": run.steps,
-           "images": int(sums["count"]),
+           "adv_train_acc": means["adv_acc"], "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss,
+           "test_acc": test_acc, "lr": cfg.lr * st.scheduler.lr_lambdas[0](st.epoch * run.steps),
+           "steps": run.steps, "images": int(sums["count"]),
            "images_per_s": (sums["count"] - images0 * run.info.world_size) / max(seconds, 1e-9), "seconds": seconds}
-    best = st.update_best(test_loss, test_acc)
+    best = {"acc": False, "loss": False}
+    if cfg.select_on != "none":
+        best = st.update_best(rec[f"{cfg.select_on}_loss"], rec[f"{cfg.select_on}_acc"])
     rec["best_acc"], rec["best_loss"] = best["acc"], best["loss"]
     return rec
 
@@ -241,8 +262,10 @@ def _log_epoch(run: Run, rec: dict[str, Any], tb) -> None:
         parts.append(f"loss {rec['train_loss']:.4f} acc {rec['train_acc']:.2f}%")
     if rec["adv_train_loss"] is not None:
         parts.append(f"adv loss {rec['adv_train_loss']:.4f} adv acc {rec['adv_train_acc']:.2f}%")
-    run.folder.log(f"epoch {rec['epoch']}/{run.cfg.epochs} train {' '.join(parts)} | test loss "
-                   f"{rec['test_loss']:.4f} acc {rec['test_acc']:.2f}% | lr {rec['lr']:.3g} | "
+    for split in ("val", "test"):
+        if rec[f"{split}_loss"] is not None:
+            parts.append(f"| {split} loss {rec[f'{split}_loss']:.4f} acc {rec[f'{split}_acc']:.2f}%")
+    run.folder.log(f"epoch {rec['epoch']}/{run.cfg.epochs} train {' '.join(parts)} | lr {rec['lr']:.3g} | "
                    f"{rec['images_per_s']:.0f} img/s {rec['seconds']:.1f} s")
     if tb is not None:
         for key, v in rec.items():

@@ -11,6 +11,8 @@ Defaults (the original code's):
 
 Every schedule is a `LambdaLR` stepped once per training step, with a picklable factor object, so its
 state_dict round-trips through `torch.load(weights_only=True)` and a resumed run continues exactly.
+`load_schedule_state` takes only the position of a saved schedule: a run resumed with another --epochs
+continues at its step on the schedule a fresh run with the new budget would follow.
 """
 from __future__ import annotations
 
@@ -125,3 +127,19 @@ def build_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: i
     else:
         factor = CyclicFactor(epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def load_schedule_state(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Continue a saved `build_schedule` schedule at its step, with this scheduler's own factor.
+
+    LambdaLR.load_state_dict would also copy the saved factor's attributes (the old total steps); here only the
+    position (last_epoch = steps taken) is loaded, and every param group's lr becomes base_lr * factor(step):
+    the lr a fresh run built for the current budget has at that step. Call it after the optimizer's
+    load_state_dict. With an unchanged budget the lr is the one saved, bit for bit.
+    """
+    kept = {k: v for k, v in state.items() if k != "lr_lambdas"}
+    scheduler.load_state_dict({**kept, "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+    lrs = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs

@@ -24,9 +24,11 @@ from sspnet.train.step import Adversary
 
 @dataclass
 class Run:
-    """A run ready to train. net: the model or its DDP wrapper; steps: optimizer steps per epoch;
-    memory_format: the inputs' layout (channels_last or None); history: metrics records so far;
-    resumed: whether `state` came from last.pt."""
+    """A run ready to train. net: the model or its DDP wrapper; val_batches: the validation split held out of
+    the training images (None with val_split 0); steps: optimizer steps per epoch; memory_format: the inputs'
+    layout (channels_last or None); history: metrics records so far; resumed: whether `state` came from
+    last.pt; batchnorm: how BatchNorm statistics are taken ("per-rank", "global" under DDP with sync_bn,
+    "" without BatchNorm)."""
 
     cfg: TrainConfig
     info: dist.DistInfo
@@ -35,6 +37,7 @@ class Run:
     state: TrainState
     net: nn.Module
     train_batches: Any  # sspnet.data.Batches
+    val_batches: Any
     test_batches: Any
     steps: int
     amp_dtype: torch.dtype | None
@@ -42,6 +45,7 @@ class Run:
     adversary: Adversary | None
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed: bool = False
+    batchnorm: str = ""
 
     def loss_scale(self, step: int) -> float:
         """world_size / images of global step `step` (adversary copies included): the factor that turns this
@@ -71,18 +75,20 @@ def eval_subset(images: Tensor, labels: Tensor, n: int | None) -> tuple[Tensor, 
     return images[idx], labels[idx]
 
 
-def prepare(cfg: TrainConfig, info: dist.DistInfo) -> Run:
-    """Build the run of a validated, resolved config (ValueError / FileExistsError before anything is written)."""
+def prepare(cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None = None) -> Run:
+    """Build the run of a validated, resolved config (ValueError / FileExistsError before anything is written).
+
+    defaulted: the options `resolved()` filled in (`TrainConfig.defaulted`), recorded in config.json."""
     device = torch.device(info.device)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"--tbsize {cfg.batch_size} must be divisible by the number of processes "
                          f"({info.world_size})")
-    folder = RunFolder(cfg, info)
+    folder = RunFolder(cfg, info, defaulted)
     folder.check()
-    train_batches, test_batches = _batches(cfg, info, device)
+    train_batches, val_batches, test_batches = _batches(cfg, info, device)
     steps = len(train_batches) if cfg.steps_per_epoch is None else min(len(train_batches), cfg.steps_per_epoch)
     amp_dtype = _amp_dtype(cfg, device)
-    model, net, memory_format = _model(cfg, info, device)
+    model, net, memory_format, batchnorm = _model(cfg, info, device)
     arch = get_dataset_spec(cfg.dataset).arch
     optimizer = build_optimizer(model.parameters(), cfg.opt, cfg.lr, cfg.decay, arch)
     scheduler = build_schedule(optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps,
@@ -91,32 +97,50 @@ def prepare(cfg: TrainConfig, info: dist.DistInfo) -> Run:
     state = TrainState(model, optimizer, scheduler, scaler, Meter(TRAIN_SUMS, device),
                        config=dataclasses.asdict(cfg))
     adversary = None if cfg.adv == "none" else Adversary(cfg.adv, model, cfg.eps, cfg.alpha, cfg.steps,
-                                                         cfg.ball_copies, cfg.craft_eval, amp_dtype)
+                                                         cfg.ball_copies, cfg.craft_eval, amp_dtype,
+                                                         quantize=cfg.train_quantize)
     saved = folder.open()
     if saved is not None:
         state.load_state_dict(saved, str(folder.path / "last.pt"))
     elif cfg.init_from:
         _load_init(model, cfg.init_from)
-    history = folder.start(state.epoch, getattr(model, "config", None))
-    return Run(cfg, info, device, folder, state, net, train_batches, test_batches, steps, amp_dtype, memory_format,
-               adversary, history, resumed=saved is not None)
+    history = folder.start(state.epoch, state.step, getattr(model, "config", None))
+    return Run(cfg, info, device, folder, state, net, train_batches, val_batches, test_batches, steps, amp_dtype,
+               memory_format, adversary, history, resumed=saved is not None, batchnorm=batchnorm)
+
+
+def split_train(images: Tensor, labels: Tensor, val_split: float, seed: int):
+    """((train images, labels), (validation images, labels) or None): the class-stratified validation split
+    of `val_split` of the training images, a function of `seed` (`sspnet.data.subsets.holdout_indices`)."""
+    from sspnet.data.subsets import holdout_indices
+
+    keep, held = holdout_indices(labels, val_split, seed)
+    if not held.numel():
+        return (images, labels), None
+    keep, held = keep.to(labels.device), held.to(labels.device)
+    return (images[keep], labels[keep]), (images[held], labels[held])
 
 
 def _batches(cfg: TrainConfig, info: dist.DistInfo, device: torch.device):
-    """(training batches: shuffled by (seed, epoch), augmented, split over ranks; test batches)."""
+    """(training batches: shuffled by (seed, epoch), augmented, split over ranks; validation batches or None;
+    test batches)."""
     from sspnet.data import Batches, load
 
     spec, W = get_dataset_spec(cfg.dataset), info.world_size
-    xtr, ytr = load(cfg.dataset, root=cfg.data_root, split="train", device=device)
+    (xtr, ytr), val = split_train(*load(cfg.dataset, root=cfg.data_root, split="train", device=device),
+                                  cfg.val_split, cfg.seed)
     xte, yte = eval_subset(*load(cfg.dataset, root=cfg.data_root, split="test", device=device), cfg.eval_n_images)
     n = xtr.shape[0]
     if cfg.batch_size > n:
-        raise ValueError(f"--tbsize {cfg.batch_size} is larger than the {n} training images of {cfg.dataset}")
+        raise ValueError(f"--tbsize {cfg.batch_size} is larger than the {n} training images of {cfg.dataset} "
+                         f"left after --val-split {cfg.val_split:g}; use at most {n}")
     tail = n % cfg.batch_size
     train = Batches(xtr, ytr, cfg.batch_size // W, shuffle=True, seed=cfg.seed, crop_pad=spec.crop_pad,
                     flip=spec.flip, drop_last=0 < tail < W, rank=info.rank, world_size=W)
-    test = Batches(xte, yte, max(1, cfg.eval_batch_size // W), shuffle=False, rank=info.rank, world_size=W)
-    return train, test
+    eval_bs = max(1, cfg.eval_batch_size // W)
+    val = None if val is None else Batches(*val, eval_bs, shuffle=False, rank=info.rank, world_size=W)
+    test = Batches(xte, yte, eval_bs, shuffle=False, rank=info.rank, world_size=W)
+    return train, val, test
 
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -130,20 +154,24 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def _model(cfg: TrainConfig, info: dist.DistInfo, device: torch.device):
-    """(model on the device, the module to train: the model or its DDP wrapper, input memory format or None)."""
+    """(model on the device, the module to train: the model or its DDP wrapper, input memory format or None,
+    `Run.batchnorm`). Under DDP with sync_bn, BatchNorm takes global-batch statistics (`syncbn`)."""
     from sspnet.nn.inference import preferred_memory_format
+    from sspnet.train.syncbn import has_batchnorm, sync_batchnorm
 
     model = build_model(cfg).to(device)
     channels_last = (cfg.channels_last if cfg.channels_last is not None else
                      preferred_memory_format(model, device) == torch.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    net = model
+    net, batchnorm = model, "per-rank" if has_batchnorm(model) else ""
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        if batchnorm and cfg.sync_bn:
+            model, batchnorm = sync_batchnorm(model, device), "global"
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    return model, net, torch.channels_last if channels_last else None
+    return model, net, torch.channels_last if channels_last else None, batchnorm
 
 
 def _load_init(model: nn.Module, path: str) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sspnet.train.meter import Meter
+from sspnet.train.optim import load_schedule_state
 
 STATE_FORMAT = "sspnet-train-state"
 STATE_FORMAT_VERSION = 1
@@ -27,9 +28,10 @@ class TrainState:
     """The model, its optimizer / lr schedule / AMP scaler, the position and the metrics of a run.
 
     epoch / step: epochs completed and steps done in the epoch under way; seconds: training seconds of that
-    epoch before the clock was last started; best: best test {"acc": %, "loss": mean cross-entropy} so far
-    (None before the first epoch); meter: the epoch's metric sums; config: the resolved TrainConfig as a
-    dict, stored in last.pt for reference.
+    epoch before the clock was last started; best: best {"acc": %, "loss": mean cross-entropy} so far on the
+    selection split (TrainConfig.select_on; None before the first epoch and without selection); meter: the
+    epoch's metric sums; config: the resolved TrainConfig as a dict, stored in last.pt for reference.
+    The scheduler keeps its own factor on load (`optim.load_schedule_state`): a new --epochs takes effect.
     """
 
     model: nn.Module
@@ -56,14 +58,15 @@ class TrainState:
         self.epoch, self.step, self.seconds = self.epoch + 1, 0, 0.0
         self.meter.reset()
 
-    def update_best(self, test_loss: float, test_acc: float) -> dict[str, bool]:
-        """Record a test result; returns {"acc": new best accuracy, "loss": new best loss}."""
-        new = {"acc": self.best["acc"] is None or test_acc > self.best["acc"],
-               "loss": self.best["loss"] is None or test_loss < self.best["loss"]}
+    def update_best(self, loss: float, acc: float) -> dict[str, bool]:
+        """Record an epoch's result on the selection split; returns {"acc": new best accuracy, "loss": new best
+        loss}."""
+        new = {"acc": self.best["acc"] is None or acc > self.best["acc"],
+               "loss": self.best["loss"] is None or loss < self.best["loss"]}
         if new["acc"]:
-            self.best["acc"] = test_acc
+            self.best["acc"] = acc
         if new["loss"]:
-            self.best["loss"] = test_loss
+            self.best["loss"] = loss
         return new
 
     def state_dict(self) -> dict[str, Any]:
@@ -85,7 +88,7 @@ class TrainState:
             raise ValueError(f"{source} is not an sspnet training state")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        load_schedule_state(self.scheduler, state["scheduler"])  # this run's budget, the saved step
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.seconds = int(state["epoch"]), int(state["step"]), float(state["seconds"])

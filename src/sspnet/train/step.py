@@ -28,10 +28,13 @@ class Adversary:
     original, or in eval mode with craft_eval; ball: `copies` uniformly noisy copies of every image
     (`sspnet.attacks.ball_copies`; x_train has copies * B images). All randomness comes from `generator`.
     amp_dtype: bfloat16 crafts under autocast (float16 crafts in float32: it has no gradient scaling).
+    quantize: fgsm / pgd / fast round their random start and every step to the 8-bit grid k / 255, inside
+    the eps-ball (`sspnet.attacks.Ball`), as the original's training adversaries did; ball's noise is never
+    rounded (the original's was not).
     """
 
     def __init__(self, kind: str, model: nn.Module, eps: float, alpha: float, steps: int, copies: int = 1,
-                 craft_eval: bool = False, amp_dtype: torch.dtype | None = None):
+                 craft_eval: bool = False, amp_dtype: torch.dtype | None = None, *, quantize: bool = False):
         from sspnet import attacks
 
         self.kind, self.eps = kind, eps
@@ -42,7 +45,7 @@ class Adversary:
             name = {"fast": "fastfgsm"}.get(kind, kind)
             # fast keeps FastFGSM's own step (1.25 eps) as the original; alpha is pgd's step
             self.attack = attacks.make_attack(name, model, eps, alpha=alpha if kind == "pgd" else None,
-                                              steps=steps, random_start=True,
+                                              steps=steps, random_start=True, quantize=quantize,
                                               mode="eval" if craft_eval else "keep")
 
     def __call__(self, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
