@@ -39,10 +39,11 @@ import reference as R  # noqa: E402
 import sspnet  # noqa: E402
 from sspnet.nn.models import preferred_memory_format  # noqa: E402
 
-CASES = ("pgd7_train", "std_train", "ark_train", "pgd20_eval", "data_epoch", "gflops", "memory", "layout", "pgd7_epoch")
+CASES = ("pgd7_train", "std_train", "ark_train", "pgd20_eval", "robust_eval", "data_epoch", "gflops", "memory",
+         "layout", "pgd7_epoch")
 DEFAULT_SKIP_CPU = ("pgd7_epoch",)  # about half an hour on a 2-core CPU: run it there with --case pgd7_epoch
-TARGETS = {"pgd7_train": 1.6, "std_train": 1.15, "ark_train": 1.4, "pgd20_eval": 1.5, "data_epoch": 10.0,
-           "gflops": 0.6, "memory": 0.40}
+TARGETS = {"pgd7_train": 1.6, "std_train": 1.15, "ark_train": 1.4, "pgd20_eval": 1.5, "robust_eval": 1.5,
+           "data_epoch": 10.0, "gflops": 0.6, "memory": 0.40}
 EPS, ALPHA = 8 / 255, 2 / 255
 
 
@@ -185,13 +186,13 @@ def case_ark_train(ctx: Ctx) -> dict[str, Any]:
     return train_case(ctx, "ark_train", "ark", 0)
 
 
-def _torchattacks_pgd(model):
+def _torchattacks_pgd(model, eps=EPS, alpha=ALPHA, steps=20, random_start=False):
     """torchattacks' PGD if importable (it may pull a broken torchvision): (callable, None) or (None, reason)."""
     try:
         import torchattacks  # noqa: F401
     except Exception as exc:  # any import failure (missing, or a broken torchvision) skips the column
         return None, f"torchattacks not usable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-    atk = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=20, random_start=False)
+    atk = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
     return atk, None
 
 
@@ -228,6 +229,14 @@ def case_pgd20_eval(ctx: Ctx) -> dict[str, Any]:
         out["torchattacks"] = None
         out["torchattacks_skipped"] = why
     return out
+
+
+def case_robust_eval(ctx: Ctx) -> dict[str, Any]:
+    """PGD-20 robust accuracy and time of a trained mnist5k model: sspnet's early-stopping evaluation against
+    torchattacks' PGD (sspnet's full PGD without torchattacks), also with restarts (benchmarks/robust_eval.py)."""
+    import robust_eval
+
+    return robust_eval.case(ctx, interleaved, _torchattacks_pgd, TARGETS["robust_eval"])
 
 
 def case_pgd7_epoch(ctx: Ctx) -> dict[str, Any]:
@@ -482,6 +491,11 @@ def fmt_row(r: dict[str, Any]) -> str:
         extra = "  NCHW/channels_last: " + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in r["variants"].items())
     if r["case"] == "pgd7_epoch":
         extra = f"  {r['images_per_s']:.0f} images/s"
+    if r["case"] == "robust_eval":
+        m = r["restarts"]
+        extra = (f"  acc {r['pgd20']['acc_sspnet']:.1%} vs {r['pgd20']['acc_reference']:.1%} "
+                 f"({r['pgd20']['reference_is']}); {m['restarts']} restarts {m['ratio']:.2f}x, acc "
+                 f"{m['acc_sspnet']:.1%} vs {m['acc_reference']:.1%}")
     if r.get("torchattacks") is not None:
         extra = f"  vs torchattacks {r['ratio_vs_torchattacks']:.3f}x"
     elif "torchattacks_skipped" in r:

@@ -197,10 +197,36 @@ def test_model_mode_restored_and_float_input_accepted():
     ({"norm": "l1"}, "valid norms"),
     ({"n_images": 0}, "n_images"),
     ({"keep_attack": "ball"}, "keep_attack must be 'worst' or one of the attacks run"),
+    ({"eps": [0.03 / 255]}, r"below one 8-bit level.*smallest eps that moves a pixel is 1/255 = 0.003922.*"
+                            "quantize=False"),
+    ({"eps": [0.1, 0.003]}, "eps=0.003 .* below one 8-bit level"),
+    ({"eps": [0.003], "norm": "l2"}, "below one 8-bit level"),
+    ({"queries": 0}, "queries must be an integer >= 1"),
+    ({"alpha": 0.4 / 255}, "alpha=0.001569 .* below half an 8-bit level"),
 ])
 def test_config_validation(kw, message):
     with pytest.raises(ValueError, match=message):
         EvalConfig(**kw).validated()
+
+
+def test_sub_quantum_eps_is_refused_only_with_rounding_on():
+    for eps in (0.0, 1 / 255, 0.9995 / 255, 8 / 255):  # 0 is the clean evaluation; 1/255 moves a pixel
+        EvalConfig(eps=[eps]).validated()
+    EvalConfig(eps=[0.03 / 255], quantize=False).validated()
+    EvalConfig(eps=[0.003], norm="l2", quantize=False).validated()
+    EvalConfig(eps=[0.1], alpha=0.4 / 255, quantize=False).validated()
+    EvalConfig(eps=[0.1], alpha=0.6 / 255).validated()  # rounds to one level per step
+    with pytest.raises(ValueError, match="below one 8-bit level"):
+        evaluate(stand_in(0), torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), EvalConfig(eps=[0.001]))
+
+
+def test_cli_refuses_sub_quantum_eps_in_cifar_units(tmp_path, capsys):
+    """--eps 0.03 on CIFAR-10 (unit 1/255) moved no pixel and reported no flag; now it is an error naming 1."""
+    sspnet.save_checkpoint(tmp_path / "model_acc.pt", sspnet.create_model("res", dataset="cifar10", blocks=1))
+    assert main(["attack", str(tmp_path), "--eps", "0.03", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sspnet attack: error: --eps 0.03 is below one 8-bit level")
+    assert "the smallest eps that moves one is 1 (1/255) for cifar10" in err and "--no-quantize" in err
 
 
 def test_empty_set_and_wrong_labels_raise():
@@ -308,6 +334,7 @@ def test_cli_checkpoint_file_l2_and_out(run_dir, tmp_path):
     (["--attack", "cw"], "valid attacks"),
     (["--eval", "cifar10"], "cannot load"),
     (["--archi", "vgg"], "unknown --archi"),
+    (["--eps", "0.003"], "the smallest eps that moves one is 0.00392157 (1/255) for mnist5k linf"),
 ])
 def test_cli_bad_input_exit_2(run_dir, capsys, extra, message):
     assert main(["attack", str(run_dir), "--n-examples", "2", *extra] if "--n-examples" not in extra

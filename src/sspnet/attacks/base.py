@@ -42,6 +42,12 @@ def check_eps(eps: float, norm: str, name: str = "eps") -> float:
     return value
 
 
+def sub_quantum(eps: float, quantize: bool) -> bool:
+    """True when 8-bit rounding turns every perturbation of size eps into 0: 0 < eps < 1/255 (pixel units) with
+    quantize on (linf and l2: one pixel moved by one level already has norm 1/255)."""
+    return bool(quantize) and 0 < float(eps) and float(eps) * LEVELS < 1 - _GRID_TOL
+
+
 def check_positive(value: float, name: str) -> float:
     try:
         out = float(value)
@@ -212,7 +218,8 @@ class Attack:
         self._pending: tuple[Tensor, Tensor] | None = None  # running (zero, nan) counts on the device
 
     def grad_stats(self) -> dict[str, int]:
-        """Samples seen and how many had an all-zero / a NaN input gradient at the attack's first step."""
+        """Samples seen and how many had an all-zero / a non-finite (NaN, inf) input gradient at the attack's
+        first step."""
         if self._pending is not None:
             self._stats["zero_grad"] += int(self._pending[0])
             self._stats["nan_grad"] += int(self._pending[1])
@@ -221,7 +228,7 @@ class Attack:
 
     def _record(self, g: Tensor) -> None:
         flat = g.detach().flatten(1)
-        zero, nan = (flat.abs().amax(1) == 0).sum(), flat.isnan().any(1).sum()
+        zero, nan = (flat.abs().amax(1) == 0).sum(), (~flat.isfinite()).any(1).sum()
         self._stats["samples"] += g.shape[0]
         p = self._pending
         self._pending = (zero, nan) if p is None else (p[0] + zero, p[1] + nan)
@@ -241,8 +248,30 @@ class Attack:
         with crafting_mode(self.model, self.mode):
             return self.perturb(x, y)
 
+    def run(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(x_adv, logits of x_adv): `attack(x, y)` and the model's logits B x K on its result (taken from the
+        attack's own forward passes where it has them, e.g. early-stopped PGD, else one extra forward)."""
+        x, y = self._check(x, y)
+        with crafting_mode(self.model, self.mode):
+            if x.shape[0] == 0:
+                x_adv, logits = x.clone(), None
+            else:
+                x_adv, logits = self.craft(x, y)
+            if logits is None:
+                with torch.no_grad():
+                    logits = self.model(x_adv)
+        return x_adv, logits.detach()
+
+    def craft(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(x_adv, its logits or None when the attack did not compute them); x, y already checked."""
+        return self.perturb(x, y), None
+
     def perturb(self, x: Tensor, y: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Warnings the attack raised about the model (AutoAttack's own checks); none for most attacks."""
+        return []
 
     def _check(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):

@@ -1,9 +1,10 @@
-"""`sspnet attack RUN_DIR_OR_CHECKPOINT`: robustness of a trained model (FGSM, PGD, noise ball, AutoAttack).
+"""`sspnet attack RUN_DIR_OR_CHECKPOINT`: robustness of a trained model (FGSM, PGD, noise ball, AutoAttack, Square),
+optionally with the gradient-masking audit (`--audit`, `--transfer-from RUN`).
 
 eps/alpha are in the original's units for linf (CIFAR-10/TinyImageNet in 1/255, MNIST/Fashion-MNIST in [0, 1]);
 l2 radii are always in [0, 1] pixel units. Writes next to the checkpoint (or into --out):
 attack_<name>_<eps>.json, .png (natural vs adversarial grid), .safetensors (adversarial images); for several
-eps also attack_<name>_sweep.json/.png/.md/.csv.
+eps also attack_<name>_sweep.json/.png/.md/.csv; with --audit attack_audit_<eps>.json.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "mnist/fmnist; default: the training eps/alpha); l2 eps/alpha in [0, 1] pixel units.")
     p.add_argument("path", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT", help="run folder or checkpoint file")
     p.add_argument("--load", default=None, help="same as the positional path (the original's flag)")
-    p.add_argument("--attack", default="pgd", help="fgsm | pgd | ball | autoattack | all, or a comma list "
-                   "(all = fgsm,pgd,ball; default pgd)")
+    p.add_argument("--attack", default="pgd", help="fgsm | pgd | ball | autoattack | square | all, or a comma "
+                   "list (all = fgsm,pgd,ball; default pgd)")
     p.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default linf)")
     p.add_argument("--eps", type=float, nargs="+", default=None, help="one value, or several for a sweep")
     p.add_argument("--alpha", type=float, default=None,
@@ -34,6 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--restarts", type=int, default=1, help="PGD restarts, worst case kept (default 1)")
     p.add_argument("--copies", type=int, default=10, help="noise-ball copies (default 10)")
     p.add_argument("--random-start", action="store_true", help="PGD from a random point of the ball")
+    p.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=True,
+                   help="stop attacking an image once it is misclassified and never attack images misclassified "
+                        "clean; an image counts as broken if any PGD iterate fooled the model, as AutoAttack "
+                        "counts (default on; --no-early-stop: every attack in full on every image)")
+    p.add_argument("--queries", type=int, default=5000, help="Square: model calls per image (default 5000)")
+    p.add_argument("--audit", action="store_true",
+                   help="gradient-masking audit on the same images at the one --eps: PGD with --iters and 4x as "
+                        "many steps, Square, AutoAttack, PGD at a large eps, input gradients (and --transfer-from)")
+    p.add_argument("--transfer-from", default=None, metavar="RUN",
+                   help="audit with transfer attacks: PGD crafted on this run's model (implies --audit)")
+    p.add_argument("--audit-autoattack", action=argparse.BooleanOptionalAction, default=True,
+                   help="run AutoAttack standard in the audit (default on)")
     p.add_argument("--bsize", type=int, default=100, help="batch size (default 100)")
     p.add_argument("--crit", default="acc", choices=("acc", "loss", "last", "final"),
                    help="checkpoint of a run folder: model_acc.pt | model_loss.pt | model_final.pt (default acc)")
@@ -60,21 +73,29 @@ def _fmt_eps(v: float) -> str:
 
 
 def _check_cli(args: argparse.Namespace) -> None:
+    from sspnet.distributed import env_world_size
+
     if args.eps is not None and any(not math.isfinite(e) or e < 0 for e in args.eps):
         raise ValueError(f"--eps must be >= 0, got {args.eps}")
     if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha > 0):
         raise ValueError(f"--alpha must be > 0, got {args.alpha}")
     for flag, value, low in (("--iters", args.iters, 0), ("--restarts", args.restarts, 1),
-                             ("--copies", args.copies, 1), ("--bsize", args.bsize, 1), ("--grid", args.grid, 0)):
+                             ("--copies", args.copies, 1), ("--bsize", args.bsize, 1), ("--grid", args.grid, 0),
+                             ("--queries", args.queries, 1)):
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if (args.audit or args.transfer_from) and env_world_size() > 1:
+        raise ValueError("--audit runs in one process: run it without torchrun")
     if args.n_examples is not None and args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1 (images to evaluate), got {args.n_examples}; the evaluation "
                          "set would be empty")
 
 
 def _eps_in_cli_units(args: argparse.Namespace, spec) -> tuple[float, list[float]]:
-    """(pixel units per CLI unit, eps in CLI units): --eps or the dataset's default, checked against the range."""
+    """(pixel units per CLI unit, eps in CLI units): --eps or the dataset's default, checked against the range
+    and against rounding (an eps below one 8-bit level would move no pixel)."""
+    from sspnet.attacks.base import sub_quantum
+
     unit = spec.eps_unit if args.norm == "linf" else 1.0
     if args.eps is None:
         eps_cli = [spec.train_eps / unit] if args.norm == "linf" else [L2_DEFAULT_EPS[spec.name]]
@@ -86,11 +107,14 @@ def _eps_in_cli_units(args: argparse.Namespace, spec) -> tuple[float, list[float
             hint = "in 1/255 units, e.g. --eps 8" if unit != 1 else "in [0, 1], e.g. --eps 0.3"
             raise ValueError(f"--eps {e:g} is beyond the pixel range ({e * unit:.4g} > {pixel_max:.4g} in pixel "
                              f"units); {spec.name} {args.norm} eps is given {hint}")
+        if sub_quantum(e * unit, args.quantize):
+            one = "1 (1/255)" if unit != 1 else f"{1 / 255:.6g} (1/255)"
+            raise ValueError(f"--eps {e:g} is below one 8-bit level, so with rounding on it cannot move a pixel: the "
+                             f"smallest eps that moves one is {one} for {spec.name} {args.norm}; or pass --no-quantize")
     return unit, eps_cli
 
 
 def run(args: argparse.Namespace) -> int:
-    from sspnet.nn.checkpoints import load_model, resolve_checkpoint
     from sspnet.distributed import init_distributed
     from sspnet.eval.robustness import EvalConfig
     from sspnet.data.specs import get_dataset_spec
@@ -100,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give the run folder or checkpoint once: `sspnet attack RUN_DIR` (or --load FILE)")
     path = Path(args.path or args.load)
     crit = "final" if args.crit == "last" else args.crit
-    ckpt = resolve_checkpoint(path, crit)
     info = init_distributed(args.device)
     dataset = args.eval
     if args.archi is not None:
@@ -109,20 +132,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown --archi {args.archi!r}; valid: mnist, cifar10, imagenet")
         dataset = dataset or arch_ds
     overrides = {"dataset": dataset, "model": args.model, "block": args.block, "norm": args.model_norm}
-    try:
-        model = load_model(ckpt, crit=crit, device=info.device, **overrides)
-    except ValueError as exc:
-        given = ", ".join(f"--{k} {v}" for k, v in (("eval", dataset), ("model", args.model), ("block", args.block))
-                          if v is not None)
-        raise ValueError(f"cannot load {ckpt}{' with ' + given if given else ''}: {exc}") from None
+    ckpt, model = _load(path, crit, info.device, overrides)
     spec = get_dataset_spec(dataset or model.config["dataset"])
     unit, eps_cli = _eps_in_cli_units(args, spec)
+    source = _audit_source(args, crit, info.device, spec.name)
     cfg = EvalConfig(attack=args.attack, norm=args.norm, eps=tuple(e * unit for e in eps_cli),
                      alpha=None if args.alpha is None else args.alpha * unit,
                      alpha_rel=spec.train_alpha / spec.train_eps, steps=args.iters, restarts=args.restarts,
                      copies=args.copies, random_start=args.random_start, batch_size=args.bsize,
                      n_images=args.n_examples, device=info.device, quantize=args.quantize, seed=args.seed,
-                     eps_unit=unit)
+                     eps_unit=unit, early_stop=args.early_stop, queries=args.queries)
     cfg.validated()
     if "autoattack" in cfg.attack_names():
         from sspnet.attacks import load_autoattack_class
@@ -139,7 +158,52 @@ def run(args: argparse.Namespace) -> int:
     written = write_outputs(result, images, labels, out_dir, name, ckpt, spec, args.grid, info.rank)
     if info.is_main:
         print_summary(result, ckpt, spec, name, written)
+        if source is not False:
+            _run_audit(args, model, source, images, labels, result, cfg, out_dir)
     return 0
+
+
+def _load(path: Path, crit: str, device, overrides: dict):
+    """(checkpoint file, model) of a run folder or checkpoint; ValueError naming the overrides that failed."""
+    from sspnet.nn.checkpoints import load_model, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path, crit)
+    try:
+        return ckpt, load_model(ckpt, crit=crit, device=device, **overrides)
+    except ValueError as exc:
+        given = ", ".join(f"--{k} {v}" for k, v in (("eval", overrides["dataset"]), ("model", overrides["model"]),
+                                                     ("block", overrides["block"])) if v is not None)
+        raise ValueError(f"cannot load {ckpt}{' with ' + given if given else ''}: {exc}") from None
+
+
+def _audit_source(args: argparse.Namespace, crit: str, device, dataset: str):
+    """False: no audit; None: audit without transfer; else the --transfer-from model (checked: same dataset)."""
+    if args.transfer_from is None:
+        if args.audit and args.eps is not None and len(args.eps) > 1:
+            raise ValueError("--audit runs at one eps: give a single --eps value")
+        return None if args.audit else False
+    if args.eps is not None and len(args.eps) > 1:
+        raise ValueError("--transfer-from (the audit) runs at one eps: give a single --eps value")
+    _, source = _load(Path(args.transfer_from), crit, device, {"dataset": dataset, "model": None, "block": None,
+                                                               "norm": None})
+    return source
+
+
+def _run_audit(args: argparse.Namespace, model, source, images, labels, result, cfg, out_dir: Path) -> None:
+    """The gradient-masking audit on the evaluation's images at its eps: attack_audit_<eps>.json and a summary."""
+    from sspnet.eval.masking import AuditConfig, audit
+    from sspnet.io.files import atomic_write_json
+
+    eps = cfg.eps[0]
+    acfg = AuditConfig(eps=eps, alpha=cfg.alpha_for(eps), steps=max(args.iters, 1), norm=args.norm,
+                       quantize=args.quantize, queries=args.queries, autoattack=args.audit_autoattack,
+                       batch_size=args.bsize, seed=args.seed, device=cfg.device)
+    found = audit(model, images, labels, acfg, indices=result.indices, source_model=source)
+    out = out_dir / f"attack_audit_{_fmt_eps(eps / cfg.eps_unit)}.json"
+    atomic_write_json(out, {"transfer_from": args.transfer_from, **found.to_dict()})
+    for line in found.summary_lines():
+        print("  " + line)
+    print(f"  wrote {out}")
 
 
 def _pred_at(result, key: str, index):

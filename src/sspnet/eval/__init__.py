@@ -1,13 +1,14 @@
 """Measuring trained models: robustness evaluation (the one engine behind `sspnet attack` and compare),
-sanity flags, perturbation growth through the depth, and their plots.
+sanity flags, the gradient-masking audit, perturbation growth through the depth, and their plots.
 
 Imports nn, data, attacks, io and `sspnet.distributed`; never train, experiments or cli.
 """
 from sspnet.eval.flags import sanity_flags
 from sspnet.eval.growth import GrowthConfig, GrowthResult, growth_of_run, measure_growth
+from sspnet.eval.masking import AuditConfig, AuditResult, audit
 from sspnet.eval.results import EvalResult
 from sspnet.eval.robustness import EvalConfig, evaluate
 from sspnet.eval.selection import select_images
 
-__all__ = ["EvalConfig", "EvalResult", "GrowthConfig", "GrowthResult", "evaluate", "growth_of_run",
-           "measure_growth", "sanity_flags", "select_images"]
+__all__ = ["AuditConfig", "AuditResult", "EvalConfig", "EvalResult", "GrowthConfig", "GrowthResult", "audit",
+           "evaluate", "growth_of_run", "measure_growth", "sanity_flags", "select_images"]

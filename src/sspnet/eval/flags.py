@@ -3,7 +3,7 @@ gradient masking (PGD weaker than FGSM, noise beating gradients, accuracy not fa
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import Tensor
@@ -11,6 +11,27 @@ from torch import Tensor
 from sspnet.eval.results import EvalResult
 
 GRADIENT_ATTACKS = ("fgsm", "pgd", "autoattack")
+
+
+# AutoAttack's own checks (pyautoattack/checks.py), recognised by a phrase of their message
+_AA_NOTES = (("randomized defense", "autoattack_randomized_model"),
+             ("probability distribution", "autoattack_probability_output"),
+             ("zero gradient", "autoattack_zero_gradients"),
+             ("Square Attack has decreased", "autoattack_square_beats_gradients"),
+             ("dynamic defense", "autoattack_dynamic_model"),
+             ("target classes", "autoattack_target_classes"))
+
+
+def attack_note_flags(attacks: Iterable) -> list[dict[str, Any]]:
+    """Flags from the attacks' own warnings (`Attack.notes()`: AutoAttack's checks), each message once."""
+    flags: list[dict[str, Any]] = []
+    for a in attacks:
+        for note in a.notes():
+            name = next((flag for phrase, flag in _AA_NOTES if phrase in note), "autoattack_warning")
+            message = f"AutoAttack: {note}"
+            if all(f["message"] != message for f in flags):
+                flags.append({"flag": name, "eps": None, "message": message})
+    return flags
 
 
 def breaking_eps(norm: str, input_dim: int | None) -> float:
@@ -60,7 +81,8 @@ def sanity_flags(result: EvalResult, labels: Tensor, norm: str, input_dim: int |
             f"clean {result.clean_acc:.2%}")
     g = result.grad_stats
     if g["nan_grad"]:
-        add("nan_input_gradients", None, f"{g['nan_grad']} of {g['samples']} samples had NaN input gradients")
+        add("nan_input_gradients", None, f"{g['nan_grad']} of {g['samples']} samples had non-finite (NaN or inf) "
+            "input gradients")
     if g["samples"] and g["zero_grad"] > 0.01 * g["samples"]:
         add("zero_input_gradients", None, f"{g['zero_grad']} of {g['samples']} samples had an all-zero input "
             "gradient (saturated softmax or gradient masking; try AutoAttack)")

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from sspnet.attacks import make_attack, random_point
-from sspnet.attacks.base import LEVELS, check_count
+from sspnet.attacks.base import LEVELS, check_count, sub_quantum
 from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
 from sspnet.eval.selection import select_images
 from sspnet.io.files import provenance
@@ -178,7 +178,7 @@ def build_adversary(model: nn.Module, cfg: GrowthConfig, eps: float, alpha: floa
     """
     if cfg.adversary == "none":
         return None
-    if cfg.quantize and eps * LEVELS < 1 - 1e-3:
+    if sub_quantum(eps, cfg.quantize):
         raise ValueError(f"eps {eps:.4g} is below one 8-bit level (1/255) and quantize is on: the adversarial "
                          "images would equal the clean ones and every growth ratio would be 0/0; use eps >= 1/255 "
                          "or quantize=False (--no-quantize)")

@@ -9,6 +9,11 @@ in pixel units. The images used are `n_images` of the split by the class-stratif
 (or the caller's `indices=`); `result.subset` records them. Under torchrun (torch.distributed initialised) each
 rank attacks a disjoint slice of them (the i-th on rank i % world_size) and the per-sample results are
 all-gathered, so every rank returns the same aggregate numbers; adversarial images stay on the rank that made them.
+
+Early stop (`EvalConfig.early_stop`, on by default when no adversarial images are kept): images misclassified
+clean are reported wrong without being attacked, and FGSM/PGD drop an image at its first misclassified iterate
+(robust accuracy = worst case over iterates, as AutoAttack counts; never above the full attack's from the same
+start); the kept images are then those iterates. early_stop=False runs every attack in full on every image.
 """
 from __future__ import annotations
 
@@ -24,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sspnet.attacks import ATTACKS, crafting_mode, make_attack, per_sample_norm
-from sspnet.attacks.base import WorstCase, check_count, check_eps, check_norm, check_positive
+from sspnet.attacks.base import LEVELS, WorstCase, check_count, check_eps, check_norm, check_positive, sub_quantum
 from sspnet.distributed import get_rank, get_world_size, is_distributed
-from sspnet.eval.flags import breaking_eps, sanity_flags
+from sspnet.eval.flags import attack_note_flags, breaking_eps, sanity_flags
 from sspnet.eval.results import WORST, AttackStats, EpsResult, EvalResult, sweep_table
 from sspnet.eval.selection import select_images
 from sspnet.io.jsonio import to_jsonable
@@ -57,6 +62,9 @@ class EvalConfig:
     keep_adv: int | None = None  # adversarial images kept per eps and rank (CPU); None: all, 0: none
     keep_attack: str = WORST  # whose images are kept: "worst" (per-sample worst case) or an attack name
     eps_unit: float = 1.0
+    early_stop: bool | None = None  # True: clean-misclassified images not attacked, fgsm/pgd stop per image at
+    # the first misclassified iterate; False: every attack in full; None: True when no images are kept (keep_adv=0)
+    queries: int = 5000  # square: model calls per image
 
     def attack_names(self) -> list[str]:
         """The attacks to run, in order ("all" expanded); ValueError for an unknown name."""
@@ -76,10 +84,17 @@ class EvalConfig:
         if not eps:
             raise ValueError("eps: give at least one value")
         eps = [check_eps(e, norm) for e in eps]
-        if self.alpha is not None:
-            check_positive(self.alpha, "alpha")
+        for e in eps:
+            if sub_quantum(e, self.quantize):
+                raise ValueError(f"eps={e:.4g} (pixel units) is below one 8-bit level and quantize is on, so every "
+                                 f"perturbation rounds to 0: the smallest eps that moves a pixel is 1/255 = "
+                                 f"{1 / LEVELS:.6f}; or set quantize=False")
+        if self.alpha is not None and check_positive(self.alpha, "alpha") * LEVELS < 0.5 and self.quantize \
+                and norm == "linf":
+            raise ValueError(f"alpha={self.alpha:.4g} (pixel units) is below half an 8-bit level and quantize is on, "
+                             "so every PGD step rounds back: use alpha >= 1/255 or quantize=False")
         check_positive(self.alpha_rel, "alpha_rel")
-        for name, low in (("steps", 0), ("restarts", 1), ("copies", 1), ("batch_size", 1)):
+        for name, low in (("steps", 0), ("restarts", 1), ("copies", 1), ("batch_size", 1), ("queries", 1)):
             check_count(getattr(self, name), name, low)
         for name, low in (("n_images", 1), ("keep_adv", 0)):
             if getattr(self, name) is not None:
@@ -89,6 +104,10 @@ class EvalConfig:
             raise ValueError(f"keep_attack must be 'worst' or one of the attacks run ({', '.join(names)}), got "
                              f"{self.keep_attack!r}")
         return dataclasses.replace(self, norm=norm, eps=tuple(eps))
+
+    def uses_early_stop(self) -> bool:
+        """Whether `evaluate` stops early (see `early_stop`)."""
+        return self.keep_adv == 0 if self.early_stop is None else bool(self.early_stop)
 
     def alpha_for(self, eps: float) -> float:
         """The PGD step at eps (pixel units)."""
@@ -153,7 +172,7 @@ def _check_inputs(images: Tensor, labels: Tensor) -> None:
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfig, *,
-             indices: Tensor | Sequence[int] | None = None) -> EvalResult:
+             indices: Tensor | Sequence[int] | None = None, source: nn.Module | None = None) -> EvalResult:
     """Clean and adversarial accuracy/loss of `model` for every attack and eps of `config`.
 
     Args:
@@ -162,6 +181,8 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
         images: uint8 N x C x H x W or float in [0, 1]; labels: int64 N (a whole split).
         config: the attacks, eps (pixel units), batch size, subset size `n_images`, what adversarial images to keep.
         indices: the images to use (indices into the split, chosen by the caller) instead of config.n_images.
+        source: transfer evaluation: the attacks are crafted on this model (same input format) and `model` is
+            evaluated on their images (no per-iterate early stop then: the iterates are judged by the source).
     Returns:
         EvalResult with aggregates per eps and attack, sanity flags, `subset`, per-sample rows and kept images.
     """
@@ -176,22 +197,23 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     local = torch.arange(rank, len(sel), world)  # positions in `sel` handled by this rank
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + rank)
-    from sspnet.nn.models import SSPNet, inference_copy
-
-    net = inference_copy(model) if isinstance(model, SSPNet) else model  # BatchNorm folded, fast layout
-    attacks = {(i, name): make_attack(name, net, eps, norm=cfg.norm, alpha=cfg.alpha_for(eps), steps=cfg.steps,
-                                      restarts=cfg.restarts, copies=cfg.copies, random_start=cfg.random_start,
-                                      quantize=cfg.quantize, generator=gen, seed=cfg.seed)
+    net, crafter = _fast(model), _fast(source) if source is not None else None
+    early = cfg.uses_early_stop()
+    attacks = {(i, name): make_attack(name, crafter or net, eps, norm=cfg.norm, alpha=cfg.alpha_for(eps),
+                                      steps=cfg.steps, restarts=cfg.restarts, copies=cfg.copies,
+                                      random_start=cfg.random_start, quantize=cfg.quantize, generator=gen,
+                                      seed=cfg.seed, early_stop=early and crafter is None, queries=cfg.queries)
                for i, eps in enumerate(cfg.eps) for name in names}
     rows, kept, t_start = _Rows(device), 0, time.perf_counter()
-    with crafting_mode(net, "eval"):
+    with crafting_mode(net, "eval"), crafting_mode(crafter or net, "eval"):
         for start in range(0, len(local), cfg.batch_size):
             idx = sel[local[start:start + cfg.batch_size]]
             x = _to_float(images[idx.to(images.device)], device)
             y = labels[idx.to(labels.device)].to(device).long()
             keep = len(idx) if cfg.keep_adv is None else max(0, min(len(idx), cfg.keep_adv - kept))
-            _clean_batch(net, x, y, rows, check=start == 0)
-            _attack_batch(net, attacks, cfg, names, x, y, rows, keep)
+            clean = _clean_batch(net, x, y, rows, check=start == 0)
+            todo = clean.argmax(1) == y if early else torch.ones_like(y, dtype=torch.bool)
+            _attack_batch(net, attacks, cfg, names, _Batch(x, y, clean, todo, crafter is not None), rows, keep)
             if keep:
                 rows.keep("index", idx[:keep])
                 kept += keep
@@ -205,7 +227,14 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     return result
 
 
-def _clean_batch(net: nn.Module, x: Tensor, y: Tensor, rows: _Rows, check: bool) -> None:
+def _fast(model: nn.Module) -> nn.Module:
+    from sspnet.nn.models import SSPNet, inference_copy
+
+    return inference_copy(model) if isinstance(model, SSPNet) else model  # BatchNorm folded, fast layout
+
+
+def _clean_batch(net: nn.Module, x: Tensor, y: Tensor, rows: _Rows, check: bool) -> Tensor:
+    """Clean rows of a batch; returns the logits B x K."""
     t0 = rows.tick()
     with torch.no_grad():
         logits = net(x)
@@ -214,18 +243,49 @@ def _clean_batch(net: nn.Module, x: Tensor, y: Tensor, rows: _Rows, check: bool)
                          "wrong dataset for this model?")
     rows.put("clean", logits, y)
     rows.timings["clean"] += rows.tick() - t0
+    return logits
 
 
-def _attack_batch(net: nn.Module, attacks: dict, cfg: EvalConfig, names: list[str], x: Tensor, y: Tensor,
+@dataclass
+class _Batch:
+    """One batch: images B x C x H x W, labels B, clean logits B x K, which images to attack (bool B; the others
+    keep x and its clean logits), and whether the attacks are crafted on another model (transfer)."""
+
+    x: Tensor
+    y: Tensor
+    clean: Tensor
+    todo: Tensor
+    transfer: bool
+
+
+def _run_attack(net: nn.Module, attack, b: _Batch) -> tuple[Tensor, Tensor]:
+    """(x_adv, the evaluated model's logits of x_adv) of one attack on the batch's images to attack."""
+    if bool(b.todo.all()):
+        x_sub, y_sub = b.x, b.y
+    elif not bool(b.todo.any()):
+        return b.x.clone(), b.clean.clone()
+    else:
+        x_sub, y_sub = b.x[b.todo], b.y[b.todo]
+    adv, logits = attack.run(x_sub, y_sub)
+    if b.transfer:
+        with torch.no_grad():
+            logits = net(adv)
+    if x_sub is b.x:
+        return adv, logits
+    x_adv, all_logits = b.x.clone(), b.clean.clone()
+    x_adv[b.todo], all_logits[b.todo] = adv, logits.to(all_logits.dtype)
+    return x_adv, all_logits
+
+
+def _attack_batch(net: nn.Module, attacks: dict, cfg: EvalConfig, names: list[str], b: _Batch,
                   rows: _Rows, keep: int) -> None:
     """Every attack at every eps on one batch: per-sample rows, the worst-case source, the kept images."""
+    x, y = b.x, b.y
     for i in range(len(cfg.eps)):
         worst, src = WorstCase(), torch.zeros_like(y)
         for j, name in enumerate(names):
             t0 = rows.tick()
-            x_adv = attacks[(i, name)](x, y)
-            with torch.no_grad():
-                logits = net(x_adv)
+            x_adv, logits = _run_attack(net, attacks[(i, name)], b)
             rows.timings[f"{i}/{name}"] += rows.tick() - t0
             loss, wrong = rows.put(f"{i}/{name}", logits, y)
             d = x_adv - x
@@ -281,8 +341,8 @@ def _eps_result(cfg: EvalConfig, names: list[str], ps: dict[str, Tensor], i: int
     per = {}
     for name in names:
         a = attacks[(i, name)]
-        params = {k: getattr(a, k) for k in ("alpha", "steps", "restarts", "copies", "random_start", "quantize")
-                  if hasattr(a, k)}
+        params = {k: getattr(a, k) for k in ("alpha", "steps", "restarts", "copies", "random_start", "quantize",
+                                             "early_stop", "queries") if hasattr(a, k)}
         per[name] = _stats(name, ps, f"{i}/{name}", timings[f"{i}/{name}"], params)
     src = ps[f"{i}/worst/src"].long()
     for key in ("loss", "pred", *_NORM_P):
@@ -317,7 +377,7 @@ def _summarise(cfg: EvalConfig, names: list[str], ps: dict[str, Tensor], attacks
                         clean_loss=float(ps["clean/loss"].mean()), results=results, flags=[],
                         grad_stats=_grad_stats(attacks.values(), device), timings=times, config=cfg.to_dict(),
                         per_sample=ps)
-    result.flags = sanity_flags(result, ps["label"], cfg.norm, input_dim)
+    result.flags = attack_note_flags(attacks.values()) + sanity_flags(result, ps["label"], cfg.norm, input_dim)
     return result
 
 
