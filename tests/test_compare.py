@@ -1,14 +1,17 @@
-"""sspnet compare: t-interval statistics, plan and dry run, a tiny real run, caching and resume."""
+"""sspnet compare: t-interval, plan and dry run, a tiny real run, caching and resume, per-image results."""
 from __future__ import annotations
 
 import json
 import math
 
+import numpy as np
 import pytest
 
 import sspnet.train
 from sspnet.experiments.compare import CompareConfig, make_plan, run_compare
-from sspnet.experiments.compare.stats import mean_std, paired_ci, t_quantile, t_two_sided_cdf
+from sspnet.experiments.compare.perimage import sweep_key, unpack_results
+from sspnet.experiments.compare.significance import mcnemar, signflip_test
+from sspnet.experiments.compare.stats import mean_std, paired_ci
 
 TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "eval_n_images": 50}
 TINY_EVAL = {"n_images": 12, "sweep_images": 6, "growth_images": 6, "steps": 1, "batch_size": 6}
@@ -28,24 +31,10 @@ def no_training(cfg):
     raise AssertionError(f"training was called for {cfg.save}")
 
 
-@pytest.mark.parametrize("df, value", [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (4, 2.7764451),
-                                       (5, 2.5705818), (10, 2.2281389), (29, 2.0452296), (100, 1.9839715)])
-def test_t_quantile_matches_tables(df, value):
-    assert t_quantile(0.975, df) == pytest.approx(value, rel=1e-6)
-
-
-def test_t_cdf_closed_forms():
-    assert t_two_sided_cdf(1.0, 1) == pytest.approx(0.5)  # Cauchy: P(|T| <= 1) = 1/2
-    assert t_two_sided_cdf(2.0, 2) == pytest.approx(2 / math.sqrt(6))  # t / sqrt(t^2 + 2)
-    assert t_quantile(0.995, 7) == pytest.approx(3.4994833, rel=1e-6)
-    with pytest.raises(ValueError, match="integer >= 1"):
-        t_two_sided_cdf(1.0, 0)
-
-
 def test_paired_ci_by_hand():
     d = [1.0, 2.0, 3.0]
     m, lo, hi, n = paired_ci(d)
-    half = 4.3026527 * 1.0 / math.sqrt(3)  # sd = 1
+    half = 4.3026527 * 1.0 / math.sqrt(3)  # sd = 1, t table: t(0.975, df 2) = 4.3026527
     assert (m, n) == (2.0, 3) and lo == pytest.approx(2 - half, rel=1e-6) and hi == pytest.approx(2 + half, rel=1e-6)
     m, lo, hi, n = paired_ci([0.5])
     assert m == 0.5 and n == 1 and math.isnan(lo) and math.isnan(hi)
@@ -88,7 +77,7 @@ def test_tiny_compare_writes_report_and_a_rerun_is_cached(tmp_path, monkeypatch)
     out = tmp_path / "cmp"
     summary = run_compare(tiny_config(out))
     report = (out / "REPORT.md").read_text()
-    for text in ("| model | clean % | FGSM % | PGD % |", "| res |", "| ssp2 |", "Paired difference to res",
+    for text in ("| model | n | clean % | FGSM % | PGD % |", "| res |", "| ssp2 |", "Paired difference to res",
                  "F calls / block", "parameters", "![growth_depth.png](growth_depth.png)",
                  "![accuracy_vs_eps.png](accuracy_vs_eps.png)"):
         assert text in report, text
@@ -101,7 +90,8 @@ def test_tiny_compare_writes_report_and_a_rerun_is_cached(tmp_path, monkeypatch)
         assert set(r["growth"]["adversarial"]["blocks"]) == {"1", "2", "inf"}
         assert r["train_seconds"] > 0
     results = json.loads((out / "results.json").read_text())
-    assert results["aggregate"][""]["ssp2"]["vs_res"]["pgd"]["n"] == 1
+    pgd = [r for r in results["comparisons"]["rows"] if r["metric"] == "pgd"]
+    assert [(r["model"], r["baseline"], r["n"]) for r in pgd] == [("ssp2", "res", 1)]
 
     files = sorted(p for p in (out / "runs").rglob("*") if p.is_file())
     before = {p: p.stat().st_mtime_ns for p in files}
@@ -182,16 +172,19 @@ def test_every_subset_covers_every_class_of_a_label_sorted_split():
 def test_records_say_which_images_each_table_used(tmp_path):
     summary = run_compare(tiny_config(tmp_path / "cmp", models=["res"]))
     rec = summary["records"][0]
-    assert set(rec["images"]) == {"eval", "sweep", "growth"}  # AutoAttack off
+    assert set(rec["images"]) == set(summary["images"]) == {"eval", "sweep", "growth"}  # AutoAttack off
     for table, n in (("eval", 12), ("sweep", 6), ("growth", 6)):
-        d = rec["images"][table]
-        assert d["n"] == n and sum(d["per_class"]) == n and len(d["indices"]) == n
+        d = summary["images"][table]  # the indices, stored once for all runs
+        assert d["n"] == n and sum(d["per_class"]) == n and len(d["indices"]) == n and rec["images"][table]["n"] == n
         assert sum(c > 0 for c in d["per_class"]) == min(n, 10), table  # stratified on the label-sorted split
         assert max(d["per_class"]) - min(d["per_class"]) <= 1, table
-    assert set(rec["images"]["sweep"]["indices"]) <= set(rec["images"]["eval"]["indices"])
+    assert set(summary["images"]["sweep"]["indices"]) <= set(summary["images"]["eval"]["indices"])
     assert rec["eval"]["sweep_images"] == 6 and rec["growth"]["n"] == 6
     report = (tmp_path / "cmp" / "REPORT.md").read_text()
     assert "class-stratified nested subsets" in report and "sweep 6 (6 classes, 1 per class)" in report
+    ckpt = rec["checkpoint"]  # sspnet.nn.checkpoints.describe_checkpoint of the evaluated file
+    assert ckpt["file"].endswith("model_final.pt") and ckpt["selected_on"] == "final" and ckpt["epoch"] == 1
+    assert "checkpoint 'final' (model_final.pt: the last epoch, epoch 1)" in report and "WARNING" not in report
     flags = rec["eval"]["flags"]  # the engine's sanity flags, listed in the report
     assert all(f["message"] in report for f in flags) and (("## Sanity flags" in report) == bool(flags))
 
@@ -236,10 +229,120 @@ def test_models_come_from_the_registry(tmp_path):
 
 
 def test_run_hashes_survive_the_train_option_rename(tmp_path):
-    """Runs trained before TrainConfig's iters -> steps / test_limit -> eval_n_images rename keep their folder
-    (the hash of the default budget's res seed 0 with 1 epoch, as written by that version)."""
-    plan, _ = make_plan(CompareConfig(models=["res", "ssp2"], seeds=1, train={"epochs": 1}, out=str(tmp_path)))
+    """Runs trained before TrainConfig's iters -> steps / test_limit -> eval_n_images rename, and before the
+    validation split / 8-bit training options, keep their folder when those options have the values the runs
+    had (the hash of the default budget's res seed 0 with 1 epoch, as written by that version); the new
+    defaults train differently, so they get new folders."""
+    legacy = {"epochs": 1, "val_split": 0.0, "select_on": "test", "train_quantize": False}
+    plan, _ = make_plan(CompareConfig(models=["res", "ssp2"], seeds=1, train=legacy, out=str(tmp_path)))
     assert [r.run_dir.name for r in plan] == ["res-s0-40aff4a1", "ssp2-s0-6f4f1724"]
+    plan, _ = make_plan(CompareConfig(models=["res"], seeds=1, train={"epochs": 1}, out=str(tmp_path)))
+    assert plan[0].run_dir.name != "res-s0-40aff4a1"
     limited, _ = make_plan(CompareConfig(models=["res"], seeds=1, train={"epochs": 1, "eval_n_images": 50},
                                          out=str(tmp_path)))
     assert limited[0].run_dir.name != "res-s0-40aff4a1"  # a set option still changes the hash
+
+
+def test_every_accuracy_can_be_recomputed_from_results_json(tmp_path):
+    """results.json alone (per-image bits, the image indices stored once) gives every accuracy of the records,
+    the aggregate, the report's tables and the image-level tests."""
+    out = tmp_path / "cmp"
+    run_compare(tiny_config(out, seeds=2, train={**TINY_TRAIN, "steps_per_epoch": 12},
+                            eval={**TINY_EVAL, "n_images": 30, "sweep_images": 10, "autoattack": "on",
+                                  "autoattack_images": 6}))
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "REPORT.md").read_text()
+    runs = unpack_results(results)
+    assert all("indices" not in d for r in results["records"] for d in r["images"].values())
+    for run, rec in zip(runs, results["records"]):
+        c = run["correct"]
+        assert [len(c[k][0]) for k in ("clean", "pgd", "autoattack", sweep_key(0))] == [30, 30, 6, 10]
+        for key in ("clean", "fgsm", "pgd", "autoattack"):
+            assert 100 * c[key][1].mean() == pytest.approx(rec["eval"][key], abs=1e-9), key
+        for eps, acc in rec["eval"]["sweep"].items():
+            assert 100 * c[sweep_key(eps)][1].mean() == pytest.approx(acc, abs=1e-9), eps
+    for model in ("res", "ssp2"):
+        mine = [r["correct"] for r in runs if r["model"] == model]
+        for key in ("clean", "fgsm", "pgd", "autoattack"):
+            accs = [100 * c[key][1].mean() for c in mine]
+            assert np.mean(accs) == pytest.approx(results["aggregate"][""][model][key]["mean"], abs=1e-9)
+        row = f"{np.mean([100 * c['pgd'][1].mean() for c in mine]):.1f} ± "
+        assert any(line.startswith(f"| {'ResNet (res)' if model == 'res' else 'SSP-2 (ssp2)'} | 2 |") and row in line
+                   for line in report.splitlines())
+    res = {r["seed"]: r["correct"] for r in runs if r["model"] == "res"}
+    ssp2 = {r["seed"]: r["correct"] for r in runs if r["model"] == "ssp2"}
+    test = next(r for r in results["comparisons"]["rows"] if r["model"] == "ssp2" and r["metric"] == "pgd")
+    d = sum(ssp2[s]["pgd"][1].astype(int) - res[s]["pgd"][1] for s in (0, 1))
+    assert signflip_test(d) == pytest.approx(test["p_images"] if test["p_images"] is not None else math.nan)
+    for s, per_seed in zip((0, 1), test["per_seed"]):
+        assert mcnemar(ssp2[s]["pgd"][1], res[s]["pgd"][1]) == pytest.approx({k: per_seed[k] for k in
+                                                                            ("model_only", "base_only", "p")})
+
+
+def test_audit_source_is_the_baseline_run_of_the_same_seed(tmp_path):
+    from sspnet.experiments.compare.audit import plan_audits
+
+    def sources(models, seeds, grid=None):
+        plan, settings = make_plan(CompareConfig(models=models, seeds=seeds, grid=grid, out=str(tmp_path)))
+        jobs = plan_audits(plan, settings["eval_hash"], settings["eval"])
+        return {(j.run.variant, j.run.model, j.run.seed): j.source and (j.source.variant, j.source.model,
+                                                                         j.source.seed) for j in jobs}
+
+    assert sources(["ssp2", "res"], 2) == {("", "ssp2", 0): ("", "res", 0), ("", "ssp2", 1): ("", "res", 1),
+                                           ("", "res", 0): ("", "res", 1), ("", "res", 1): ("", "res", 0)}
+    assert sources(["res", "ssp2"], 1) == {("", "res", 0): None, ("", "ssp2", 0): ("", "res", 0)}
+    assert sources(["ssp2", "ssp3"], 1)[("", "ssp3", 0)] == ("", "ssp2", 0)  # no res: the first model
+    grid = sources(["res", "ssp2"], 1, grid=[(6, 7), (10, 7)])
+    assert grid[("N10-K7", "ssp2", 0)] == ("N10-K7", "res", 0)
+
+
+def test_audit_flags_reach_the_report_and_audits_are_cached(tmp_path, monkeypatch):
+    """compare's side of the audit (sspnet.eval's audit replaced by a stand-in): every run audited on the
+    stated images with the right source, flags in the record, the report and its Findings; a re-run reads
+    audit.json back."""
+    from sspnet.experiments.compare import audit as audit_mod
+
+    calls = []
+
+    def fake(model, source, images, labels, idx, ev):
+        calls.append((source is not None, int(idx.numel())))
+        flagged = source is not None and model.config["scheme"] == "ssp2"
+        return {"flags": [{"name": "transfer_stronger", "message": "transfer beats white-box PGD"}] if flagged
+                else [], "result": {"checks": 3}}
+
+    monkeypatch.setattr(audit_mod, "audit_function", lambda: fake)
+    monkeypatch.setattr(audit_mod, "call_audit", fake)
+    out = tmp_path / "cmp"
+    summary = run_compare(tiny_config(out, eval={**TINY_EVAL, "audit_images": 5}))
+    assert sorted(calls) == [(False, 5), (True, 5)]  # one seed: res has no transfer source
+    recs = {r["model"]: r for r in summary["records"]}
+    assert recs["ssp2"]["audit"]["source"] == "res seed 0" and recs["res"]["audit"]["source"] is None
+    report = (out / "REPORT.md").read_text()
+    findings = report.split("## Settings")[0]
+    assert "audit (5 class-stratified images per run; " in findings and "raised 1 flag(s)" in findings
+    assert "in 1 of 2 runs: transfer_stronger (ssp2 seed 0)" in findings and "## Gradient-masking audit" in report
+    assert "- FLAG ssp2 seed 0: transfer beats white-box PGD" in report
+    calls.clear()
+    run_compare(tiny_config(out, eval={**TINY_EVAL, "audit_images": 5}))
+    assert calls == []
+    run_compare(tiny_config(out, eval={**TINY_EVAL, "audit": "off"}))
+    assert calls == [] and "did not run (switched off" in (out / "REPORT.md").read_text()
+
+
+def test_the_real_audit_runs_on_every_run(tmp_path):
+    """sspnet.eval.audit through compare: the stated images, the transfer source, per-image bits."""
+    from sspnet.experiments.compare.perimage import unpack
+
+    out = tmp_path / "cmp"
+    summary = run_compare(tiny_config(out, eval={**TINY_EVAL, "audit_images": 6, "audit_queries": 20}))
+    recs = {r["model"]: r["audit"] for r in summary["records"]}
+    assert recs["ssp2"]["source"] == "res seed 0" and "transfer" in recs["ssp2"]["accuracy"]
+    assert recs["res"]["source"] is None and "transfer" not in recs["res"]["accuracy"]
+    for a in recs.values():
+        assert a["images"] == a["subset"]["n"] == 6 and a["config"]["queries"] == 20
+        assert set(a["subset"]["indices"]) <= set(summary["images"]["eval"]["indices"])
+        for key, bits in a["correct"].items():
+            assert 100 * unpack(bits, 6).mean() == pytest.approx(100 * a["accuracy"][key], abs=1e-4), key
+    report = (out / "REPORT.md").read_text()
+    assert "runs audited (`sspnet.eval.audit`) on a class-stratified subset of 6 test images" in report
+    assert summary["audit"]["ran"] and (("raised no flag" in report) == (not summary["audit"]["flags"]))

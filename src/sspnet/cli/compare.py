@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from sspnet.experiments.compare import CompareConfig, run_compare
-from sspnet.experiments.compare.config import AUTOATTACK_MODES, PRESETS
+from sspnet.experiments.compare.config import AUDIT_MODES, AUTOATTACK_MODES, PRESETS
 
 
 def _csv(kind):
@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="the comparison experiment: several schemes x seeds, robustness and growth, REPORT.md",
         description="Train every model for every seed under one budget (runs cached by a hash of their config: a "
                     "re-run reuses finished runs and resumes unfinished ones), evaluate clean/FGSM/PGD accuracy, "
-                    "an eps sweep and the perturbation growth ratios, and write OUT/REPORT.md, OUT/results.json and "
-                    f"plots. Expected times: {presets}.")
+                    "an eps sweep, the perturbation growth ratios and a gradient-masking audit, test every model "
+                    "against res (seed-level t-test, per-image McNemar, Holm, minimum detectable differences) and "
+                    "write OUT/REPORT.md (Findings first), OUT/results.json (per-image results) and plots. "
+                    f"Expected times: {presets}.")
     a = p.add_argument
     a("--preset", default="default", choices=list(PRESETS), help="budget and threat model (default: default)")
     a("--models", type=_csv(str), default=None,
@@ -56,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--train-alpha", type=float, default=None, help="training PGD step (CLI unit)")
     t.add_argument("--grid", type=_csv(str), default=None,
                    help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (paper-cifar10: 6:7,6:12,10:7,10:12)")
+    _eval_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("evaluation (eps in the dataset's CLI unit: 1/255 for cifar10/tiny, [0,1] for mnist)")
     e.add_argument("--eps", type=float, default=None, help="attack eps (default mnist 0.1, cifar10 2; presets: "
                    "the paper's)")
@@ -73,7 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--autoattack", default=None, choices=AUTOATTACK_MODES,
                    help="auto: when installed (paper presets), on, off (default preset: off, it takes minutes "
                         "per run on a CPU)")
-    p.set_defaults(handler=run)
+    e.add_argument("--audit", default=None, choices=AUDIT_MODES,
+                   help="gradient-masking audit of every run (sspnet.eval.audit: transfer PGD from the res run "
+                        "of the same seed, Square black box, long PGD, large eps, AutoAttack as --autoattack; "
+                        "default on)")
+    e.add_argument("--audit-images", type=int, default=None, help="test images of the audit (default 100)")
+    e.add_argument("--audit-queries", type=int, default=None,
+                   help="model calls per image of the audit's Square attack (default 1000; paper presets 5000)")
 
 
 def _parse_grid(items: list[str] | None) -> list[tuple[int, int]] | None:
@@ -104,7 +117,8 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
     ev = {"eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.steps, "n_images": args.n_images,
           "sweep": None if args.sweep is None else tuple(v * unit for v in args.sweep),
           "sweep_images": args.sweep_images, "growth_images": args.growth_images,
-          "autoattack_images": args.autoattack_images, "autoattack": args.autoattack}
+          "autoattack_images": args.autoattack_images, "autoattack": args.autoattack, "audit": args.audit,
+          "audit_images": args.audit_images, "audit_queries": args.audit_queries}
     return CompareConfig(preset=args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                          out=args.out, train=train, eval=ev, grid=_parse_grid(args.grid), data_root=args.data_root,
                          device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet)

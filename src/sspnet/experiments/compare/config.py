@@ -6,7 +6,8 @@ from the dataset's CLI unit at its edge (`sspnet.cli.compare`).
 
 Presets (times are estimates for the whole plan):
 - default: mnist5k, standard training (Adam, one-cycle lr 3e-3, 4 epochs of batch 64, 3 blocks), evaluation
-  at eps 0.1 (PGD-10, step 0.025) on 500 test images; 15 runs in about 8 minutes on 2 idle CPU cores
+  at eps 0.1 (PGD-10, step 0.025) on 500 test images, a gradient-masking audit on 100 (Square with 1000
+  queries, transfer from res); 15 runs in about 10 minutes on 2 idle CPU cores
   (two runs at a time in worker processes with one thread each: on small batches this beats two threads per
   convolution, and it degrades gracefully on a shared machine).
 - paper-mnist: the original's MNIST settings: full MNIST, 5 blocks, ball training (5 noisy copies,
@@ -22,6 +23,9 @@ from typing import Any, Sequence
 
 DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")
 AUTOATTACK_MODES = ("auto", "on", "off")
+AUDIT_MODES = ("on", "off")
+AUDIT_FIELDS = ("audit", "audit_images", "audit_queries")  # cached apart from the evaluation (compare.audit)
+RECORD_VERSION = 2  # 2: per-image correctness, checkpoint description
 # dataset-dependent evaluation eps of the default (standard-training) budget, pixel units
 BUDGET_EPS = {"mnist": 0.1, "cifar10": 2 / 255, "tinyimagenet": 1 / 255}
 # evaluation options renamed to one name per concept: old name -> new name (for the error message)
@@ -35,15 +39,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "adv": "none"},
         "eval": {"eps": None, "alpha_rel": 0.25, "steps": 10, "n_images": 500, "sweep_rel": (0.5, 1.0, 1.5, 2.0),
                  "sweep_images": 200, "growth_images": 200, "autoattack": "off"},
-        "expected": "about 8 minutes for the 15 runs on a quiet 2-core CPU (2 runs in parallel, one thread each, "
-                    "about 65 CPU-seconds per run: 25-45 s training, 20-30 s evaluation); longer when other "
-                    "processes share the CPU",
+        "expected": "about 10 minutes for the 15 runs on a quiet 2-core CPU (2 runs in parallel, one thread each, "
+                    "about 80 CPU-seconds per run: 25-45 s training, 20-30 s evaluation, 15-30 s gradient-masking "
+                    "audit); longer when other processes share the CPU",
     },
     "paper-mnist": {
         "dataset": "mnist", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
         "train": {"blocks": 5, "epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "ball", "eps": 0.3},
         "eval": {"eps": 0.3, "alpha": 0.05, "steps": 20, "n_images": None, "sweep": (0.1, 0.2, 0.3, 0.4),
-                 "sweep_images": 1000, "growth_images": 1000, "autoattack": "auto"},
+                 "sweep_images": 1000, "growth_images": 1000, "autoattack": "auto", "audit_images": 1000,
+                 "audit_queries": 5000},
         "expected": "not measured (no GPU here): 60 M image forward+backward passes per run (200 epochs x "
                     "60,000 images x 5 noisy copies); at ~20,000 images/s on one modern GPU about 50 min per run, "
                     "~13 h for the 15 runs; days on a CPU",
@@ -53,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "pgd"},
         "eval": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 20, "n_images": None,
                  "sweep": (2 / 255, 4 / 255, 8 / 255, 16 / 255), "sweep_images": 1000, "growth_images": 1000,
-                 "autoattack": "auto"},
+                 "autoattack": "auto", "audit_images": 1000, "audit_queries": 5000},
         "expected": "not measured (no GPU here): (K + 1) x 10 M image forward+backward passes per run (200 "
                     "epochs x 50,000 images, PGD-K + the update), 80-130 M; at ~10,000 images/s on one modern GPU "
                     "2-4 h per run, about 8 GPU-days for the 60 runs (4 grid points x 5 models x 3 seeds); split "
@@ -67,10 +72,12 @@ class EvalSettings:
     """Evaluation of every run. eps / alpha / sweep in pixel units (None: from the dataset, see `resolve`).
 
     steps: PGD iterations; n_images: test images of clean / FGSM / PGD at eps (None: all). sweep_images,
-    growth_images, autoattack_images: the images of the eps sweep, of the growth ratios (the PGD examples at
-    eps, plus `growth_noise` noise of the same eps) and of AutoAttack. Every image set is chosen by
-    `sspnet.data.subsets.subset_indices` over the whole test split: class-stratified and nested, so each
-    smaller set lies inside the n_images set.
+    growth_images, autoattack_images, audit_images: the images of the eps sweep, of the growth ratios (the PGD
+    examples at eps, plus `growth_noise` noise of the same eps), of AutoAttack and of the gradient-masking
+    audit (audit: on | off; audit_queries: model calls per image of its Square attack; it runs AutoAttack as
+    `autoattack` says). Every image set is chosen by `sspnet.data.subsets.subset_indices` over the whole
+    test split: class-stratified and nested, so each smaller set lies inside the n_images set.
+    crit: the checkpoint of each run folder evaluated (`sspnet.nn.checkpoints.load_model`).
     """
 
     eps: float | None = None
@@ -85,6 +92,9 @@ class EvalSettings:
     growth_noise: str = "sign"
     autoattack: str = "off"
     autoattack_images: int = 100
+    audit: str = "on"
+    audit_images: int = 100
+    audit_queries: int = 1000
     quantize: bool = True
     batch_size: int = 250
     crit: str = "final"
@@ -119,7 +129,10 @@ class EvalSettings:
     def _check(self) -> None:
         if self.autoattack not in AUTOATTACK_MODES:
             raise ValueError(f"unknown autoattack mode {self.autoattack!r}; valid: {', '.join(AUTOATTACK_MODES)}")
-        for name in ("steps", "sweep_images", "growth_images", "autoattack_images", "batch_size"):
+        if self.audit not in AUDIT_MODES:
+            raise ValueError(f"unknown audit mode {self.audit!r}; valid: {', '.join(AUDIT_MODES)}")
+        for name in ("steps", "sweep_images", "growth_images", "autoattack_images", "audit_images", "audit_queries",
+                     "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -131,14 +144,16 @@ class EvalSettings:
                 raise ValueError(f"eps values must be in (0, 1] pixel units, got {v}")
 
     def key(self) -> dict[str, Any]:
-        """What the evaluation hash covers (the resolved values; the relative defaults are not needed)."""
+        """What the evaluation hash covers (the resolved values; the relative defaults are not needed; the
+        audit settings are cached with the audit)."""
         from sspnet.data.subsets import SUBSET_RULE
 
-        d = dataclasses.asdict(self)
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in AUDIT_FIELDS}
         d["sweep"] = list(d["sweep"] or [])
         d.pop("sweep_rel")
         d.pop("alpha_rel")
         d["subset_rule"] = SUBSET_RULE  # a new image rule re-evaluates the runs
+        d["record_version"] = RECORD_VERSION  # so does a record that holds more
         return d
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from sspnet.experiments.compare.perimage import pack, sweep_key
+
 
 def use_autoattack(mode: str) -> bool:
     """Whether AutoAttack runs: mode on, or auto with the package installed."""
@@ -51,8 +53,9 @@ def _config(ev: Any, attack: str, eps: list[float], **kw: Any):
 
 
 def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor
-           ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """PGD accuracy (%) per sweep eps on images idx (eps 0: clean), and the engine's sanity flags.
+           ) -> tuple[dict[str, float], dict[str, Tensor], list[dict[str, Any]]]:
+    """PGD accuracy (%) per sweep eps on images idx (eps 0: clean), the per-image correctness behind it
+    (keyed `sweep_key(eps)`) and the engine's sanity flags.
 
     At each eps the step is alpha * eps / ev.eps (at least 1/255 when quantised); at ev.eps the main PGD
     results are reused."""
@@ -63,11 +66,15 @@ def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any,
     if others:
         cfg = _config(ev, "pgd", others, alpha_rel=ev.alpha / ev.eps, keep_adv=0)
         sw = evaluate(model, images, labels, cfg, indices=idx)
-    table = {"0": 100.0 * main.accuracy("clean", indices=idx)}
+    correct = {sweep_key(0): main.correct("clean", indices=idx)}
     for e in ev.sweep:
-        acc = main.accuracy("pgd", ev.eps, indices=idx) if e not in others else sw.accuracy("pgd", e)
-        table[f"{e:.10g}"] = 100.0 * acc
-    return table, (sw.flags if sw is not None else [])
+        correct[sweep_key(e)] = sw.correct("pgd", e) if e in others else main.correct("pgd", ev.eps, indices=idx)
+    table = {key.split()[1]: _percent(ok) for key, ok in correct.items()}
+    return table, correct, (sw.flags if sw is not None else [])
+
+
+def _percent(ok: Tensor) -> float:
+    return 100.0 * float(ok.double().mean()) if ok.numel() else float("nan")
 
 
 def _growth(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor, label: str,
@@ -89,7 +96,8 @@ def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, data
 
     images: the whole test split, uint8 N x C x H x W (or float in [0, 1]); labels: int64 N; ev: resolved
     `EvalSettings` (pixel units). Returns {"eval": accuracies in %, settings, image counts and the engine's
-    sanity flags; "images": each table's image description; "growth": GrowthResult}.
+    sanity flags; "images": each table's image description; "growth": GrowthResult; "correct": per-image
+    correctness of every table, packed (`perimage`)}.
     """
     from sspnet.eval.robustness import evaluate
 
@@ -97,18 +105,20 @@ def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, data
     chosen = choose_images(labels, ev, use_autoattack(ev.autoattack))
     main = evaluate(model, images, labels, _config(ev, "fgsm,pgd", [ev.eps], alpha=ev.alpha, keep_attack="pgd"),
                     indices=chosen["eval"])
-    sweep, sweep_flags = _sweep(model, images, labels, ev, main, chosen["sweep"])
+    correct = {"clean": main.correct("clean"), **{a: main.correct(a, ev.eps) for a in ("fgsm", "pgd")}}
+    sweep, sweep_correct, sweep_flags = _sweep(model, images, labels, ev, main, chosen["sweep"])
     out: dict[str, Any] = {"n_images": main.n, "eps": ev.eps, "alpha": ev.alpha, "steps": ev.steps,
-                           "clean": 100.0 * main.accuracy("clean"), "fgsm": 100.0 * main.accuracy("fgsm", ev.eps),
-                           "pgd": 100.0 * main.accuracy("pgd", ev.eps), "sweep_images": len(chosen["sweep"]),
+                           **{k: _percent(ok) for k, ok in correct.items()}, "sweep_images": len(chosen["sweep"]),
                            "sweep": sweep, "autoattack": None}
     flags = main.flags + sweep_flags
     if "autoattack" in chosen:
         aa = evaluate(model, images, labels, _config(ev, "autoattack", [ev.eps], keep_adv=0),
                       indices=chosen["autoattack"])
-        out["autoattack"], out["autoattack_images"] = 100.0 * aa.accuracy("autoattack", ev.eps), aa.n
+        correct["autoattack"] = aa.correct("autoattack", ev.eps)
+        out["autoattack"], out["autoattack_images"] = _percent(correct["autoattack"]), aa.n
         flags += aa.flags
     growth = _growth(model, images, labels, ev, main, chosen["growth"], label, dataset, run_dir)
     out["flags"] = flags
     out["seconds"] = time.perf_counter() - t0
-    return {"eval": out, "images": describe_images(labels, chosen), "growth": growth}
+    bits = {k: pack(ok) for k, ok in {**correct, **sweep_correct}.items()}
+    return {"eval": out, "images": describe_images(labels, chosen), "growth": growth, "correct": bits}

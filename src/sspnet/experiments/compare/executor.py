@@ -64,7 +64,7 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
     returns the record (as read back from compare.json)."""
     from sspnet import data
     from sspnet.experiments.compare.evaluation import evaluate_run
-    from sspnet.nn.checkpoints import load_model
+    from sspnet.nn.checkpoints import describe_checkpoint, load_model
     from sspnet.nn.models import model_cost
 
     t0 = time.perf_counter()
@@ -81,7 +81,9 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
            "train_wall_seconds": wall_train, "run_wall_seconds": time.perf_counter() - t0,
            "threads": torch.get_num_threads(), "epochs": len(metrics),
            "trainer_test_acc": metrics[-1].get("test_acc") if metrics else None,
-           "eval": res["eval"], "images": res["images"], "growth": res["growth"].to_dict()}
+           "checkpoint": describe_checkpoint(run.run_dir, ev.crit),
+           "eval": res["eval"], "images": res["images"], "correct": res["correct"],
+           "growth": res["growth"].to_dict()}
     atomic_write_json(run.run_dir / RECORD_FILE, to_jsonable(rec))
     return read_record(run)
 
@@ -154,24 +156,35 @@ def run_serial(prog: Progress, common: tuple, records: dict[int, dict[str, Any]]
 
 def run_pool(prog: Progress, jobs: int, common: tuple, records: dict[int, dict[str, Any]]) -> None:
     """Execute the runs to do in `jobs` worker processes (spawned), longest first."""
+    def done(run: PlannedRun, rec: dict[str, Any]) -> None:
+        records[run.index] = rec
+        prog.finish(run, rec)
+
+    queue = sorted(prog.todo, key=lambda r: -r.cost_units)  # longest first: the last job is a short one
+    pool_map(queue, _worker, common, jobs, prog.start, done)
+
+
+def pool_map(items: list[Any], worker: Callable, common: tuple, jobs: int, on_start: Callable,
+             on_done: Callable) -> None:
+    """worker((item, *common)) for every item in `jobs` spawned processes, in order of submission;
+    on_start(item) before and on_done(item, result) after each. worker must be a module-level function."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    queue = sorted(prog.todo, key=lambda r: -r.cost_units)  # longest first: the last job is a short one
+    queue = list(items)
     ctx = multiprocessing.get_context("spawn")  # no fork after torch started its thread pools
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
-    running: dict[Any, PlannedRun] = {}
+    running: dict[Any, Any] = {}
     try:
         while queue or running:
             while queue and len(running) < jobs:
-                run = queue.pop(0)
-                prog.start(run)
-                running[pool.submit(_worker, (run, *common))] = run
+                item = queue.pop(0)
+                on_start(item)
+                running[pool.submit(worker, (item, *common))] = item
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                run = running.pop(fut)
-                records[run.index] = fut.result()
-                prog.finish(run, records[run.index])
+                item = running.pop(fut)
+                on_done(item, fut.result())
     except BaseException:
         # Ctrl-C (or a failed run): the workers save last.pt at their next step (the trainer's SIGINT handler)
         for proc in list(getattr(pool, "_processes", {}).values()):

@@ -50,14 +50,17 @@ def config_hash(obj: Any) -> str:
 
 
 def train_key(cfg: Any) -> dict[str, Any]:
-    """What the training hash covers: the resolved options that change the result. Options left at None
-    are dropped, so an option added to the trainer later does not change old hashes."""
+    """What the training hash covers: the resolved options that change the result. Options left at None,
+    and options added later at the value runs had before them (`sspnet.train.config.LEGACY_VALUES`), are
+    dropped, so an option added to the trainer does not change the hashes of runs it does not change."""
     from sspnet.nn.registry import model_identity
     from sspnet.train import IDENTITY_FIELDS
+    from sspnet.train.config import LEGACY_VALUES
 
     r = cfg.resolved()
     keys = set(IDENTITY_FIELDS) | set(EXTRA_HASHED)
-    key = {HASHED_AS.get(k, k): v for k, v in dataclasses.asdict(r).items() if k in keys and v is not None}
+    key = {HASHED_AS.get(k, k): v for k, v in dataclasses.asdict(r).items()
+           if k in keys and v is not None and not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])}
     identity = model_identity(r.model)
     if isinstance(identity, dict):  # a scheme file: hash its coefficients, not only its path
         key["scheme"] = identity
@@ -158,7 +161,8 @@ def format_plan(plan: list[PlannedRun], settings: dict[str, Any]) -> str:
              f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps} at eps {ev.eps:.4g} "
              f"(step {ev.alpha:.4g}), PGD sweep eps {', '.join(f'{e:.4g}' for e in ev.sweep)} on "
              f"{ev.sweep_images}, growth on {ev.growth_images}, autoattack {ev.autoattack}"
-             f"{'' if ev.autoattack == 'off' else f' on {ev.autoattack_images}'}; class-stratified image subsets",
+             f"{'' if ev.autoattack == 'off' else f' on {ev.autoattack_images}'}, gradient-masking audit "
+             f"{'off' if ev.audit == 'off' else f'on {ev.audit_images}'}; class-stratified image subsets",
              f"expected time: {settings['expected']}",
              f"{'#':>3}  {'model':10s} {'seed':>4}  {'variant':8s} {'status':9s} run folder"]
     for r in plan:

@@ -1,38 +1,25 @@
-"""REPORT.md, results.json and the plots of `sspnet compare`: per model mean +- std over seeds, paired
-differences to res with a 95% t-interval (`stats`), cost columns, the eps sweep, growth tables, the images
-each table used, and one table of all runs."""
+"""REPORT.md, results.json and the plots of `sspnet compare`: the Findings paragraph (`findings`), per model
+mean +- std over seeds (`stats`), differences to the baseline with both tests, Holm's correction and MDDs
+(`comparisons`), cost columns, the eps sweep, growth tables, the gradient-masking audit, the checkpoints and
+images each table used, and one table of all runs. results.json holds every record with its per-image
+correctness (`perimage`), so every number can be recomputed."""
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
+from sspnet.experiments.compare import tables
+from sspnet.experiments.compare.audit import audit_section, audit_summary
+from sspnet.experiments.compare.comparisons import compare_to_baseline
+from sspnet.experiments.compare.findings import checkpoints, findings
+from sspnet.experiments.compare.perimage import FORMAT, share_images
 from sspnet.experiments.compare.stats import METRICS, aggregate, run_metrics
+from sspnet.experiments.compare.tables import fmt, model_label
 from sspnet.io.files import atomic_write_json, atomic_write_text, provenance
 from sspnet.io.jsonio import to_jsonable
-
-BASELINE = "res"
-
-
-def model_label(name: str) -> str:
-    """The model's reader name with its option name, e.g. 'SSP-adap (ark)'; the name alone when they agree."""
-    from sspnet.nn.registry import display_name
-
-    shown = display_name(name)
-    return name if shown == name else f"{shown} ({name})"
-
-
-def _fmt(m: float | None, sd: float | None = None, digits: int = 1) -> str:
-    if m is None or not math.isfinite(m):
-        return "-"
-    return f"{m:.{digits}f}" if sd is None else f"{m:.{digits}f} ± {sd:.{digits}f}"
-
-
-def _digits(key: str) -> int:
-    return 3 if key.startswith("growth") else 1
 
 
 def _machine() -> str:
@@ -65,21 +52,29 @@ def _variant_plots(out: Path, variant: str, rows: dict[str, Any], ev: Any) -> li
 
 
 def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, Any], elapsed: float,
-                 command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int = 1
-                 ) -> dict[str, Any]:
-    """Write OUT/results.json, OUT/REPORT.md and OUT/*.png; returns the results dict."""
+                 command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int = 1,
+                 audit_note: str | None = None) -> dict[str, Any]:
+    """Write OUT/results.json, OUT/REPORT.md and OUT/*.png; returns the results dict. audit_note: why the
+    gradient-masking audit did not run (None: it ran, or see the records)."""
     out = Path(out)
-    agg = aggregate(records, BASELINE)
+    ev = settings["eval"]
+    agg, comp = aggregate(records), compare_to_baseline(records)
     has_aa = any(r["eval"].get("autoattack") is not None for r in records)
     metrics = [(k, name) for k, name in METRICS if k != "autoattack" or has_aa]
-    plots = {variant: _variant_plots(out, variant, rows, settings["eval"]) for variant, rows in agg.items()}
-    lines = _header(records, settings, elapsed, command, statuses or {}, jobs)
+    plots = {variant: _variant_plots(out, variant, rows, ev) for variant, rows in agg.items()}
+    audit = audit_summary(records, audit_note)
+    n_images = records[0]["eval"]["n_images"] if records else "?"
+    lines = [f"# sspnet compare: {settings['dataset']}, preset {settings['preset']}", ""]
+    lines += findings(comp, records, settings["seeds"], n_images, audit)
+    lines += _header(records, settings, elapsed, command, statuses or {}, jobs)
     for variant, rows in agg.items():
-        lines += _variant_section(variant, rows, metrics, settings["eval"], plots.get(variant, []))
-    lines += _runs_table(records) + _flags(records)
+        lines += _variant_section(variant, rows, comp, metrics, ev, plots.get(variant, []))
+    lines += _runs_table(records) + audit_section(records, audit) + _flags(records)
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
-    summary = {"settings": {**settings, "eval": settings["eval"].key()}, "elapsed_seconds": elapsed,
-               "aggregate": agg, "records": records, "machine": _machine(), "provenance": provenance()}
+    images, slim = share_images(records)
+    summary = {"settings": {**settings, "eval": ev.key()}, "elapsed_seconds": elapsed, "aggregate": agg,
+               "comparisons": comp, "audit": audit, "machine": _machine(), "provenance": provenance(),
+               "per_image_format": FORMAT, "images": images, "records": slim}
     atomic_write_json(out / "results.json", to_jsonable(summary))
     return summary
 
@@ -105,90 +100,40 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
     total_runs = sum(r.get("run_wall_seconds") or 0.0 for r in records)
     done = ", ".join(f"{v} {k}" for k, v in statuses.items() if v) or f"{len(records)} runs"
     n = records[0]["eval"]["n_images"] if records else "?"
-    return [f"# sspnet compare: {settings['dataset']}, preset {settings['preset']}", "",
-            f"- command: `{command}`",
+    return ["## Settings", "", f"- command: `{command}`",
             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {_machine()}",
             f"- wall time of this invocation: {elapsed:.0f} s ({done}; {jobs} parallel job(s)"
             f"{', one thread each' if jobs > 1 else ''}); when each run was made, training + "
             f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
             f"{total_train:.0f} s)",
             "- training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
-            f"- evaluation: final checkpoint, {n} test images, L∞ eps {ev.eps:.4g}: FGSM, PGD-{ev.steps} "
-            f"(step {ev.alpha:.4g}, no random start, 8-bit rounding {'on' if ev.quantize else 'off'}); eps sweep "
-            f"on {ev.sweep_images} images",
+            f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
+            f"{ev.eps:.4g}: FGSM, PGD-{ev.steps} (step {ev.alpha:.4g}, no random start, 8-bit rounding "
+            f"{'on' if ev.quantize else 'off'}); eps sweep on {ev.sweep_images} images; AutoAttack "
+            f"{_autoattack_line(records, ev)}",
             _images_line(records),
             f"- growth: PGR_p = mean over {ev.growth_images} images of ||G(h(x')) - G(h(x))||_p / "
             f"||h(x') - h(x)||_p (group input h after the stem / transition, x' = the PGD example at eps "
             f"{ev.eps:.4g}; noise: random {ev.growth_noise} noise of the same eps). 'PGR L2' = mean over block "
             "groups of the L2 ratio.",
-            f"- mean ± std over {settings['seeds']} seed(s); paired differences to {BASELINE}: mean over seeds of "
-            f"(model - {BASELINE}) of the same seed, [95% t-interval]; * marks an interval that excludes 0.", ""]
+            f"- mean ± std over {settings['seeds']} seed(s) (the value alone with one seed); differences to the "
+            "baseline: mean over seeds of (model - baseline) of the same seed, tested at the seed and the image "
+            "level (see the tests under each results table).", ""]
 
 
-def _table_head(first: str, columns: list[str]) -> list[str]:
-    return [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+def _autoattack_line(records: list[dict[str, Any]], ev: Any) -> str:
+    n = next((r["eval"].get("autoattack_images") for r in records if r["eval"].get("autoattack_images")), None)
+    if n is None:
+        return f"off (mode {ev.autoattack})"
+    return f"on a class-stratified subset of {n} images"
 
 
-def _results_table(variant: str, rows: dict[str, Any], metrics: list[tuple[str, str]]) -> list[str]:
-    lines = [f"## Results{' ' + variant if variant else ''}", ""]
-    lines += _table_head("model", [n for _, n in metrics] + ["F calls / block", "parameters", "train time (s)"])
-    for model, row in rows.items():
-        cells = [_fmt(row[k]["mean"], row[k]["std"], _digits(k)) for k, _ in metrics]
-        calls = "/".join(map(str, sorted(set(row["cost"]["f_calls_per_block"]))))
-        t = row["train_seconds"]
-        cells += [calls, f"{row['cost']['parameters']:,}", _fmt(t["mean"], t["std"])]
-        lines.append(f"| {model_label(model)} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _diff_cell(x: dict[str, Any], digits: int) -> str:
-    if x["n"] == 0:
-        return "-"
-    if not math.isfinite(x["low"]):
-        return f"{x['mean']:+.{digits}f} (n={x['n']})"
-    star = "*" if x["low"] > 0 or x["high"] < 0 else ""
-    return f"{x['mean']:+.{digits}f} [{x['low']:+.{digits}f}, {x['high']:+.{digits}f}]{star}"
-
-
-def _paired_table(rows: dict[str, Any], metrics: list[tuple[str, str]]) -> list[str]:
-    paired = [(m, row["vs_" + BASELINE]) for m, row in rows.items() if "vs_" + BASELINE in row]
-    if not paired:
-        return []
-    lines = ["", f"Paired difference to {BASELINE} (same seed), mean [95% CI]:", ""]
-    lines += _table_head("model", ["Δ " + n for _, n in metrics])
-    for model, d in paired:
-        lines.append(f"| {model_label(model)} | " + " | ".join(_diff_cell(d[k], _digits(k)) for k, _ in metrics)
-                     + " |")
-    return lines
-
-
-def _sweep_table(rows: dict[str, Any], ev: Any) -> list[str]:
-    eps_keys = list(next(iter(rows.values()))["sweep"])
-    lines = ["", f"PGD-{ev.steps} accuracy (%) against eps ({ev.sweep_images} images; eps 0 = clean):", ""]
-    lines += _table_head("model", [f"eps {float(e):.4g}" for e in eps_keys])
-    for model, row in rows.items():
-        lines.append(f"| {model_label(model)} | " + " | ".join(_fmt(*row["sweep"][e]) for e in eps_keys) + " |")
-    return lines
-
-
-def _growth_table(rows: dict[str, Any]) -> list[str]:
-    nb = max((len(v) for row in rows.values() for v in row["growth_blocks"].values()), default=0)
-    lines = ["", "Growth ratio per block (depth order), mean over seeds, PGD / noise:", "",
-             "| model | p | " + " | ".join(f"block {i + 1}" for i in range(nb)) + " |", "|---|---|" + "---:|" * nb]
-    for model, row in rows.items():
-        for p, vals in row["growth_blocks"].items():
-            noise = row["growth_blocks_noise"].get(p, [])
-            cells = [f"{a:.3f} / {b:.3f}" if b is not None else f"{a:.3f}"
-                     for a, b in zip(vals, noise or [None] * len(vals))]
-            lines.append(f"| {model_label(model)} | {p} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _variant_section(variant: str, rows: dict[str, Any], metrics: list[tuple[str, str]], ev: Any,
-                     plots: list[str]) -> list[str]:
-    """Results, paired differences, sweep and growth tables and the plots of one variant."""
-    lines = _results_table(variant, rows, metrics) + _paired_table(rows, metrics)
-    lines += _sweep_table(rows, ev) + _growth_table(rows)
+def _variant_section(variant: str, rows: dict[str, Any], comp: dict[str, Any], metrics: list[tuple[str, str]],
+                     ev: Any, plots: list[str]) -> list[str]:
+    """Results, differences and tests, sweep and growth tables and the plots of one variant."""
+    mine = [r for r in comp["rows"] if r["variant"] == variant]
+    lines = tables.results_table(variant, rows, metrics) + tables.paired_table(mine, metrics)
+    lines += tables.significance_table(mine, comp) + tables.sweep_table(rows, ev) + tables.growth_table(rows)
     return lines + [""] + [f"![{f}]({f})" for f in plots] + [""]
 
 
@@ -204,7 +149,7 @@ def _runs_table(records: list[dict[str, Any]]) -> list[str]:
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in records:
         m = run_metrics(r)
-        lines.append(f"| {r['model']} | {r['seed']} | {r['variant'] or '-'} | {_fmt(m['clean'])} | "
-                     f"{_fmt(m['fgsm'])} | {_fmt(m['pgd'])} | {_fmt(m['growth_adv'], None, 3)} | "
-                     f"{_fmt(r['train_seconds'])} | `{Path(r['run_dir']).name}` |")
+        lines.append(f"| {r['model']} | {r['seed']} | {r['variant'] or '-'} | {fmt(m['clean'])} | "
+                     f"{fmt(m['fgsm'])} | {fmt(m['pgd'])} | {fmt(m['growth_adv'], None, 3)} | "
+                     f"{fmt(r['train_seconds'])} | `{Path(r['run_dir']).name}` |")
     return lines

@@ -5,8 +5,9 @@
 
 The flow: `config` (presets, settings) -> `plan` (one cached run folder per variant x model x seed, each with
 a status: cached / evaluate / resume / train) -> `executor` (train or resume, then `evaluation`, in worker
-processes) -> `report` (statistics from `stats`, REPORT.md, results.json, plots). Results: OUT/runs/*/
-compare.json, OUT/results.json, OUT/REPORT.md and the PNG plots.
+processes) -> `audit` (gradient masking, cached in each run folder) -> `report` (Findings, statistics and
+tests, REPORT.md, results.json, plots). Results: OUT/runs/*/compare.json and audit.json, OUT/results.json,
+OUT/REPORT.md and the PNG plots.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     worker processes). Returns the summary dict of results.json ({"plan": text, "runs": [...]} with dry_run).
     """
     from sspnet.distributed import resolve_device
+    from sspnet.experiments.compare.audit import run_audits
     from sspnet.experiments.compare.report import write_report
 
     plan, settings = make_plan(config)
@@ -58,6 +60,7 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
             run_serial(prog, common, records, train_fn)
         else:
             run_pool(prog, jobs, common, records)
+        audit_note = run_audits(plan, records, settings, device, config.data_root, jobs, prog.say)
     except KeyboardInterrupt:
         prog.say("interrupted: finished runs are kept, the interrupted ones resume from their last.pt; "
                  "run the same command again to continue")
@@ -65,7 +68,8 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     elapsed = time.perf_counter() - t_start
     statuses = status_counts(plan)
     summary = write_report(Path(config.out), [records[r.index] for r in plan], settings, elapsed,
-                           command=" ".join(["sspnet"] + sys.argv[1:]), statuses=statuses, jobs=jobs)
+                           command=" ".join(["sspnet"] + sys.argv[1:]), statuses=statuses, jobs=jobs,
+                           audit_note=audit_note)
     prog.say(f"done: {len(plan)} runs ({statuses['cached']} cached) in {fmt_time(elapsed)} with {jobs} job(s); "
              f"report: {Path(config.out) / 'REPORT.md'}")
     return summary

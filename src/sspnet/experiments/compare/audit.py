@@ -1,0 +1,202 @@
+"""The gradient-masking audit of compare's runs (`sspnet.eval`'s audit), after every run is trained and
+evaluated: each run on `EvalSettings.audit_images` class-stratified test images, with the baseline run of the
+same seed as the transfer source (for the baseline itself, the baseline of the next seed; none with one seed).
+Each audit is cached in RUN_DIR/audit.json under a key of the evaluation settings and both runs' training
+hashes; its flags go into the record, the report's audit section and the Findings."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sspnet.experiments.compare.comparisons import baseline_of
+from sspnet.experiments.compare.plan import PlannedRun, config_hash
+
+AUDIT_FILE = "audit.json"
+
+
+@dataclass
+class AuditJob:
+    """The audit of one run: its transfer source (None: no transfer attack) and its cache key."""
+
+    run: PlannedRun
+    source: PlannedRun | None
+    key: str
+
+
+def _name(run: PlannedRun) -> str:
+    return f"{run.model} seed {run.seed}{' ' + run.variant if run.variant else ''}"
+
+
+def plan_audits(plan: list[PlannedRun], eval_hash: str, ev: Any) -> list[AuditJob]:
+    """One job per run: the source is the baseline of the same variant and seed (the baseline's next seed
+    for the baseline itself); the key covers the evaluation and audit settings and both runs' training."""
+    from sspnet.experiments.compare.config import AUDIT_FIELDS
+
+    settings = {"eval": eval_hash, **{k: getattr(ev, k) for k in AUDIT_FIELDS}}
+    by = {(r.variant, r.model, r.seed): r for r in plan}
+    jobs = []
+    for r in plan:
+        models = list(dict.fromkeys(x.model for x in plan if x.variant == r.variant))
+        base = baseline_of(models)
+        seeds = sorted(x.seed for x in plan if x.variant == r.variant and x.model == base)
+        if r.model == base:
+            later = [s for s in seeds if s > r.seed] + [s for s in seeds if s < r.seed]
+            source = by[(r.variant, base, later[0])] if later else None
+        else:
+            source = by.get((r.variant, base, r.seed))
+        key = config_hash({**settings, "train": r.train_hash, "source": source.train_hash if source else None})
+        jobs.append(AuditJob(r, source, key))
+    return jobs
+
+
+def read_cached(job: AuditJob) -> dict[str, Any] | None:
+    """The stored audit of a job when its key matches."""
+    path = job.run.run_dir / AUDIT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if data.get("key") == job.key else None
+
+
+def audit_function() -> Callable | None:
+    """sspnet.eval's gradient-masking audit (None when this version has none)."""
+    import sspnet.eval
+
+    return getattr(sspnet.eval, "audit", None)
+
+
+def execute_audit(job: AuditJob, ev: Any, dataset: str, device: str, data_root: str | None) -> dict[str, Any]:
+    """Audit one run; writes RUN_DIR/audit.json and returns what it holds."""
+    from sspnet import data
+    from sspnet.data.subsets import subset_indices
+    from sspnet.io.files import atomic_write_json
+    from sspnet.io.jsonio import to_jsonable
+    from sspnet.nn.checkpoints import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(job.run.run_dir, crit=ev.crit, device=device)
+    source = load_model(job.source.run_dir, crit=ev.crit, device=device) if job.source else None
+    images, labels = data.load(dataset, root=data_root, split="test", device=device)
+    idx = subset_indices(labels, min(ev.audit_images, ev.n_images or ev.audit_images))  # inside the main set
+    result = call_audit(model, source, images, labels, idx, ev)
+    out = {"key": job.key, "images": int(idx.numel()), "source": _name(job.source) if job.source else None,
+           "source_run": str(job.source.run_dir) if job.source else None, **result,
+           "seconds": time.perf_counter() - t0}
+    atomic_write_json(job.run.run_dir / AUDIT_FILE, to_jsonable(out))
+    return json.loads((job.run.run_dir / AUDIT_FILE).read_text(encoding="utf-8"))
+
+
+def _worker(args: tuple) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    return execute_audit(*args)
+
+
+def run_audits(plan: list[PlannedRun], records: dict[int, dict[str, Any]], settings: dict[str, Any], device: str,
+               data_root: str | None, jobs: int, say: Callable[[str], None]) -> str | None:
+    """Audit every run (cached ones read back) and put each audit in records[index]["audit"]; returns why
+    the audit did not run (None when it did)."""
+    from sspnet.experiments.compare.executor import pool_map
+
+    ev = settings["eval"]
+    if ev.audit == "off":
+        return "switched off (audit off)"
+    if audit_function() is None:
+        return "this version of sspnet.eval has no gradient-masking audit"
+    todo = []
+    for job in plan_audits(plan, settings["eval_hash"], ev):
+        cached = read_cached(job)
+        if cached is None:
+            todo.append(job)
+        else:
+            records[job.run.index]["audit"] = cached
+
+    def start(job: AuditJob) -> None:
+        say(f"audit {_name(job.run)} (transfer source: {_name(job.source) if job.source else 'none'})...")
+
+    def done(job: AuditJob, out: dict[str, Any]) -> None:
+        records[job.run.index]["audit"] = out
+        flags = ", ".join(f.get("name", "?") for f in out.get("flags") or []) or "no flag"
+        say(f"audit {_name(job.run)}: {flags} ({out['seconds']:.0f} s)")
+
+    common = (ev, settings["dataset"], device, data_root)
+    if jobs == 1 or len(todo) < 2:
+        for job in todo:
+            start(job)
+            done(job, execute_audit(job, *common))
+    else:
+        pool_map(todo, _worker, common, min(jobs, len(todo)), start, done)
+    return None
+
+
+def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: Any) -> dict[str, Any]:
+    """`sspnet.eval.audit` of `model` on images idx at compare's eps and PGD settings (transfer from `source`;
+    AutoAttack as ev.autoattack): {"flags", "accuracy", "details", "timings", "config", "subset", "correct":
+    per-image bits of every attack (`perimage.pack`, in the order of subset["indices"])}."""
+    from sspnet.eval import AuditConfig
+    from sspnet.experiments.compare.evaluation import use_autoattack
+    from sspnet.experiments.compare.perimage import pack
+
+    cfg = AuditConfig(eps=ev.eps, alpha=ev.alpha, steps=ev.steps, quantize=ev.quantize, queries=ev.audit_queries,
+                      autoattack=use_autoattack(ev.autoattack), batch_size=ev.batch_size)
+    r = audit_function()(model, images, labels, cfg, indices=idx, source_model=source)
+    return {"flags": r.flags, "accuracy": r.accuracy, "details": r.details, "timings": r.timings,
+            "config": r.config, "subset": r.subset, "correct": {k: pack(v) for k, v in r.correct.items()}}
+
+
+def run_name(rec: dict[str, Any]) -> str:
+    """'ssp2 seed 0' (with the variant when there is one)."""
+    return f"{rec['model']} seed {rec['seed']}{' ' + rec['variant'] if rec.get('variant') else ''}"
+
+
+def audit_summary(records: list[dict[str, Any]], note: str | None = None) -> dict[str, Any]:
+    """{"ran", "images", "runs", "of", "checks", "flags": [{"run", "name", "message"}], "reason"} over the
+    runs' audits."""
+    audited = [r for r in records if r.get("audit")]
+    if not audited:
+        return {"ran": False, "reason": note or "no run was audited", "flags": []}
+    flags = [{"run": run_name(r), "name": f.get("name", "?"), "message": f.get("message", str(f))}
+             for r in audited for f in r["audit"].get("flags") or []]
+    images = sorted({r["audit"].get("images") for r in audited}, key=str)
+    return {"ran": True, "images": "/".join(map(str, images)), "runs": len(audited), "of": len(records),
+            "checks": _checks(audited[0]["audit"]), "flags": flags, "reason": note}
+
+
+def _checks(a: dict[str, Any]) -> str:
+    """What an audit ran, from its config: 'white-box PGD-10/40, Square (1000 queries), transfer, ...'."""
+    c = a.get("config") or {}
+    parts = [f"white-box PGD-{c.get('steps', '?')}/{c.get('long_steps', '?')}",
+             f"Square ({c.get('queries', '?')} queries)", "transfer PGD from the baseline",
+             f"PGD at eps {(a.get('details') or {}).get('large_eps', '?')}"]
+    if "autoattack" in (a.get("accuracy") or {}):
+        parts.append("AutoAttack")
+    return ", ".join(parts)
+
+
+AUDIT_COLUMNS = (("clean", "clean"), ("white_box", "white-box PGD"), ("square", "Square"),
+                 ("transfer", "transfer"), ("autoattack", "AutoAttack"), ("large_eps", "large eps"))
+
+
+def audit_section(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """The report's gradient-masking section: accuracy (%) of every check per run, then the flags."""
+    lines = ["", "## Gradient-masking audit", ""]
+    if not summary["ran"]:
+        return lines + [f"Not run: {summary['reason']}."]
+    lines += [f"{summary['runs']} of {summary['of']} runs audited (`sspnet.eval.audit`) on a class-stratified "
+              f"subset of {summary['images']} test images: {summary['checks']}. Transfer source: the baseline run "
+              "of the same seed (for the baseline itself, the baseline of another seed; none with one seed).", "",
+              "| run | source | " + " | ".join(n for _, n in AUDIT_COLUMNS) + " | flags |",
+              "|---|---|" + "---:|" * len(AUDIT_COLUMNS) + "---|"]
+    for r in records:
+        a = r.get("audit")
+        if a:
+            acc = a.get("accuracy") or {}
+            cells = [f"{100 * acc[k]:.1f}" if acc.get(k) is not None else "-" for k, _ in AUDIT_COLUMNS]
+            flags = ", ".join(f.get("name", "?") for f in a.get("flags") or []) or "none"
+            lines.append(f"| {run_name(r)} | {a.get('source') or '-'} | " + " | ".join(cells) + f" | {flags} |")
+    lines += [""] + [f"- FLAG {f['run']}: {f['message']}" for f in summary["flags"]]
+    return lines
