@@ -110,7 +110,7 @@ def test_config_validation(kw, message):
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("audit-run")
     for name, seed in (("target", 0), ("source", 1)):
-        sspnet.save_checkpoint(folder / name / "model_acc.pt",
+        sspnet.save_checkpoint(folder / name / "model_final.pt",
                                sspnet.create_model("res", dataset="mnist5k", blocks=1, seed=seed))
     return folder
 

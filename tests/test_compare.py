@@ -48,10 +48,11 @@ def test_dry_run_lists_every_run_and_trains_nothing(tmp_path, monkeypatch, capsy
     out = tmp_path / "cmp"
     assert main(["compare", "--dry-run", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    for model in ("res", "ssp2", "ssp3", "ark", "midrk2"):
+    for model in ("res", "ssp2"):
         for seed in range(3):
             assert sum(f"{model:10s} {seed:>4}" in ln for ln in text.splitlines()) == 1
-    assert "15 runs (5 models x 3 seeds)" in text and "15 train" in text and "expected time" in text
+    assert "6 runs (2 models x 3 seeds)" in text and "6 train" in text and "expected time" in text
+    assert "adv=pgd, eps=0.2, steps=3" in text and "PGD-10 x 2 restarts at eps 0.2" in text
     assert not out.exists()
     assert main(["compare", "--dry-run", "--preset", "paper-cifar10", "--seeds", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
@@ -228,17 +229,22 @@ def test_models_come_from_the_registry(tmp_path):
     assert first[0].train_hash != second[0].train_hash and first[0].run_dir.name.startswith("myssp-s0-")
 
 
-def test_run_hashes_survive_the_train_option_rename(tmp_path):
+def test_run_hashes_survive_the_train_option_rename(tmp_path, monkeypatch):
     """Runs trained before TrainConfig's iters -> steps / test_limit -> eval_n_images rename, and before the
     validation split / 8-bit training options, keep their folder when those options have the values the runs
     had (the hash of the default budget's res seed 0 with 1 epoch, as written by that version); the new
     defaults train differently, so they get new folders."""
+    from sspnet.experiments.compare.config import PRESETS
+
+    old_default = {"blocks": 3, "epochs": 4, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
+                   "adv": "none"}  # the default budget's training then (standard training)
+    monkeypatch.setitem(PRESETS["default"], "train", old_default)
     legacy = {"epochs": 1, "val_split": 0.0, "select_on": "test", "train_quantize": False}
     plan, _ = make_plan(CompareConfig(models=["res", "ssp2"], seeds=1, train=legacy, out=str(tmp_path)))
     assert [r.run_dir.name for r in plan] == ["res-s0-40aff4a1", "ssp2-s0-6f4f1724"]
     plan, _ = make_plan(CompareConfig(models=["res"], seeds=1, train={"epochs": 1}, out=str(tmp_path)))
     assert plan[0].run_dir.name != "res-s0-40aff4a1"
-    limited, _ = make_plan(CompareConfig(models=["res"], seeds=1, train={"epochs": 1, "eval_n_images": 50},
+    limited, _ = make_plan(CompareConfig(models=["res"], seeds=1, train={**legacy, "eval_n_images": 50},
                                          out=str(tmp_path)))
     assert limited[0].run_dir.name != "res-s0-40aff4a1"  # a set option still changes the hash
 
@@ -249,14 +255,16 @@ def test_every_accuracy_can_be_recomputed_from_results_json(tmp_path):
     out = tmp_path / "cmp"
     run_compare(tiny_config(out, seeds=2, train={**TINY_TRAIN, "steps_per_epoch": 12},
                             eval={**TINY_EVAL, "n_images": 30, "sweep_images": 10, "autoattack": "on",
-                                  "autoattack_images": 6}))
+                                  "autoattack_images": 8, "audit_images": 6}))
     results = json.loads((out / "results.json").read_text())
     report = (out / "REPORT.md").read_text()
     runs = unpack_results(results)
     assert all("indices" not in d for r in results["records"] for d in r["images"].values())
     for run, rec in zip(runs, results["records"]):
         c = run["correct"]
+        # AutoAttack ran once, inside the audit, on its 6 images (autoattack_images applies with the audit off)
         assert [len(c[k][0]) for k in ("clean", "pgd", "autoattack", sweep_key(0))] == [30, 30, 6, 10]
+        assert rec["audit"]["accuracy"]["autoattack"] * 100 == pytest.approx(rec["eval"]["autoattack"], abs=1e-5)
         for key in ("clean", "fgsm", "pgd", "autoattack"):
             assert 100 * c[key][1].mean() == pytest.approx(rec["eval"][key], abs=1e-9), key
         for eps, acc in rec["eval"]["sweep"].items():
@@ -346,3 +354,20 @@ def test_the_real_audit_runs_on_every_run(tmp_path):
     report = (out / "REPORT.md").read_text()
     assert "runs audited (`sspnet.eval.audit`) on a class-stratified subset of 6 test images" in report
     assert summary["audit"]["ran"] and (("raised no flag" in report) == (not summary["audit"]["flags"]))
+
+
+def test_early_stop_reaches_the_sweep_and_audit_but_not_the_growth_examples():
+    """The sweep, AutoAttack and the audit stop early (no images kept); the main PGD, whose examples feed the
+    growth ratios, always runs every step; --no-early-stop is part of the evaluation hash."""
+    import dataclasses
+
+    from sspnet.experiments.compare.config import EvalSettings
+    from sspnet.experiments.compare.evaluation import _config
+
+    ev = EvalSettings(eps=0.2, restarts=2).resolve("mnist5k")
+    sweep = _config(ev, "pgd", [0.1], keep_adv=0)
+    assert sweep.early_stop is True and sweep.restarts == 2 and sweep.random_start is True
+    assert _config(ev, "fgsm,pgd", [0.2], keep_attack="pgd").early_stop is False
+    off = dataclasses.replace(ev, early_stop=False)
+    assert _config(off, "pgd", [0.1], keep_adv=0).early_stop is False
+    assert off.key() != ev.key()

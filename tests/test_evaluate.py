@@ -220,9 +220,16 @@ def test_sub_quantum_eps_is_refused_only_with_rounding_on():
         evaluate(stand_in(0), torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), EvalConfig(eps=[0.001]))
 
 
+def test_cli_warns_when_the_checkpoint_was_selected_on_the_test_set(run_dir, capsys):
+    assert main(["attack", str(run_dir), "--crit", "acc", "--attack", "fgsm", "--eps", "0.1", "--n-examples", "4",
+                 "--device", "cpu", "--grid", "0", "--out", str(run_dir / "acc")]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint: model_acc.pt (best on the TEST set by acc)" in out and "optimistically biased" in out
+
+
 def test_cli_refuses_sub_quantum_eps_in_cifar_units(tmp_path, capsys):
     """--eps 0.03 on CIFAR-10 (unit 1/255) moved no pixel and reported no flag; now it is an error naming 1."""
-    sspnet.save_checkpoint(tmp_path / "model_acc.pt", sspnet.create_model("res", dataset="cifar10", blocks=1))
+    sspnet.save_checkpoint(tmp_path / "model_final.pt", sspnet.create_model("res", dataset="cifar10", blocks=1))
     assert main(["attack", str(tmp_path), "--eps", "0.03", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sspnet attack: error: --eps 0.03 is below one 8-bit level")
@@ -298,9 +305,11 @@ def test_cli_writes_json_png_and_adversarial_examples(run_dir, capsys, mnist5k_t
     assert rc == 0
     out = capsys.readouterr().out
     assert "clean" in out and "sanity flags" in out
+    assert "checkpoint: model_final.pt (the last epoch)" in out  # the default: final, not the test-selected file
     for eps in ("0.1", "0.3"):
         data = json.loads((run_dir / f"attack_all_{eps}.json").read_text())
         assert data["n"] == 12 and data["dataset"] == "mnist5k"
+        assert data["checkpoint"].endswith("model_final.pt") and data["checkpoint_selection"]["crit"] == "final"
         assert data["results"][0]["eps_cli"] == float(eps)
         assert set(data["results"][0]["attacks"]) == {"fgsm", "pgd", "ball"}
         assert 0 <= data["results"][0]["worst"]["acc"] <= data["clean_acc"]

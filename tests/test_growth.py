@@ -167,7 +167,7 @@ def test_given_adversarial_images_for_the_split_or_for_the_selection():
         measure_growth(model, x, y, cfg, indices=idx, x_adv=x_adv[:5])
 
 
-def test_undefined_ratios_raise_or_say_why():
+def test_undefined_ratios_raise_or_say_why(capsys):
     model = tiny("res")
     x, y = sorted_split()
     with pytest.raises(ValueError, match="below one 8-bit level"):
@@ -180,6 +180,11 @@ def test_undefined_ratios_raise_or_say_why():
         same = measure_growth(model, x, y, GrowthConfig(eps=0.1, noise="none", n_images=4), x_adv=x)
     assert math.isnan(same.adversarial.groups["2"][0]) and same.adversarial.skipped == 4
     assert same.adversarial.undefined[0].startswith("adversarial group 0: the perturbation is exactly 0")
+    from sspnet.cli.growth import _print
+
+    _print(same)  # the CLI's table: no NaN, the undefined ratio marked and explained
+    out = capsys.readouterr().out
+    assert "nan" not in out.lower() and "undef" in out and "the perturbation is exactly 0" in out
 
 
 def test_default_adversary_is_pgd20_at_dataset_eps_and_json_round_trip(tmp_path):
@@ -223,7 +228,7 @@ def test_growth_cli_writes_json_and_plots(tmp_path, capsys):
     for scheme in ("res", "ssp3"):
         d = tmp_path / scheme
         d.mkdir()
-        save_checkpoint(d / "model_acc.pt", tiny(scheme))
+        save_checkpoint(d / "model_final.pt", tiny(scheme))  # the default checkpoint of a run folder
         runs.append(str(d))
     plot = tmp_path / "both.png"
     rc = main(["growth", *runs, "--n", "6", "--steps", "2", "--batch-size", "3", "--plot", str(plot)])
@@ -231,9 +236,10 @@ def test_growth_cli_writes_json_and_plots(tmp_path, capsys):
     for d in runs:
         res = GrowthResult.load(f"{d}/growth.json")
         assert res.n == 6 and res.ps == ["1", "2", "inf"] and res.adversary["steps"] == 2
+        assert res.checkpoint["file"].endswith("model_final.pt") and res.checkpoint["crit"] == "final"
         assert (tmp_path / d / "growth.png").stat().st_size > 0
     assert plot.stat().st_size > 0
     out = capsys.readouterr().out
-    assert "adversarial p=2" in out and "noise" in out
+    assert "adversarial p=2" in out and "noise" in out and "checkpoint: model_final.pt" in out
     assert main(["growth", str(tmp_path / "missing")]) == 2
     assert "no run folder or checkpoint" in capsys.readouterr().err

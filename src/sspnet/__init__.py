@@ -3,6 +3,7 @@
     import sspnet
     model = sspnet.create_model("ssp2", dataset="cifar10")      # takes [0, 1] pixels
     model = sspnet.load_model("runs/ssp2")                      # run folder or checkpoint, eval mode
+    sspnet.describe_checkpoint("runs/ssp2")                     # which file, selected how (final by default)
 
 Subpackages (imported on first use): nn, data, attacks, train, eval, experiments, io, cli.
 """
@@ -14,8 +15,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 from sspnet.data.specs import dataset_names, get_dataset_spec  # noqa: E402
-from sspnet.nn import Scheme, create_model, get_scheme, list_models, list_schemes, load_model, model_cost, \
-    register_scheme, save_checkpoint  # noqa: E402
+from sspnet.nn import Scheme, create_model, describe_checkpoint, get_scheme, list_models, list_schemes, \
+    load_model, model_cost, register_scheme, save_checkpoint  # noqa: E402
 
 SUBPACKAGES = ("attacks", "cli", "data", "distributed", "eval", "experiments", "io", "nn", "train")
 
@@ -27,5 +28,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sspnet' has no attribute {name!r}")
 
 
-__all__ = ["Scheme", "create_model", "dataset_names", "get_dataset_spec", "get_scheme", "list_models",
+__all__ = ["Scheme", "create_model", "dataset_names", "describe_checkpoint", "get_dataset_spec", "get_scheme", "list_models",
            "list_schemes", "load_model", "model_cost", "register_scheme", "save_checkpoint", "__version__"]

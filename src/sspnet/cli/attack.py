@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audit-autoattack", action=argparse.BooleanOptionalAction, default=True,
                    help="run AutoAttack standard in the audit (default on)")
     p.add_argument("--bsize", type=int, default=100, help="batch size (default 100)")
-    p.add_argument("--crit", default="acc", choices=("acc", "loss", "last", "final"),
-                   help="checkpoint of a run folder: model_acc.pt | model_loss.pt | model_final.pt (default acc)")
+    p.add_argument("--crit", default="final", choices=("acc", "loss", "last", "final"),
+                   help="checkpoint of a run folder: model_final.pt (end of training) | model_acc.pt | "
+                        "model_loss.pt (best on the run's selection split) (default final)")
     p.add_argument("--n-examples", type=int, default=None,
                    help="evaluate n class-stratified test images (sspnet.data.subsets; default all)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -155,9 +156,12 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(model, images, labels, cfg)
     name = args.attack.lower().replace(",", "+").replace(" ", "") + ("-l2" if args.norm == "l2" else "")
-    written = write_outputs(result, images, labels, out_dir, name, ckpt, spec, args.grid, info.rank)
+    from sspnet.nn.checkpoints import describe_checkpoint
+
+    selection = describe_checkpoint(path, crit)
+    written = write_outputs(result, images, labels, out_dir, name, ckpt, spec, args.grid, info.rank, selection)
     if info.is_main:
-        print_summary(result, ckpt, spec, name, written)
+        print_summary(result, ckpt, spec, name, written, selection)
         if source is not False:
             _run_audit(args, model, source, images, labels, result, cfg, out_dir)
     return 0
@@ -213,8 +217,9 @@ def _pred_at(result, key: str, index):
 
 
 def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, spec, grid: int,
-                  rank: int = 0) -> list[Path]:
-    """JSON per eps (+ sweep JSON/PNG/MD/CSV), PNG grids (rank 0) and the kept adversarial images (every rank)."""
+                  rank: int = 0, selection: dict | None = None) -> list[Path]:
+    """JSON per eps (+ sweep JSON/PNG/MD/CSV), PNG grids (rank 0) and the kept adversarial images (every rank).
+    selection: how the checkpoint was chosen (`describe_checkpoint`; None: described from the file)."""
     import safetensors.torch
     import torch
 
@@ -225,7 +230,11 @@ def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     full = result.to_dict()
-    extra = {"checkpoint": str(ckpt), "dataset": spec.name, "eps_unit": result.config["eps_unit"]}
+    from sspnet.nn.checkpoints import describe_checkpoint
+
+    selection = selection or describe_checkpoint(ckpt)
+    extra = {"checkpoint": str(ckpt), "checkpoint_selection": selection, "dataset": spec.name,
+             "eps_unit": result.config["eps_unit"]}
     index = result.adversarial.get("index")
     suffix = f"_rank{rank}" if result.world_size > 1 else ""
     for i, r in enumerate(result.results):
@@ -282,10 +291,17 @@ def _write_sweep(result, stem: Path, record: dict, title: str) -> list[Path]:
     return [stem.with_suffix(s) for s in (".json", ".png", ".md", ".csv")]
 
 
-def print_summary(result, ckpt: Path, spec, name: str, written: list[Path]) -> None:
+def print_summary(result, ckpt: Path, spec, name: str, written: list[Path], selection: dict | None = None) -> None:
+    from sspnet.nn.checkpoints import checkpoint_summary
+
     cfg = result.config
     model = result.model or {}
     print(f"sspnet attack: {ckpt} ({spec.name} {model.get('scheme', '?')}, N={model.get('blocks', '?')})")
+    if selection:
+        print(f"  checkpoint: {checkpoint_summary(selection)}")
+        for line in (selection.get("note"), selection.get("warning")):
+            if line:
+                print(f"  ! {line}")
     print(f"  {result.n} test images, {cfg['norm']}, quantize {'on' if cfg['quantize'] else 'off'}, "
           f"steps {cfg['steps']}, restarts {cfg['restarts']}, world size {result.world_size}")
     print(f"  clean       acc {result.clean_acc:7.2%}  loss {result.clean_loss:.4f}")

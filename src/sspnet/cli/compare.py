@@ -1,5 +1,6 @@
-"""`sspnet compare`: train res, ssp2, ssp3, ark and midrk2 under one budget for several seeds, evaluate
-clean / FGSM / PGD accuracy and perturbation growth, and write OUT/REPORT.md (see `sspnet.experiments.compare`).
+"""`sspnet compare`: train several models (default res and ssp2, adversarially) under one budget for several
+seeds, evaluate clean / FGSM / PGD accuracy, perturbation growth and a gradient-masking audit, test the
+differences and write OUT/REPORT.md (see `sspnet.experiments.compare`).
 
 eps / alpha are typed in the dataset's CLI unit (1/255 on cifar10 / tiny, [0, 1] on grey data) and converted
 to pixel units here, at the edge: everything below works in pixel units."""
@@ -21,7 +22,7 @@ def _csv(kind):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    presets = "; ".join(f"{k}: {v['expected']}" for k, v in PRESETS.items())
+    presets = "measured on this machine by --dry-run; " + "; ".join(f"{k}: {v['about']}" for k, v in PRESETS.items())
     p = subparsers.add_parser(
         "compare", help="the comparison experiment: several schemes x seeds, robustness and growth, REPORT.md",
         description="Train every model for every seed under one budget (runs cached by a hash of their config: a "
@@ -33,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = p.add_argument
     a("--preset", default="default", choices=list(PRESETS), help="budget and threat model (default: default)")
     a("--models", type=_csv(str), default=None,
-      help="comma-separated models or scheme files (default res,ssp2,ssp3,ark,midrk2)")
-    a("--seeds", type=int, default=None, help="number of seeds 0..S-1 (default 3)")
+      help="comma-separated models or scheme files; the first is the baseline (default: res,ssp2; paper presets "
+           "res,ssp2,ssp3,ark,midrk2)")
+    a("--seeds", type=int, default=None, help="number of seeds 0..S-1 (default 3; cpu-hour 6)")
     a("--dataset", default=None, help="dataset (default: the preset's, mnist5k for the default)")
     a("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
     a("--out", default="compare", help="output folder (default ./compare)")
@@ -64,27 +66,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("evaluation (eps in the dataset's CLI unit: 1/255 for cifar10/tiny, [0,1] for mnist)")
-    e.add_argument("--eps", type=float, default=None, help="attack eps (default mnist 0.1, cifar10 2; presets: "
-                   "the paper's)")
+    e.add_argument("--eps", type=float, default=None, help="attack eps (default 0.2 on mnist5k; with --dataset: "
+                   "mnist 0.1, cifar10 2; paper presets: the paper's)")
     e.add_argument("--alpha", type=float, default=None, help="PGD step (default eps/4)")
     e.add_argument("--pgd-steps", dest="steps", type=int, default=None,
                    help="PGD iterations (default 10; paper presets 20)")
+    e.add_argument("--restarts", type=int, default=None,
+                   help="PGD restarts, each from a random start when > 1; the per-image worst case counts "
+                        "(default 2; cpu-hour 3; paper presets 1)")
     e.add_argument("--n-images", "--n-eval", dest="n_images", type=int, default=None,
-                   help="test images of clean / FGSM / PGD (default 500; paper presets all)")
+                   help="test images of clean / FGSM / PGD (default: all)")
     e.add_argument("--sweep", type=_csv(float), default=None, help="eps values of the accuracy-vs-eps sweep")
     e.add_argument("--sweep-images", "--sweep-n", dest="sweep_images", type=int, default=None,
-                   help="test images of the sweep (default 200)")
+                   help="test images of the sweep (default 300)")
     e.add_argument("--growth-images", "--growth-n", dest="growth_images", type=int, default=None,
-                   help="test images for growth ratios (default 200)")
-    e.add_argument("--autoattack-images", type=int, default=None, help="test images of AutoAttack (default 100)")
+                   help="test images for growth ratios (default 300)")
+    e.add_argument("--autoattack-images", type=int, default=None,
+                   help="test images of AutoAttack when the audit is off (default 100; with the audit on, "
+                        "AutoAttack runs once, inside it, on --audit-images)")
     e.add_argument("--autoattack", default=None, choices=AUTOATTACK_MODES,
-                   help="auto: when installed (paper presets), on, off (default preset: off, it takes minutes "
-                        "per run on a CPU)")
+                   help="AutoAttack standard: on, off, auto (when installed) (default off: about 5 min per run "
+                        "of 100 images on one CPU core; cpu-hour and paper presets on)")
     e.add_argument("--audit", default=None, choices=AUDIT_MODES,
                    help="gradient-masking audit of every run (sspnet.eval.audit: transfer PGD from the res run "
                         "of the same seed, Square black box, long PGD, large eps, AutoAttack as --autoattack; "
                         "default on)")
     e.add_argument("--audit-images", type=int, default=None, help="test images of the audit (default 100)")
+    e.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=None,
+                   help="sweep, AutoAttack and audit attacks stop per image at its first misclassified iterate and "
+                        "skip clean-misclassified images (default on; --no-early-stop runs every step)")
     e.add_argument("--audit-queries", type=int, default=None,
                    help="model calls per image of the audit's Square attack (default 1000; paper presets 5000)")
 
@@ -114,11 +124,12 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
              "steps_per_epoch": args.steps_per_epoch, "opt": args.opt, "lr": args.lr, "schedule": args.schedule,
              "adv": args.adv, "steps": args.iters, "eps": pixels(args.train_eps),
              "alpha": pixels(args.train_alpha)}
-    ev = {"eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.steps, "n_images": args.n_images,
+    ev = {"eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.steps, "restarts": args.restarts,
+          "n_images": args.n_images,
           "sweep": None if args.sweep is None else tuple(v * unit for v in args.sweep),
           "sweep_images": args.sweep_images, "growth_images": args.growth_images,
           "autoattack_images": args.autoattack_images, "autoattack": args.autoattack, "audit": args.audit,
-          "audit_images": args.audit_images, "audit_queries": args.audit_queries}
+          "audit_images": args.audit_images, "audit_queries": args.audit_queries, "early_stop": args.early_stop}
     return CompareConfig(preset=args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                          out=args.out, train=train, eval=ev, grid=_parse_grid(args.grid), data_root=args.data_root,
                          device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet)

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or checkpoint files)")
     p.add_argument("--dataset", default=None, help="dataset of the test images (default: the model's)")
     p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
-    p.add_argument("--crit", default="acc", help="checkpoint of a run folder: acc | loss | final (default acc)")
+    p.add_argument("--crit", default="final", choices=("acc", "loss", "final"),
+                   help="checkpoint of a run folder: final (end of training) | acc | loss (best on the run's "
+                        "selection split, validation unless trained with --select-on test) (default final)")
     p.add_argument("--attack", default="pgd", choices=ADVERSARIES, help="adversary (default pgd)")
     p.add_argument("--eps", type=float, default=None, help="perturbation size in the dataset's CLI unit")
     p.add_argument("--alpha", type=float, default=None, help="PGD step in the dataset's CLI unit")
@@ -46,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fmt(v: float) -> str:
-    return "  nan " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"
+    """A ratio, or 'undef' where it is undefined (the reason is printed below the table)."""
+    return "undef " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,11 +80,22 @@ def run(args: argparse.Namespace) -> int:
         growth_results_plot([result], plot_path, by="block", title=result.label)
         results.append(result)
         _print(result)
+        _print_checkpoint(result.checkpoint)
         print(f"  wrote {json_path} and {plot_path}")
     if len(results) > 1:
         out = growth_results_plot(results, args.plot, by="block")
         print(f"combined plot: {out}")
     return 0
+
+
+def _print_checkpoint(desc: dict | None) -> None:
+    from sspnet.nn.checkpoints import checkpoint_summary
+
+    if desc:
+        print(f"  checkpoint: {checkpoint_summary(desc)}")
+        for line in (desc.get("note"), desc.get("warning")):
+            if line:
+                print(f"  ! {line}")
 
 
 def _print(r: GrowthResult) -> None:

@@ -297,23 +297,26 @@ def load_test_images(dataset: str, n: int | None, data_root: str | None = None, 
 
 
 def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, dataset: str | None = None,
-                  data_root: str | None = None, device: str = "cpu", crit: str = "acc", label: str | None = None,
+                  data_root: str | None = None, device: str = "cpu", crit: str = "final", label: str | None = None,
                   out: str | Path | None = None) -> tuple[GrowthResult, Path]:
     """Measure growth of the model in a run folder (or checkpoint file) on its dataset's test images and write
-    the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). Returns (result, json path)."""
+    the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). crit: the checkpoint of a run
+folder (acc | loss | final; default final: the end of training, chosen on no data); the result records which
+file and how it was selected. Returns (result, json path)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --save DIR`")
     cfg = config or GrowthConfig()
     cfg.validate()
     from sspnet import data
-    from sspnet.nn.checkpoints import load_model
+    from sspnet.nn.checkpoints import describe_checkpoint, load_model
     from sspnet.nn.models import inference_copy
 
     model = inference_copy(load_model(path, crit=crit, device=device))  # BatchNorm folded, fast layout
     dataset = dataset or model.config.get("dataset")
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
     result = measure_growth(model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path))
+    result.checkpoint = describe_checkpoint(path, crit)
     target = Path(out) if out else (path / GROWTH_FILE if path.is_dir() else path.with_suffix(".growth.json"))
     result.save(target)
     return result, target

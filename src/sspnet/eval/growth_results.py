@@ -48,7 +48,7 @@ def reduce_ratios(chunks: list[dict[str, dict[str, Tensor]]], what: str) -> Grow
             std_d[name] = [float(v) for v in var.sqrt()]
             if pos == 0:  # a zero difference is zero in every norm: one note per entry
                 prof.undefined += [f"{what} {key[:-1]} {j}: the perturbation is exactly 0 at its input for all "
-                                   f"{r.shape[0]} images, so the ratio is 0/0 (NaN)"
+                                   f"{r.shape[0]} images, so the ratio is 0/0, undefined"
                                    for j in (cnt == 0).nonzero().flatten().tolist()]
                 if key == "groups":
                     prof.skipped = int((~valid).any(1).sum())
@@ -62,7 +62,8 @@ class GrowthResult:
     """Growth ratios of one model: adversarial and noise-baseline profiles plus what produced them.
 
     n: images used; subset: which ones ({"rule", "seed", "n", "per_class", "indices"}; None in files written
-    before it existed). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored as null).
+    before it existed); checkpoint: which file and how it was selected (None when measured on a model
+object). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored as null).
     """
 
     label: str
@@ -77,6 +78,7 @@ class GrowthResult:
     blocks_per_group: list[int] = field(default_factory=list)
     run_dir: str | None = None
     subset: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None  # `sspnet.nn.checkpoints.describe_checkpoint` of the model measured
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

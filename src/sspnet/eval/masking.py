@@ -61,6 +61,7 @@ class AuditConfig:
     autoattack_margin: float = 0.02  # AutoAttack accuracy this far below white-box PGD raises a flag
     seed: int = 0
     device: str | None = None
+    early_stop: bool = True  # attacks stop per image at its first misclassified iterate (False: every step)
 
     def validated(self) -> "AuditConfig":
         """A normalised copy; ValueError naming the bad field otherwise."""
@@ -86,11 +87,11 @@ class AuditConfig:
         return out
 
     def engine(self, attack: str, eps: float, steps: int) -> EvalConfig:
-        """The `evaluate` config of one run of the audit (early-stopped, no images kept)."""
+        """The `evaluate` config of one run of the audit (early-stopped unless told otherwise, no images kept)."""
         alpha = EvalConfig(norm=self.norm, alpha=self.alpha, quantize=self.quantize).alpha_for(self.eps)
         return EvalConfig(attack=attack, norm=self.norm, eps=(eps,), alpha_rel=alpha / self.eps, steps=steps,
                           batch_size=self.batch_size, device=self.device, quantize=self.quantize, seed=self.seed,
-                          keep_adv=0, early_stop=True, queries=self.queries)
+                          keep_adv=0, early_stop=self.early_stop, queries=self.queries)
 
 
 @dataclass

@@ -5,9 +5,9 @@ Imports `sspnet.data.specs` (architectures follow the dataset) and `sspnet.io`; 
 experiments or cli.
 """
 from sspnet.nn import registry
-from sspnet.nn.checkpoints import load_model, save_checkpoint
+from sspnet.nn.checkpoints import describe_checkpoint, load_model, save_checkpoint
 from sspnet.nn.models import SSPNet, create_model, inference_copy, list_models, model_cost
 from sspnet.nn.schemes import Scheme, get_scheme, list_schemes, register_scheme
 
-__all__ = ["registry", "SSPNet", "Scheme", "create_model", "get_scheme", "inference_copy", "list_models", "list_schemes",
-           "load_model", "model_cost", "register_scheme", "save_checkpoint"]
+__all__ = ["registry", "SSPNet", "Scheme", "create_model", "describe_checkpoint", "get_scheme", "inference_copy",
+           "list_models", "list_schemes", "load_model", "model_cost", "register_scheme", "save_checkpoint"]

@@ -152,6 +152,18 @@ def describe_checkpoint(path: str | Path, crit: str = "final") -> dict[str, Any]
     return out
 
 
+SELECTION_WORDS = {"final": "the last epoch", "val": "best on the validation split", "test": "best on the TEST set",
+                   "unknown": "selection unknown"}
+
+
+def checkpoint_summary(desc: dict[str, Any]) -> str:
+    """One line for reports from a `describe_checkpoint` dict: 'model_final.pt (the last epoch, epoch 8)'."""
+    crit = f" by {desc['criterion']}" if desc.get("criterion") not in (None, "final") else ""
+    epoch = f", epoch {desc['epoch']}" if desc.get("epoch") is not None else ""
+    how = SELECTION_WORDS.get(desc["selected_on"], desc["selected_on"])
+    return f"{Path(desc['file']).name} ({how}{crit}{epoch})"
+
+
 def _load_state(model: nn.Module, state: dict[str, Tensor], file: Path) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -8,7 +8,8 @@ paragraph in `findings`; `tables`; REPORT.md, results.json, plots).
     summary = run_compare(CompareConfig(out="compare"))
 """
 from sspnet.experiments.compare.config import PRESETS, CompareConfig, EvalSettings
+from sspnet.experiments.compare.perimage import unpack_results
 from sspnet.experiments.compare.plan import make_plan
 from sspnet.experiments.compare.runner import run_compare
 
-__all__ = ["PRESETS", "CompareConfig", "EvalSettings", "make_plan", "run_compare"]
+__all__ = ["PRESETS", "CompareConfig", "EvalSettings", "make_plan", "run_compare", "unpack_results"]

@@ -113,13 +113,13 @@ def run_audits(plan: list[PlannedRun], records: dict[int, dict[str, Any]], setti
         if cached is None:
             todo.append(job)
         else:
-            records[job.run.index]["audit"] = cached
+            merge_audit(records[job.run.index], cached)
 
     def start(job: AuditJob) -> None:
         say(f"audit {_name(job.run)} (transfer source: {_name(job.source) if job.source else 'none'})...")
 
     def done(job: AuditJob, out: dict[str, Any]) -> None:
-        records[job.run.index]["audit"] = out
+        merge_audit(records[job.run.index], out)
         flags = ", ".join(f.get("name", "?") for f in out.get("flags") or []) or "no flag"
         say(f"audit {_name(job.run)}: {flags} ({out['seconds']:.0f} s)")
 
@@ -133,6 +133,22 @@ def run_audits(plan: list[PlannedRun], records: dict[int, dict[str, Any]], setti
     return None
 
 
+def merge_audit(record: dict[str, Any], audit: dict[str, Any]) -> None:
+    """Put an audit into a run record; its AutoAttack (when it ran) becomes the record's AutoAttack result:
+    accuracy in %, image count, the audit's image set and per-image bits (AutoAttack runs once per run)."""
+    record["audit"] = audit
+    acc = (audit.get("accuracy") or {}).get("autoattack")
+    bits = (audit.get("correct") or {}).get("autoattack")
+    if acc is None or bits is None or not audit.get("subset"):
+        return
+    from sspnet.experiments.compare.perimage import unpack
+
+    record["eval"]["autoattack"] = 100.0 * float(unpack(bits, int(audit["images"])).mean())
+    record["eval"]["autoattack_images"] = audit["images"]
+    record["images"]["autoattack"] = audit["subset"]
+    record["correct"]["autoattack"] = bits
+
+
 def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: Any) -> dict[str, Any]:
     """`sspnet.eval.audit` of `model` on images idx at compare's eps and PGD settings (transfer from `source`;
     AutoAttack as ev.autoattack): {"flags", "accuracy", "details", "timings", "config", "subset", "correct":
@@ -142,7 +158,7 @@ def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: 
     from sspnet.experiments.compare.perimage import pack
 
     cfg = AuditConfig(eps=ev.eps, alpha=ev.alpha, steps=ev.steps, quantize=ev.quantize, queries=ev.audit_queries,
-                      autoattack=use_autoattack(ev.autoattack), batch_size=ev.batch_size)
+                      autoattack=use_autoattack(ev.autoattack), batch_size=ev.batch_size, early_stop=ev.early_stop)
     r = audit_function()(model, images, labels, cfg, indices=idx, source_model=source)
     return {"flags": r.flags, "accuracy": r.accuracy, "details": r.details, "timings": r.timings,
             "config": r.config, "subset": r.subset, "correct": {k: pack(v) for k, v in r.correct.items()}}

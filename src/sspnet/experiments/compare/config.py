@@ -4,12 +4,12 @@ checked before anything is trained.
 Units: every eps / alpha here is in pixel units [0, 1] (training and evaluation alike); the CLI converts
 from the dataset's CLI unit at its edge (`sspnet.cli.compare`).
 
-Presets (times are estimates for the whole plan):
-- default: mnist5k, standard training (Adam, one-cycle lr 3e-3, 4 epochs of batch 64, 3 blocks), evaluation
-  at eps 0.1 (PGD-10, step 0.025) on 500 test images, a gradient-masking audit on 100 (Square with 1000
-  queries, transfer from res); 15 runs in about 10 minutes on 2 idle CPU cores
-  (two runs at a time in worker processes with one thread each: on small batches this beats two threads per
-  convolution, and it degrades gracefully on a shared machine).
+Presets (`--dry-run` prints the expected time from per-step costs measured on the machine at hand):
+- default: res vs ssp2 on mnist5k, 3 seeds, PGD-3 adversarial training at eps 0.2 (docs/default-budget.md);
+  evaluation at eps 0.2 with PGD-10 (2 restarts) on all 1,000 test images, the sweep and growth on 300, a
+  gradient-masking audit on 100 (Square with 1000 queries, transfer from res); AutoAttack off (about 5 min per
+  run on one CPU core). Two runs at a time in worker processes with one thread each.
+- cpu-hour: the same training for 6 seeds, PGD-10 with 3 restarts, AutoAttack standard inside the audit.
 - paper-mnist: the original's MNIST settings: full MNIST, 5 blocks, ball training (5 noisy copies,
   eps 0.3), SGD lr 0.1, 200 epochs; evaluation at eps 0.3 (PGD-20) on the 10,000 test images.
 - paper-cifar10: the paper's grid (N, K) in {6, 10} x {7, 12}: PGD-K adversarial training at 8/255, 200
@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")
+DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")  # the paper presets
 AUTOATTACK_MODES = ("auto", "on", "off")
 AUDIT_MODES = ("on", "off")
 AUDIT_FIELDS = ("audit", "audit_images", "audit_queries")  # cached apart from the evaluation (compare.audit)
@@ -32,16 +32,20 @@ BUDGET_EPS = {"mnist": 0.1, "cifar10": 2 / 255, "tinyimagenet": 1 / 255}
 RENAMED_EVAL = {"pgd_steps": "steps", "n": "n_images", "sweep_n": "sweep_images", "growth_n": "growth_images",
                 "autoattack_n": "autoattack_images"}
 
+# the adversarial training of the default and cpu-hour budgets (docs/default-budget.md): PGD-3 with a random
+# start at eps 0.2, step 2.5 eps / 3, Adam with a one-cycle lr of 3e-3, 8 epochs of batch 64, 2 blocks
+ADVERSARIAL_MNIST5K = {"blocks": 2, "epochs": 8, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
+                       "adv": "pgd", "eps": 0.2, "steps": 3, "alpha": 2.5 * 0.2 / 3}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
-        "dataset": "mnist5k", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
-        "train": {"blocks": 3, "epochs": 4, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
-                  "adv": "none"},
-        "eval": {"eps": None, "alpha_rel": 0.25, "steps": 10, "n_images": 500, "sweep_rel": (0.5, 1.0, 1.5, 2.0),
-                 "sweep_images": 200, "growth_images": 200, "autoattack": "off"},
-        "expected": "about 10 minutes for the 15 runs on a quiet 2-core CPU (2 runs in parallel, one thread each, "
-                    "about 80 CPU-seconds per run: 25-45 s training, 20-30 s evaluation, 15-30 s gradient-masking "
-                    "audit); longer when other processes share the CPU",
+        "dataset": "mnist5k", "models": ("res", "ssp2"), "seeds": 3, "grid": None,
+        "train": ADVERSARIAL_MNIST5K,
+        "eval": {"eps": 0.2, "alpha_rel": 0.25, "steps": 10, "restarts": 2, "n_images": None,
+                 "sweep_rel": (0.5, 1.0, 1.5, 2.0), "sweep_images": 300, "growth_images": 300,
+                 "autoattack": "off", "audit_images": 100, "audit_queries": 1000},
+        "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 10 minutes on 2 "
+                 "CPU cores)",
     },
     "paper-mnist": {
         "dataset": "mnist", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
@@ -49,9 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"eps": 0.3, "alpha": 0.05, "steps": 20, "n_images": None, "sweep": (0.1, 0.2, 0.3, 0.4),
                  "sweep_images": 1000, "growth_images": 1000, "autoattack": "auto", "audit_images": 1000,
                  "audit_queries": 5000},
-        "expected": "not measured (no GPU here): 60 M image forward+backward passes per run (200 epochs x "
-                    "60,000 images x 5 noisy copies); at ~20,000 images/s on one modern GPU about 50 min per run, "
-                    "~13 h for the 15 runs; days on a CPU",
+        "about": "the original's MNIST settings: ball training, 200 epochs on full MNIST (GPU hours)",
     },
     "paper-cifar10": {
         "dataset": "cifar10", "models": DEFAULT_MODELS, "seeds": 3, "grid": [(6, 7), (6, 12), (10, 7), (10, 12)],
@@ -59,11 +61,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 20, "n_images": None,
                  "sweep": (2 / 255, 4 / 255, 8 / 255, 16 / 255), "sweep_images": 1000, "growth_images": 1000,
                  "autoattack": "auto", "audit_images": 1000, "audit_queries": 5000},
-        "expected": "not measured (no GPU here): (K + 1) x 10 M image forward+backward passes per run (200 "
-                    "epochs x 50,000 images, PGD-K + the update), 80-130 M; at ~10,000 images/s on one modern GPU "
-                    "2-4 h per run, about 8 GPU-days for the 60 runs (4 grid points x 5 models x 3 seeds); split "
-                    "the work with --models / --seeds / --grid or run it on several GPUs",
+        "about": "the paper's CIFAR-10 grid N x K in {6, 10} x {7, 12}, PGD-K training, 200 epochs (GPU days; "
+                 "split it with --models / --seeds / --grid)",
     },
+}
+
+# the default's design with the power it lacks: twice the seeds, more PGD restarts, AutoAttack in the audit
+PRESETS["cpu-hour"] = {
+    **PRESETS["default"], "seeds": 6,
+    "eval": {**PRESETS["default"]["eval"], "restarts": 3, "sweep_images": 500, "growth_images": 500,
+             "autoattack": "on"},
+    "about": "res vs ssp2, 6 seeds, the default's training, PGD with 3 restarts and AutoAttack (about an hour on "
+             "2 CPU cores)",
 }
 
 
@@ -77,13 +86,17 @@ class EvalSettings:
     audit (audit: on | off; audit_queries: model calls per image of its Square attack; it runs AutoAttack as
     `autoattack` says). Every image set is chosen by `sspnet.data.subsets.subset_indices` over the whole
     test split: class-stratified and nested, so each smaller set lies inside the n_images set.
-    crit: the checkpoint of each run folder evaluated (`sspnet.nn.checkpoints.load_model`).
+    crit: the checkpoint of each run folder evaluated (`sspnet.nn.checkpoints.load_model`). early_stop: the
+    sweep, AutoAttack and the audit skip clean-misclassified images and stop PGD per image at its first
+    misclassified iterate (same or lower accuracy, see `sspnet.eval`); the main PGD at eps runs in full, as
+    its examples feed the growth ratios.
     """
 
     eps: float | None = None
     alpha: float | None = None
     alpha_rel: float = 0.25
     steps: int = 10
+    restarts: int = 1
     n_images: int | None = 500
     sweep: tuple[float, ...] | None = None
     sweep_rel: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
@@ -98,6 +111,7 @@ class EvalSettings:
     quantize: bool = True
     batch_size: int = 250
     crit: str = "final"
+    early_stop: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalSettings":
@@ -131,8 +145,8 @@ class EvalSettings:
             raise ValueError(f"unknown autoattack mode {self.autoattack!r}; valid: {', '.join(AUTOATTACK_MODES)}")
         if self.audit not in AUDIT_MODES:
             raise ValueError(f"unknown audit mode {self.audit!r}; valid: {', '.join(AUDIT_MODES)}")
-        for name in ("steps", "sweep_images", "growth_images", "autoattack_images", "audit_images", "audit_queries",
-                     "batch_size"):
+        for name in ("steps", "restarts", "sweep_images", "growth_images", "autoattack_images", "audit_images",
+                     "audit_queries", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")

@@ -23,6 +23,12 @@ def use_autoattack(mode: str) -> bool:
     return mode == "on" or (mode == "auto" and attacks.autoattack_available())
 
 
+def autoattack_in_evaluation(ev: Any) -> bool:
+    """AutoAttack runs once per run: inside the gradient-masking audit (on its images, `compare.audit`) when
+    the audit is on, else here on `autoattack_images`."""
+    return use_autoattack(ev.autoattack) and ev.audit == "off"
+
+
 def choose_images(labels: Tensor, ev: Any, autoattack: bool) -> dict[str, Tensor]:
     """Sorted indices into the test split (labels: int N, the whole split) of each table's images.
 
@@ -46,10 +52,13 @@ def describe_images(labels: Tensor, chosen: dict[str, Tensor]) -> dict[str, dict
 
 
 def _config(ev: Any, attack: str, eps: list[float], **kw: Any):
-    """An engine EvalConfig with compare's common settings (no random start, 8-bit rounding as ev.quantize)."""
+    """An engine EvalConfig with compare's common settings: a random start only with restarts > 1, 8-bit
+    rounding as ev.quantize, early stop as ev.early_stop where no images are kept (keep_adv=0)."""
     from sspnet.eval.robustness import EvalConfig
 
-    return EvalConfig(attack=attack, eps=eps, steps=ev.steps, quantize=ev.quantize, batch_size=ev.batch_size, **kw)
+    kw.setdefault("early_stop", ev.early_stop if kw.get("keep_adv") == 0 else False)
+    return EvalConfig(attack=attack, eps=eps, steps=ev.steps, restarts=ev.restarts, random_start=ev.restarts > 1,
+                      quantize=ev.quantize, batch_size=ev.batch_size, **kw)
 
 
 def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor
@@ -102,7 +111,7 @@ def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, data
     from sspnet.eval.robustness import evaluate
 
     t0 = time.perf_counter()
-    chosen = choose_images(labels, ev, use_autoattack(ev.autoattack))
+    chosen = choose_images(labels, ev, autoattack_in_evaluation(ev))
     main = evaluate(model, images, labels, _config(ev, "fgsm,pgd", [ev.eps], alpha=ev.alpha, keep_attack="pgd"),
                     indices=chosen["eval"])
     correct = {"clean": main.correct("clean"), **{a: main.correct(a, ev.eps) for a in ("fgsm", "pgd")}}

@@ -132,8 +132,8 @@ def checkpoints(records: list[dict[str, Any]]) -> str:
     descs = [r["checkpoint"] for r in records if r.get("checkpoint")]
     if not descs:
         return "checkpoint not described"
-    how = {"final": "the last epoch", "val": "best on the validation split", "test": "best on the TEST set",
-           "unknown": "selection unknown"}
+    from sspnet.nn.checkpoints import SELECTION_WORDS as how
+
     kinds: dict[str, set] = {}
     for d in descs:
         crit = f" by {d['criterion']}" if d.get("criterion") not in (None, "final") else ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sspnet.experiments.compare.config import PRESETS, CompareConfig
+from sspnet.experiments.compare.config import CompareConfig
 
 RECORD_FILE = "compare.json"
 STATUSES = ("cached", "evaluate", "resume", "train")
@@ -88,8 +88,7 @@ def _variants(grid: list[tuple[int, int]] | None) -> list[tuple[str, dict[str, i
 def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], dict[str, Any]]:
     """The plan of runs and the resolved settings; every run's status read from its folder.
 
-    settings: preset, dataset, models, seeds, train (options), eval (EvalSettings), eval_hash, grid, out,
-    expected (the preset's time estimate).
+    settings: preset, dataset, models, seeds, train (options), eval (EvalSettings), eval_hash, grid, out.
     """
     from sspnet.train import TrainConfig
 
@@ -113,7 +112,7 @@ def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], dict[str, Any]]:
         run.status = run_status(run, eval_hash)
     settings = {"preset": config.preset, "dataset": res.dataset, "models": res.models, "seeds": res.seeds,
                 "train": res.train, "eval": res.eval, "eval_hash": eval_hash, "grid": res.grid,
-                "out": str(config.out), "expected": PRESETS[config.preset]["expected"]}
+                "out": str(config.out)}
     return plan, settings
 
 
@@ -150,20 +149,24 @@ def status_counts(plan: list[PlannedRun]) -> dict[str, int]:
     return {s: sum(r.status == s for r in plan) for s in STATUSES}
 
 
-def format_plan(plan: list[PlannedRun], settings: dict[str, Any]) -> str:
-    """The plan as a text table (what --dry-run prints)."""
+def format_plan(plan: list[PlannedRun], settings: dict[str, Any], estimate: Any = None) -> str:
+    """The plan as a text table (what --dry-run prints); estimate: its expected time
+    (`compare.estimate.Estimate`; None: not estimated)."""
     ev = settings["eval"]
     grid = settings["grid"]
+    aa_where = ("" if ev.autoattack == "off" else " in the audit" if ev.audit == "on"
+                else f" on {ev.autoattack_images}")
     lines = [f"plan: preset {settings['preset']}, dataset {settings['dataset']}, {len(plan)} runs "
              f"({len(settings['models'])} models x {settings['seeds']} seeds"
              f"{' x ' + str(len(grid)) + ' grid points' if grid else ''})",
              "training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
-             f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps} at eps {ev.eps:.4g} "
+             f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps}"
+             f"{f' x {ev.restarts} restarts' if ev.restarts > 1 else ''} at eps {ev.eps:.4g} "
              f"(step {ev.alpha:.4g}), PGD sweep eps {', '.join(f'{e:.4g}' for e in ev.sweep)} on "
-             f"{ev.sweep_images}, growth on {ev.growth_images}, autoattack {ev.autoattack}"
-             f"{'' if ev.autoattack == 'off' else f' on {ev.autoattack_images}'}, gradient-masking audit "
+             f"{ev.sweep_images}, growth on {ev.growth_images}, autoattack {ev.autoattack}{aa_where}, "
+             "gradient-masking audit "
              f"{'off' if ev.audit == 'off' else f'on {ev.audit_images}'}; class-stratified image subsets",
-             f"expected time: {settings['expected']}",
+             estimate.describe() if estimate is not None else "expected time: not estimated",
              f"{'#':>3}  {'model':10s} {'seed':>4}  {'variant':8s} {'status':9s} run folder"]
     for r in plan:
         lines.append(f"{r.index:>3}  {r.model:10s} {r.seed:>4}  {r.variant or '-':8s} {r.status:9s} {r.run_dir}")

@@ -47,7 +47,9 @@ def _variant_plots(out: Path, variant: str, rows: dict[str, Any], ev: Any) -> li
     for by, key, stem in kinds:
         files.append(plot_growth({m: row[key] for m, row in named.items()}, out / f"{stem}{suffix}.png",
                                  baselines={m: row[key + "_noise"] for m, row in named.items()}, by=by,
-                                 title=f"perturbation growth per {by}{' ' + variant if variant else ''}"))
+                                 errors={m: row.get(key + "_std", {}) for m, row in named.items()},
+                                 title=f"perturbation growth per {by}{' ' + variant if variant else ''} "
+                                       f"(PGD-{ev.steps} at eps {ev.eps:.3g}; band: ± std over seeds)"))
     return [f.name for f in files]
 
 
@@ -108,8 +110,9 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
             f"{total_train:.0f} s)",
             "- training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
             f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
-            f"{ev.eps:.4g}: FGSM, PGD-{ev.steps} (step {ev.alpha:.4g}, no random start, 8-bit rounding "
-            f"{'on' if ev.quantize else 'off'}); eps sweep on {ev.sweep_images} images; AutoAttack "
+            f"{ev.eps:.4g}: FGSM, PGD-{ev.steps} (step {ev.alpha:.4g}, {_restarts(ev)}, 8-bit rounding "
+            f"{'on' if ev.quantize else 'off'}; the per-image worst case counts); eps sweep on {ev.sweep_images} "
+            f"images; early stop {'on' if ev.early_stop else 'off'} in the sweep and the audit; AutoAttack "
             f"{_autoattack_line(records, ev)}",
             _images_line(records),
             f"- growth: PGR_p = mean over {ev.growth_images} images of ||G(h(x')) - G(h(x))||_p / "
@@ -121,11 +124,17 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
             "level (see the tests under each results table).", ""]
 
 
+def _restarts(ev: Any) -> str:
+    return f"{ev.restarts} restarts from random starts" if ev.restarts > 1 else "no random start"
+
+
 def _autoattack_line(records: list[dict[str, Any]], ev: Any) -> str:
     n = next((r["eval"].get("autoattack_images") for r in records if r["eval"].get("autoattack_images")), None)
     if n is None:
-        return f"off (mode {ev.autoattack})"
-    return f"on a class-stratified subset of {n} images"
+        return (f"off (mode {ev.autoattack}; `--autoattack on` or `--preset cpu-hour` runs AutoAttack standard, "
+                "about 5 minutes per run of 100 images on one CPU core)")
+    where = " inside the gradient-masking audit" if ev.audit == "on" else ""
+    return f"standard, on a class-stratified subset of {n} images{where}"
 
 
 def _variant_section(variant: str, rows: dict[str, Any], comp: dict[str, Any], metrics: list[tuple[str, str]],

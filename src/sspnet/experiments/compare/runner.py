@@ -42,16 +42,25 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     """
     from sspnet.distributed import resolve_device
     from sspnet.experiments.compare.audit import run_audits
+    from sspnet.experiments.compare.estimate import estimate_plan
     from sspnet.experiments.compare.report import write_report
 
     plan, settings = make_plan(config)
-    text = format_plan(plan, settings)
+    try:
+        device = resolve_device(config.device)
+    except ValueError:
+        if not config.dry_run:
+            raise
+        device = None  # a plan for another machine: no estimate here
+    jobs = _jobs(config, device or "cpu", sum(r.status != "cached" for r in plan))
+    # the expected time from costs measured now (a few seconds); not for a quiet run, which prints nothing
+    estimate = (estimate_plan(plan, settings, device, jobs)
+                if device is not None and (config.dry_run or not config.quiet) else None)
+    text = format_plan(plan, settings, estimate)
     if config.dry_run:
         return _dry_run(plan, text)
     prog = Progress(plan, config.quiet)
     prog.say(text)
-    device = resolve_device(config.device)
-    jobs = _jobs(config, device, len(prog.todo))
     records = {r.index: read_record(r) for r in plan if r.status == "cached"}
     t_start = time.perf_counter()
     common = (settings["eval"], settings["dataset"], settings["eval_hash"], device, config.data_root)

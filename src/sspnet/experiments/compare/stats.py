@@ -59,15 +59,15 @@ def groups(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, 
     return out
 
 
-def _mean_profile(recs: list[dict[str, Any]], which: str, by: str) -> dict[str, list[float]]:
-    """{p: mean over runs of the ratio per block (by='blocks') or group (by='groups')}."""
+def _mean_profile(recs: list[dict[str, Any]], which: str, by: str, part: int = 0) -> dict[str, list[float]]:
+    """{p: mean (part 0) or std (part 1) over runs of the ratio per block (by='blocks') or group (by='groups')}."""
     out: dict[str, list[float]] = {}
     profs = [r["growth"].get(which) for r in recs if r["growth"].get(which)]
     if not profs:
         return out
     for p in profs[0][by]:
         cols = list(zip(*[pr[by][p] for pr in profs]))
-        out[p] = [mean_std([v for v in col if v is not None])[0] for col in cols]
+        out[p] = [mean_std([v for v in col if v is not None])[part] for col in cols]
     return out
 
 
@@ -80,6 +80,7 @@ def _model_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
         row[key] = {"mean": m, "std": sd, "n": n}
     for name, (which, by) in PROFILES.items():
         row[name] = _mean_profile(recs, which, by)
+        row[name + "_std"] = _mean_profile(recs, which, by, part=1)  # the band over seeds of the plots
     sweeps = [r["eval"]["sweep"] for r in recs]
     row["sweep"] = {e: mean_std([s[e] for s in sweeps if e in s])[:2] for e in sweeps[0]}
     return row

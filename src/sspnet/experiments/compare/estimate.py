@@ -1,0 +1,269 @@
+"""The expected wall time of a compare plan, from per-image costs measured now on this machine and device.
+
+`measure_costs` builds each (model, blocks) of the plan as training does and times it on synthetic inputs of
+the dataset's shape (no data is loaded): ms per image of a training fwd+bwd (train mode), an attack fwd+bwd
+(eval-mode `inference_copy`, input gradient) and a forward, at the real batch size or, where that would
+overrun the time budget (big models on a CPU), at a smaller batch scaled per image (a little pessimistic).
+`estimate_plan` counts the plan's passes and multiplies out. Upper bounds: attacks that stop early (sweep,
+AutoAttack, audit) count in full; AutoAttack as APGD-CE 100 + APGD-T 9 x 100 fwd+bwd and Square 5000 forwards.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+AA_FWD_BWD, AA_FORWARDS = 100 + 9 * 100, 5000  # per image (FAB-T not counted; early stop makes it a bound)
+REPEATS = 5  # timed steps per cost at most (their median is taken)
+
+
+@dataclass
+class Costs:
+    """Measured ms per image: train (fwd+bwd, train mode), attack (fwd + input-gradient bwd, eval), forward."""
+
+    train: float
+    attack: float
+    forward: float
+
+
+@dataclass
+class Passes:
+    """Images through each kind of pass (counts); seconds(costs) prices them."""
+
+    train: float = 0.0
+    attack: float = 0.0
+    forward: float = 0.0
+
+    def seconds(self, c: Costs) -> float:
+        return (self.train * c.train + self.attack * c.attack + self.forward * c.forward) / 1000.0
+
+
+@dataclass
+class Estimate:
+    """total_s: expected wall time (s) with `jobs` workers; train_s, eval_s (audit included) and autoattack_s
+    (inside eval_s): its parts; costs: ms per image per (model, blocks); runs: runs with work to do."""
+
+    total_s: float
+    train_s: float
+    eval_s: float
+    autoattack_s: float = 0.0
+    costs: dict[tuple[str, Any], Costs] = field(default_factory=dict)
+    device: str = "cpu"
+    threads: int = 1
+    jobs: int = 1
+    runs: int = 0
+
+    def describe(self) -> str:
+        """Two lines for the plan (one when nothing is to do)."""
+        if not self.costs:
+            return "expected time: none (every run and audit is cached)"
+        aa = f", AutoAttack {fmt_duration(self.autoattack_s)} of it" if self.autoattack_s else ""
+        cost = ", ".join(f"{Path(str(m)).stem}{'' if b is None else f'-N{b}'} {c.train:.3g}/{c.attack:.3g}/"
+                         f"{c.forward:.3g}" for (m, b), c in self.costs.items())
+        return (f"expected time: about {fmt_duration(self.total_s)} on this machine (training "
+                f"{fmt_duration(self.train_s)}, evaluation {fmt_duration(self.eval_s)}{aa}; {self.jobs} worker(s) "
+                f"on {self.device}, {self.threads} thread(s) each)\n  measured per-step costs, ms per image of "
+                f"train fwd+bwd / attack fwd+bwd / forward: {cost}; attacks that stop early counted in full "
+                "(an upper bound)")
+
+
+def fmt_duration(s: float) -> str:
+    """'40 s', '13 min', '5.2 h', '3.1 days'."""
+    m = s / 60
+    return (f"{s:.0f} s" if s < 90 else f"{m:.0f} min" if m < 120 else f"{m / 60:.1f} h" if m < 2880
+            else f"{m / 1440:.1f} days")
+
+
+def training_passes(cfg: Any, epochs: int) -> Passes:
+    """`epochs` epochs of a TrainConfig: trained images x (1 + adversary passes) fwd+bwd (ball: its copies
+    only); forwards over the validation split and the per-epoch test images."""
+    from sspnet.data.specs import get_dataset_spec
+
+    c, spec = cfg.resolved(), get_dataset_spec(cfg.dataset)
+    n_val = int(round(c.val_split * spec.n_train))
+    n = spec.n_train - n_val
+    images = min(n, min(math.ceil(n / c.batch_size), c.steps_per_epoch or math.inf) * c.batch_size)
+    per_image = {"pgd": c.steps + 1, "fgsm": 2, "fast": 2, "ball": c.ball_copies}.get(c.adv, 1)
+    clean = images if c.adv != "none" and c.clean_metrics else 0
+    tests = min(c.eval_n_images or spec.n_test, spec.n_test)
+    return Passes(train=epochs * images * per_image, forward=epochs * (n_val + tests + clean))
+
+
+def _attack(p: Passes, images: int, steps: int | None, restarts: int = 1, early: bool = True,
+            forwards: int = 0) -> None:
+    """PGD (steps x restarts fwd+bwd; forwards judging restarts and results), or AutoAttack with steps=None."""
+    if steps is None:
+        p.attack, p.forward = p.attack + images * AA_FWD_BWD, p.forward + images * (AA_FORWARDS + 3)
+        return
+    p.attack += images * steps * restarts
+    p.forward += images * (forwards + (restarts if early else (restarts if restarts > 1 else 0) + 1))
+
+
+def evaluation_passes(ev: Any, n_test: int, autoattack: bool) -> Passes:
+    """`compare.evaluation.evaluate_run` with resolved EvalSettings on a test split of n_test images."""
+    n = min(ev.n_images or n_test, n_test)
+    p = Passes(attack=n, forward=2 * n)  # clean forward; FGSM and its result
+    _attack(p, n, ev.steps, ev.restarts, early=False)  # the main PGD keeps its images: no early stop
+    sweep, others = min(ev.sweep_images, n), [e for e in ev.sweep if abs(e - ev.eps) >= 1e-12]
+    for i, _ in enumerate(others):
+        _attack(p, sweep, ev.steps, ev.restarts, forwards=int(i == 0))  # + the sweep's clean forward
+    if autoattack:  # + the engine's clean forward, AutoAttack's own and the result's
+        _attack(p, min(ev.autoattack_images, n), None)
+    p.forward += min(ev.growth_images, n) * 2 * (2 if ev.growth_noise != "none" else 1)  # clean + perturbed
+    return p
+
+
+def audit_passes(ev: Any, n_test: int, autoattack: bool, transfer: bool) -> tuple[Passes, Passes]:
+    """(the audited model's passes, the transfer source's) of `sspnet.eval.audit` as compare calls it."""
+    m = min(ev.audit_images, ev.n_images or ev.audit_images, n_test)
+    p, src = Passes(forward=m + m * ev.audit_queries), Passes()  # Square's clean forward and queries
+    for steps in (ev.steps, 4 * ev.steps, ev.steps):  # PGD, long PGD, PGD at the large eps
+        _attack(p, m, steps, forwards=1)
+    if transfer:  # clean and transferred images on the audited model, PGD without early stop on the source
+        p.forward += 2 * m
+        _attack(src, m, ev.steps, early=False)
+    if autoattack:
+        _attack(p, m, None)
+    return p, src
+
+
+def _key(run: Any) -> tuple[str, Any]:
+    return run.model, run.train_config.blocks
+
+
+def _epochs_left(run: Any) -> int:
+    """Epochs to train: all; for a run that resumes, those not in its metrics.jsonl."""
+    epochs, path = run.train_config.epochs, run.run_dir / "metrics.jsonl"
+    if run.status != "resume" or not path.is_file():
+        return epochs
+    done = [json.loads(ln).get("epoch") or 0 for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return max(0, epochs - max(done, default=0))
+
+
+def _makespan(seconds: list[float], jobs: int) -> float:
+    """Wall time of tasks handed longest first to `jobs` workers, each to the first free one."""
+    loads = [0.0] * max(1, min(jobs, len(seconds)))
+    for s in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += s
+    return max(loads)
+
+
+def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: int, *, budget_s: float = 4.0,
+                  measure: Callable | None = None) -> Estimate:
+    """The plan's expected wall time on `device` with `jobs` workers. Cached runs and audits count zero, runs
+    with status evaluate only their evaluation; AutoAttack where compare runs it (in the audit when that is on).
+    measure(TrainConfigs by (model, blocks), ev, device, threads, budget_s) -> {(model, blocks): Costs}; default
+    `measure_costs` (about budget_s seconds)."""
+    import torch
+
+    from sspnet.data.specs import get_dataset_spec
+    from sspnet.experiments.compare.audit import audit_function, plan_audits, read_cached
+    from sspnet.experiments.compare.evaluation import autoattack_in_evaluation, use_autoattack
+
+    ev, n_test = settings["eval"], get_dataset_spec(settings["dataset"]).n_test
+    threads = 1 if jobs > 1 and torch.device(device).type == "cpu" else torch.get_num_threads()
+    runs = [r for r in plan if r.status != "cached"]
+    audits = ([j for j in plan_audits(plan, settings["eval_hash"], ev) if read_cached(j) is None]
+              if ev.audit == "on" and audit_function() is not None else [])
+    needed = {_key(r) for r in runs} | {_key(x) for j in audits for x in (j.run, j.source) if x is not None}
+    if not needed:
+        return Estimate(0.0, 0.0, 0.0, device=device, threads=threads, jobs=jobs)
+    costs = (measure or measure_costs)({_key(r): r.train_config for r in plan if _key(r) in needed}, ev, device,
+                                       threads, budget_s)
+    train = [0.0 if r.status == "evaluate" else
+             training_passes(r.train_config, _epochs_left(r)).seconds(costs[_key(r)]) for r in runs]
+
+    def evaluation(aa: bool) -> tuple[list[float], list[float]]:
+        """Seconds per run to evaluate and per audit to do (with or without AutoAttack)."""
+        evals = [evaluation_passes(ev, n_test, aa and autoattack_in_evaluation(ev)).seconds(costs[_key(r)])
+                 for r in runs]
+        on = aa and use_autoattack(ev.autoattack)
+        return evals, [a.seconds(costs[_key(j.run)]) + (s.seconds(costs[_key(j.source)]) if j.source else 0.0)
+                       for j in audits for a, s in [audit_passes(ev, n_test, on, j.source is not None)]]
+
+    evals, audit = evaluation(True)
+    total = _makespan([t + e for t, e in zip(train, evals)] or [0.0], jobs) + _makespan(audit or [0.0], jobs)
+    work = sum(train) + sum(evals) + sum(audit)
+    share = total / max(work, 1e-12)  # wall seconds per worker-second
+    aa = sum(evals) + sum(audit) - sum(map(sum, evaluation(False)))
+    return Estimate(total, share * sum(train), share * (work - sum(train)), share * aa, costs, device, threads,
+                    jobs, len(runs))
+
+
+def measure_costs(configs: dict[Any, Any], ev: Any, device: str, threads: int, budget_s: float) -> dict[Any, Costs]:
+    """Costs of each TrainConfig of `configs` on synthetic inputs with `threads` torch threads (restored
+    afterwards); about budget_s seconds in all (at least one timed step per cost)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        slice_s = max(0.05, budget_s / (3 * len(configs)))
+        return {k: _measure_one(cfg, ev.batch_size, torch.device(device), slice_s) for k, cfg in configs.items()}
+    finally:
+        torch.set_num_threads(old)
+
+
+def _measure_one(cfg: Any, eval_batch: int, device: Any, slice_s: float) -> Costs:
+    """The model built as training builds it (`train.setup.build_model`, memory layout, autocast)."""
+    import torch
+    import torch.nn.functional as F
+
+    from sspnet.data.specs import get_dataset_spec
+    from sspnet.nn.inference import inference_copy, preferred_memory_format
+    from sspnet.train.setup import _amp_dtype, build_model
+    from sspnet.train.step import autocast
+
+    c = cfg.resolved()
+    spec, model = get_dataset_spec(c.dataset), build_model(c).to(device).train()
+    fmt = (preferred_memory_format(model, device) if c.channels_last is None else
+           torch.channels_last if c.channels_last else torch.contiguous_format)
+    model = model.to(memory_format=fmt)
+    gen, n = torch.Generator().manual_seed(0), max(c.batch_size, eval_batch)
+    x = torch.rand(n, spec.channels, spec.size, spec.size, generator=gen).to(device).contiguous(memory_format=fmt)
+    y = torch.randint(0, spec.num_classes, (n,), generator=gen).to(device)
+    amp, inf = _amp_dtype(c, device), inference_copy(model)
+
+    def train(b: int) -> None:
+        model.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            loss = F.cross_entropy(model(x[:b]).float(), y[:b], reduction="sum")
+        loss.backward()
+
+    def attack(b: int) -> None:
+        xb = x[:b].clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(inf(xb), y[:b], reduction="sum"), xb)
+
+    def forward(b: int) -> None:
+        with torch.no_grad():
+            inf(x[:b])
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return Costs(*(1000 * _per_image(f, b, slice_s, sync)
+                   for f, b in ((train, c.batch_size), (attack, eval_batch), (forward, eval_batch))))
+
+
+def _per_image(step: Callable[[int], None], batch: int, slice_s: float, sync: Callable) -> float:
+    """Seconds per image of step(b): b grows from 2 by 4x up to `batch` while the next step would take under
+    slice_s / 2 (so fixed per-step overheads are not taken for per-image costs); then the median of up to
+    REPEATS timed steps within slice_s / 2 (at least one)."""
+    def timed(b: int) -> float:
+        sync()
+        t = time.perf_counter()
+        step(b)
+        sync()
+        return time.perf_counter() - t
+
+    b = min(batch, 2)
+    timed(b)  # warm-up
+    while b < batch and 4 * timed(b) < slice_s / 2:
+        b = min(batch, 4 * b)
+    t0 = time.perf_counter()
+    times: list[float] = []
+    while len(times) < REPEATS and (not times or time.perf_counter() - t0 < slice_s / 2):
+        times.append(timed(b))
+    return statistics.median(times) / b
