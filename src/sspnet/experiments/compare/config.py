@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"eps": 0.2, "alpha_rel": 0.25, "steps": 10, "restarts": 2, "n_images": None,
                  "sweep_rel": (0.5, 1.0, 1.5, 2.0), "sweep_images": 300, "growth_images": 300,
                  "autoattack": "off", "audit_images": 100, "audit_queries": 1000},
-        "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 10 minutes on 2 "
+        "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 11 minutes on 2 "
                  "CPU cores)",
     },
     "paper-mnist": {
