@@ -1,4 +1,5 @@
-"""torch.hub entry points: torch.hub.load(repo_dir, "ssp2", source="local", dataset="cifar10", blocks=6)."""
+"""torch.hub entry points: torch.hub.load(repo_dir, "ssp2", source="local", dataset="cifar10", blocks=6), or with
+trained weights: torch.hub.load(repo_dir, "ssp2", source="local", weights="runs/ssp2" or "https://...pt#sha256=HEX")."""
 import os
 import sys
 
@@ -12,10 +13,22 @@ except ImportError:  # a plain checkout that is not pip-installed
 
 
 def _entry(scheme):
-    def build(dataset="cifar10", **kwargs):
-        return sspnet.create_model(scheme, dataset=dataset, **kwargs)
+    def build(dataset=None, weights=None, weights_sha256=None, pretrained=False, **kwargs):
+        from sspnet.nn.hub import NO_PRETRAINED, load_weights
 
-    build.__doc__ = f"SSP network with '{scheme}' blocks; kwargs as sspnet.create_model (takes [0,1] pixels)."
+        if pretrained:
+            raise ValueError(NO_PRETRAINED)
+        if weights is not None:
+            if dataset is not None:
+                kwargs["dataset"] = dataset
+            return load_weights(weights, scheme, sha256=weights_sha256, **kwargs)
+        return sspnet.create_model(scheme, dataset=dataset or "cifar10", **kwargs)
+
+    build.__doc__ = (f"SSP network with '{scheme}' blocks (takes [0,1] pixels). Without weights: a fresh network, "
+                     f"kwargs as sspnet.create_model (dataset default cifar10). weights=: a run folder, a checkpoint "
+                     f"file or an https URL with its sha256 ('...pt#sha256=HEX' or weights_sha256=HEX; cached under "
+                     f"torch.hub.get_dir()/checkpoints), loaded by sspnet.load_model (kwargs as its overrides). "
+                     f"sspnet publishes no pretrained weights: pretrained=True is refused.")
     return build
 
 

@@ -137,3 +137,18 @@ def test_cli_audit_bad_input_exit_2(runs, capsys, extra, message):
     assert main(["attack", str(runs / "target"), "--n-examples", "2", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sspnet attack: error:") and message in err
+
+
+def test_autoattack_margin_is_counted_in_images_not_float_accuracies():
+    """91 vs 89 of 100 images is exactly the 2-point margin: no flag (0.91 - 0.89 > 0.02 in floats); 91 vs 88
+    flags."""
+    from sspnet.eval.masking import AuditConfig, _audit_flags
+
+    white = torch.zeros(100, dtype=torch.bool)
+    white[:91] = True
+    for n_aa, flagged in ((89, False), (88, True)):
+        aa = torch.zeros(100, dtype=torch.bool)
+        aa[:n_aa] = True
+        acc = {"white_box": 0.91, "autoattack": n_aa / 100}
+        flags = _audit_flags(AuditConfig(eps=0.2), {"white_box": white, "autoattack": aa}, acc, {"loss_gain": None})
+        assert ("autoattack_below_pgd" in {f["flag"] for f in flags}) is flagged

@@ -185,7 +185,10 @@ def test_records_say_which_images_each_table_used(tmp_path):
     assert "class-stratified nested subsets" in report and "sweep 6 (6 classes, 1 per class)" in report
     ckpt = rec["checkpoint"]  # sspnet.nn.checkpoints.describe_checkpoint of the evaluated file
     assert ckpt["file"].endswith("model_final.pt") and ckpt["selected_on"] == "final" and ckpt["epoch"] == 1
-    assert "checkpoint 'final' (model_final.pt: the last epoch, epoch 1)" in report and "WARNING" not in report
+    assert "checkpoint 'final' (model_final.pt: the last epoch, epoch 1)" in report
+    assert "selected on the test set" not in report
+    # two training steps: usually at chance (10 classes), which the report must say
+    assert ("WARNING: a model is at chance accuracy (res: clean" in report) == (rec["eval"]["clean"] <= 15.0)
     flags = rec["eval"]["flags"]  # the engine's sanity flags, listed in the report
     assert all(f["message"] in report for f in flags) and (("## Sanity flags" in report) == bool(flags))
 

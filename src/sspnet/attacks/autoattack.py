@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import inspect
 import logging
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -116,6 +116,7 @@ class AutoAttack(_Published):
         self._cls = load_autoattack_class()
         self.version = version
         self.batch_size = batch_size
+        self.on_stage: Callable[[str], None] | None = None  # progress: on_stage("running apgd-ce (1/4)"), ...
 
     def _make(self, device: torch.device) -> Any:
         params = inspect.signature(self._cls).parameters
@@ -129,11 +130,53 @@ class AutoAttack(_Published):
         return adversary
 
     def _search(self, x: Tensor, y: Tensor) -> Tensor:
-        run = self._make(x.device).run_standard_evaluation
+        adversary = self._make(x.device)
+        run = adversary.run_standard_evaluation
         bs = self.batch_size or x.shape[0]
         key = "batch_size" if "batch_size" in inspect.signature(run).parameters else "bs"
-        out = run(x, y, **{key: bs})
+        stages = list(getattr(adversary, "attacks_to_run", []) or [])
+        with _stages(self.on_stage, stages, x.shape[0]):
+            out = run(x, y, **{key: bs})
         return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class _Stages(logging.Handler):
+    """AutoAttack logs 'running <attack>' (debug level, verbose or not) before each of its attacks: each becomes
+    on_stage('running apgd-ce (1/4) on N images')."""
+
+    def __init__(self, on_stage: Callable[[str], None], stages: list[str], n: int):
+        super().__init__(logging.DEBUG)
+        self.on_stage, self.stages, self.n = on_stage, stages, n
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("running "):
+            stage = message[len("running "):].strip()
+            k = f" ({self.stages.index(stage) + 1}/{len(self.stages)})" if stage in self.stages else ""
+            self.on_stage(f"AutoAttack {stage}{k}")
+        elif message.startswith("no robust datapoints left"):
+            self.on_stage("AutoAttack: every image broken, remaining stages skipped")
+
+
+@contextlib.contextmanager
+def _stages(on_stage: Callable[[str], None] | None, stages: list[str], n: int) -> Iterator[None]:
+    """Report AutoAttack's stages to on_stage while the block runs (nothing when on_stage is None); without
+    stage messages from the package, one report before and one after the whole run."""
+    if on_stage is None:
+        yield
+        return
+    logger = logging.getLogger(_AA_LOGGER)
+    handler, level = _Stages(on_stage, stages, n), logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.DEBUG)
+    on_stage(f"AutoAttack {'standard' if not stages else ', '.join(stages)} on {n} images")
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    on_stage(f"AutoAttack done on {n} images")
 
 
 class Square(_Published):

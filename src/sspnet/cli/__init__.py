@@ -9,6 +9,7 @@ its report; they may import every other subpackage and nothing imports them.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -17,6 +18,25 @@ from sspnet import __version__
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
+# OS errors of a full disk, a read-only or forbidden folder: one line naming the path (files are written
+# atomically, so nothing half-written stays behind)
+DISK_ERRNOS = {errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+               getattr(errno, "EDQUOT", -1): "the disk quota is exceeded; free some space or write elsewhere",
+               errno.EROFS: "the file system is read-only; write elsewhere",
+               errno.EACCES: "permission denied; use files and folders you can read and write",
+               errno.EPERM: "operation not permitted; use files and folders you can read and write"}
+# the flag naming where each command writes (named when the OS error carries no path)
+OUTPUT_FLAGS = (("save", "--save"), ("resume", "--resume"), ("out", "--out"), ("root", "--root"))
+
+
+def _disk_error(command: str, args: argparse.Namespace, exc: OSError) -> str:
+    """One line for an OSError of DISK_ERRNOS: the path (or the output flag) and what to do."""
+    where = exc.filename
+    if where is None:
+        where = next((f"{flag} {getattr(args, k)}" for k, flag in OUTPUT_FLAGS if getattr(args, k, None)),
+                     "the output folder")
+    verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
+    return f"sspnet {command}: error: cannot {verb} {where}: {DISK_ERRNOS[exc.errno]}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
+    from sspnet.io.lock import FolderLockedError
+
     try:
+        from sspnet.cli._options import apply_threads
+
+        apply_threads(args)  # --threads N: torch.set_num_threads(N) for the whole command
         return int(args.handler(args) or 0)
-    except USER_ERRORS as exc:
+    except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            print(_disk_error(args.command, args, exc), file=sys.stderr)
+            return 2
+        if not isinstance(exc, USER_ERRORS):
+            raise
+        print(f"sspnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (*USER_ERRORS, FolderLockedError) as exc:
         print(f"sspnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

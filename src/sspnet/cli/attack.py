@@ -28,13 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attack", default="pgd", help="fgsm | pgd | ball | autoattack | square | all, or a comma "
                    "list (all = fgsm,pgd,ball; default pgd)")
     p.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default linf)")
-    p.add_argument("--eps", type=float, nargs="+", default=None, help="one value, or several for a sweep")
+    p.add_argument("--eps", type=float, nargs="+", default=None,
+                   help="one value, or several for a sweep (default: linf the dataset's training eps, 0.3 "
+                        "mnist/mnist5k, 0.1 fmnist, 8 cifar10, 4 tiny; l2 2 mnist/mnist5k, 1.5 fmnist, 0.5 "
+                        "cifar10/tiny)")
     p.add_argument("--alpha", type=float, default=None,
                    help="PGD step (default: the training alpha scaled with eps, i.e. alpha/eps of training)")
     p.add_argument("--iters", type=int, default=20, help="PGD iterations (default 20)")
     p.add_argument("--restarts", type=int, default=1, help="PGD restarts, worst case kept (default 1)")
     p.add_argument("--copies", type=int, default=10, help="noise-ball copies (default 10)")
-    p.add_argument("--random-start", action="store_true", help="PGD from a random point of the ball")
+    p.add_argument("--random-start", action="store_true",
+                   help="PGD from a random point of the ball (default: from the image itself)")
     p.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=True,
                    help="stop attacking an image once it is misclassified and never attack images misclassified "
                         "clean; an image counts as broken if any PGD iterate fooled the model, as AutoAttack "
@@ -44,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="gradient-masking audit on the same images at the one --eps: PGD with --iters and 4x as "
                         "many steps, Square, AutoAttack, PGD at a large eps, input gradients (and --transfer-from)")
     p.add_argument("--transfer-from", default=None, metavar="RUN",
-                   help="audit with transfer attacks: PGD crafted on this run's model (implies --audit)")
+                   help="audit with transfer attacks: PGD crafted on this run's model (implies --audit; default: "
+                        "none)")
     p.add_argument("--audit-autoattack", action=argparse.BooleanOptionalAction, default=True,
                    help="run AutoAttack standard in the audit (default on)")
     p.add_argument("--bsize", type=int, default=100, help="batch size (default 100)")
@@ -53,19 +58,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "model_loss.pt (best on the run's selection split) (default final)")
     p.add_argument("--n-examples", type=int, default=None,
                    help="evaluate n class-stratified test images (sspnet.data.subsets; default all)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--model", default=None, help="scheme of an original checkpoint (res, ssp2, ssp3, ark, midrk2)")
-    p.add_argument("--block", type=int, default=None, help="blocks per group of an original checkpoint")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda, else "
+                   "mps, else cpu)")
+    from sspnet.cli._options import add_threads
+
+    add_threads(p)
+    p.add_argument("--model", default=None, help="scheme of an original checkpoint: res, ssp2, ssp3, ark, midrk2 "
+                   "(default: the checkpoint's)")
+    p.add_argument("--block", type=int, default=None, help="blocks per group of an original checkpoint (default: "
+                   "the checkpoint's, else inferred from its tensors)")
     p.add_argument("--eval", default=None, help="dataset: mnist5k | mnist | fmnist | cifar10 | tiny "
                    "(default: the model's)")
-    p.add_argument("--archi", default=None, help="original architecture name: mnist | cifar10 | imagenet")
-    p.add_argument("--model-norm", default=None, help="norm layers of an original checkpoint: b | g | l | i")
-    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
+    p.add_argument("--archi", default=None, help="original architecture name: mnist | cifar10 | imagenet "
+                   "(default: inferred from the checkpoint's tensors)")
+    p.add_argument("--model-norm", default=None, help="norm layers of an original checkpoint: b | g | l | i "
+                   "(default: the checkpoint's, else b with BatchNorm statistics, g without)")
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (default: the run's recorded "
+                   "--data-root, else $SSPNET_DATA or ./data; mnist5k needs none)")
     p.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
                    help="round to 8-bit levels after each step, as the original (default on)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random starts and noise")
+    p.add_argument("--seed", type=int, default=0, help="seed of random starts and noise (default 0)")
     p.add_argument("--grid", type=int, default=8, help="images in the PNG grid (default 8)")
     p.add_argument("--out", default=None, help="output folder (default: the run folder / the checkpoint's folder)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress display on stderr (default: one progress line, images done, elapsed, time left)")
     p.set_defaults(handler=run)
 
 
@@ -117,7 +133,7 @@ def _eps_in_cli_units(args: argparse.Namespace, spec) -> tuple[float, list[float
 
 def run(args: argparse.Namespace) -> int:
     from sspnet.distributed import init_distributed
-    from sspnet.eval.robustness import EvalConfig
+    from sspnet.eval.config import EvalConfig
     from sspnet.data.specs import get_dataset_spec
 
     _check_cli(args)
@@ -150,11 +166,21 @@ def run(args: argparse.Namespace) -> int:
         load_autoattack_class()
     from sspnet.data import load
 
-    images, labels = load(spec.name, root=args.data_root, split="test", device=info.device)
+    from sspnet.cli._options import recorded_data_root
+
+    root = args.data_root or recorded_data_root(path)  # default: the folder the run was trained from
+    images, labels = load(spec.name, root=root, split="test", device=info.device)
     out_dir = Path(args.out) if args.out else (path if path.is_dir() else ckpt.parent)
     from sspnet.eval.robustness import evaluate
 
-    result = evaluate(model, images, labels, cfg)
+    from sspnet.io.progress import progress_line
+
+    shown = progress_line("sspnet attack", getattr(args, "quiet", False) or not info.is_main)
+    try:
+        result = evaluate(model, images, labels, cfg, progress=shown)
+    finally:
+        if shown is not None:
+            shown.close()
     name = args.attack.lower().replace(",", "+").replace(" ", "") + ("-l2" if args.norm == "l2" else "")
     from sspnet.nn.checkpoints import describe_checkpoint
 
@@ -202,7 +228,14 @@ def _run_audit(args: argparse.Namespace, model, source, images, labels, result, 
     acfg = AuditConfig(eps=eps, alpha=cfg.alpha_for(eps), steps=max(args.iters, 1), norm=args.norm,
                        quantize=args.quantize, queries=args.queries, autoattack=args.audit_autoattack,
                        batch_size=args.bsize, seed=args.seed, device=cfg.device)
-    found = audit(model, images, labels, acfg, indices=result.indices, source_model=source)
+    from sspnet.io.progress import progress_line
+
+    shown = progress_line("sspnet attack --audit", getattr(args, "quiet", False))
+    try:
+        found = audit(model, images, labels, acfg, indices=result.indices, source_model=source, progress=shown)
+    finally:
+        if shown is not None:
+            shown.close()
     out = out_dir / f"attack_audit_{_fmt_eps(eps / cfg.eps_unit)}.json"
     atomic_write_json(out, {"transfer_from": args.transfer_from, **found.to_dict()})
     for line in found.summary_lines():
@@ -224,7 +257,7 @@ def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, 
     import torch
 
     from sspnet.data.subsets import subset_indices
-    from sspnet.eval.plots import save_image_grid
+    from sspnet.eval.plots import eps_text, save_image_grid
     from sspnet.io.files import atomic_write_bytes, atomic_write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +287,7 @@ def write_outputs(result, images, labels, out_dir: Path, name: str, ckpt: Path, 
         if rank == 0 and grid > 0:
             show = subset_indices(y, grid)  # class-stratified among the kept images
             nat = images[index[show].to(images.device)].cpu()
-            title = f"{name} eps {r.eps_cli:g}: true / predicted (red: wrong)"
+            title = f"{name} eps {eps_text(r.eps, result.config['eps_unit'])}: true / predicted (red: wrong)"
             written.append(save_image_grid(Path(f"{stem}.png"), nat, adv[show], y[show], pred_clean[show],
                                            pred_adv[show], n=grid, title=title))
         scaled = adv * 255
@@ -283,9 +316,12 @@ def _write_sweep(result, stem: Path, record: dict, title: str) -> list[Path]:
     curves = {k: [r.attacks[k].acc for r in ordered] for k in ordered[0].attacks}
     if len(curves) > 1:
         curves["worst case"] = [r.worst.acc for r in ordered]
-    unit = "1/255" if result.config["eps_unit"] != 1 else "pixels"
-    save_sweep_plot(stem.with_suffix(".png"), [r.eps_cli for r in ordered], curves, result.clean_acc,
-                    xlabel=f"eps ({unit})", title=title)
+    cfg = result.config
+    steps = f"PGD-{cfg['steps']}" + (f", {cfg['restarts']} restarts" if cfg["restarts"] > 1 else "") + "; " \
+        if "pgd" in curves else ""
+    save_sweep_plot(stem.with_suffix(".png"), [r.eps for r in ordered], curves, result.clean_acc,
+                    title=f"{title} ({steps}{result.n} images)", eps_unit=cfg["eps_unit"],
+                    norm="L∞" if cfg["norm"] == "linf" else "L2")
     atomic_write_text(stem.with_suffix(".md"), sweep_table(result, "md"))
     atomic_write_text(stem.with_suffix(".csv"), sweep_table(result, "csv"))
     return [stem.with_suffix(s) for s in (".json", ".png", ".md", ".csv")]

@@ -38,28 +38,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
            "res,ssp2,ssp3,ark,midrk2)")
     a("--seeds", type=int, default=None, help="number of seeds 0..S-1 (default 3; cpu-hour 6)")
     a("--dataset", default=None, help="dataset (default: the preset's, mnist5k for the default)")
-    a("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
+    a("--data-root", default=None, help="folder with the dataset files (default $SSPNET_DATA or ./data; mnist5k "
+      "needs none)")
     a("--out", default="compare", help="output folder (default ./compare)")
-    a("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    a("--jobs", type=int, default=None, help="runs in parallel processes, one thread each (default: 2 on a CPU "
-      "with >= 2 cores, 1 on a GPU)")
+    a("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda, else mps, else cpu)")
+    a("--jobs", type=int, default=None, help="runs in parallel processes, --threads threads each (default: 2 on a "
+      "CPU with >= 2 cores, 1 on a GPU)")
+    from sspnet.cli._options import add_threads
+
+    add_threads(p, "torch intra-op threads of each run, an integer >= 1 (default 1, on a CPU with --jobs 1 too, so "
+                   "that the numbers do not depend on --jobs; another value is part of the runs' cache hashes)")
     a("--dry-run", action="store_true", help="print the plan (and what is cached) without training")
     a("--quiet", action="store_true", help="no progress lines")
     t = p.add_argument_group("training (override the preset; eps/alpha in the dataset's CLI unit: 1/255 for "
                              "cifar10/tiny, [0,1] for mnist)")
-    t.add_argument("--blocks", type=int, default=None, help="blocks per group")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--tbsize", dest="batch_size", type=int, default=None, help="training batch size")
-    t.add_argument("--steps-per-epoch", type=int, default=None, help="cap on optimizer steps per epoch")
-    t.add_argument("--opt", default=None, help="sgd | adam | rms")
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--schedule", default=None, help="multistep | cyclic")
-    t.add_argument("--adv", default=None, help="training adversary: none | fgsm | pgd | ball | fast")
-    t.add_argument("--iters", type=int, default=None, help="PGD iterations of adversarial training")
-    t.add_argument("--train-eps", type=float, default=None, help="training eps (CLI unit)")
-    t.add_argument("--train-alpha", type=float, default=None, help="training PGD step (CLI unit)")
+    t.add_argument("--blocks", type=int, default=None, help="blocks per group (default: the preset's, 2 default / "
+                   "cpu-hour, 5 paper-mnist)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's, 8 default / cpu-hour, "
+                   "200 paper presets)")
+    t.add_argument("--tbsize", dest="batch_size", type=int, default=None,
+                   help="training batch size (default: the preset's, 64 default / cpu-hour, 128 paper presets)")
+    t.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="cap on optimizer steps per epoch (default: none, every batch)")
+    t.add_argument("--opt", default=None, help="sgd | adam | rms (default: the preset's, adam default / cpu-hour, "
+                   "sgd paper presets)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's, 3e-3 default / "
+                   "cpu-hour, 0.1 paper presets)")
+    t.add_argument("--schedule", default=None, help="multistep | cyclic (default: the preset's, cyclic default / "
+                   "cpu-hour, multistep paper presets)")
+    t.add_argument("--adv", default=None, help="training adversary: none | fgsm | pgd | ball | fast (default: the "
+                   "preset's, pgd default / cpu-hour / paper-cifar10, ball paper-mnist)")
+    t.add_argument("--iters", type=int, default=None, help="PGD iterations of adversarial training (default: the "
+                   "preset's, 3 default / cpu-hour, K of each --grid variant in paper-cifar10)")
+    t.add_argument("--train-eps", type=float, default=None, help="training eps, CLI unit (default: the preset's, "
+                   "0.2 default / cpu-hour, else the dataset's: 0.3 mnist, 8 cifar10)")
+    t.add_argument("--train-alpha", type=float, default=None, help="training PGD step, CLI unit (default: the "
+                   "preset's, 2.5 x train eps / 3 default / cpu-hour, else the dataset's: 0.05 mnist, 2 cifar10)")
     t.add_argument("--grid", type=_csv(str), default=None,
-                   help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (paper-cifar10: 6:7,6:12,10:7,10:12)")
+                   help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (default: none; paper-cifar10 "
+                        "6:7,6:12,10:7,10:12)")
     _eval_arguments(p)
     p.set_defaults(handler=run)
 
@@ -76,7 +93,8 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 2; cpu-hour 3; paper presets 1)")
     e.add_argument("--n-images", "--n-eval", dest="n_images", type=int, default=None,
                    help="test images of clean / FGSM / PGD (default: all)")
-    e.add_argument("--sweep", type=_csv(float), default=None, help="eps values of the accuracy-vs-eps sweep")
+    e.add_argument("--sweep", type=_csv(float), default=None, help="eps values of the accuracy-vs-eps sweep "
+                   "(default: 0.5, 1, 1.5 and 2 x --eps; paper presets the paper's)")
     e.add_argument("--sweep-images", "--sweep-n", dest="sweep_images", type=int, default=None,
                    help="test images of the sweep (default 300)")
     e.add_argument("--growth-images", "--growth-n", dest="growth_images", type=int, default=None,
@@ -113,6 +131,7 @@ def _parse_grid(items: list[str] | None) -> list[tuple[int, int]] | None:
 
 def build_config(args: argparse.Namespace) -> CompareConfig:
     """The CompareConfig of the parsed arguments, eps / alpha converted from the CLI unit to pixel units."""
+    from sspnet.cli._options import parse_threads
     from sspnet.data.specs import get_dataset_spec
 
     unit = get_dataset_spec(args.dataset or PRESETS[args.preset]["dataset"]).eps_unit
@@ -132,7 +151,8 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
           "audit_images": args.audit_images, "audit_queries": args.audit_queries, "early_stop": args.early_stop}
     return CompareConfig(preset=args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                          out=args.out, train=train, eval=ev, grid=_parse_grid(args.grid), data_root=args.data_root,
-                         device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet)
+                         device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet,
+                         threads=parse_threads(getattr(args, "threads", None)))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("dataset", help=f"one of {', '.join(dataset_names())} (alias tinyimagenet)")
     p.add_argument("--root", default=None, help="data folder (default: $SSPNET_DATA or ./data)")
     p.add_argument("--mirror", default=None, metavar="URL",
-                   help="base URL replacing the official mirrors (file URL = URL/FILENAME)")
+                   help="base URL replacing the official mirrors (file URL = URL/FILENAME; default: the official "
+                        "mirrors, in turn)")
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(handler=run)
@@ -40,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    if args.mirror is not None and not args.mirror.strip():
+        raise ValueError("--mirror needs a base URL (e.g. http://host/mnist), got an empty string; leave it out "
+                         "for the official mirrors")
     cfg = DownloadConfig(args.dataset, resolve_root(args.root), args.mirror, args.quiet, args.timeout)
     try:
         files = download(cfg.dataset, cfg.root, base_url=cfg.mirror, quiet=cfg.quiet, timeout=cfg.timeout)

@@ -1,7 +1,8 @@
 """`sspnet growth RUN_DIR [RUN_DIR ...]`: perturbation growth ratios per group and per block.
 
-Writes RUN_DIR/growth.json and RUN_DIR/growth.png for every run, and with several runs a combined plot
-(one line per run) at --plot.
+Writes RUN_DIR/growth.json, RUN_DIR/growth.png (ratio per block, group boundaries marked) and
+RUN_DIR/growth_groups.png (ratio per block group, the paper's PGR figures) for every run, and with several runs
+combined plots (one line per run) at --plot and its *_groups.png. Progress on stderr (--quiet: none).
 """
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "cifar10/tiny, pixel units for mnist/fmnist); default: the dataset's training eps/alpha.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or checkpoint files)")
     p.add_argument("--dataset", default=None, help="dataset of the test images (default: the model's)")
-    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist5k needs none)")
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (default: each run's recorded "
+                   "--data-root, else $SSPNET_DATA or ./data; mnist5k needs none)")
     p.add_argument("--crit", default="final", choices=("acc", "loss", "final"),
                    help="checkpoint of a run folder: final (end of training) | acc | loss (best on the run's "
                         "selection split, validation unless trained with --select-on test) (default final)")
     p.add_argument("--attack", default="pgd", choices=ADVERSARIES, help="adversary (default pgd)")
-    p.add_argument("--eps", type=float, default=None, help="perturbation size in the dataset's CLI unit")
-    p.add_argument("--alpha", type=float, default=None, help="PGD step in the dataset's CLI unit")
+    p.add_argument("--eps", type=float, default=None, help="perturbation size in the dataset's CLI unit (default: "
+                   "the dataset's training eps: 0.3 mnist/mnist5k, 0.1 fmnist, 8 cifar10, 4 tiny)")
+    p.add_argument("--alpha", type=float, default=None, help="PGD step in the dataset's CLI unit (default: the "
+                   "dataset's training alpha: 0.05 mnist/mnist5k, 0.02 fmnist, 2 cifar10, 1 tiny)")
     p.add_argument("--steps", type=int, default=20, help="PGD steps (default 20)")
     p.add_argument("--random-start", action="store_true", help="PGD random start (default: none, as the paper)")
     p.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
@@ -38,12 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none (default sign)")
     p.add_argument("--p", nargs="+", default=list(P_NAMES), help="norms: any of 1 2 inf (default all)")
     p.add_argument("--n", type=int, default=500, help="class-stratified test images (default 500)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise baseline")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--label", nargs="+", default=None, help="one label per run for tables and plots")
+    p.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise baseline (default 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda, else "
+                   "mps, else cpu)")
+    from sspnet.cli._options import add_threads
+
+    add_threads(p)
+    p.add_argument("--label", nargs="+", default=None, help="one label per run for tables and plots (default: "
+                   "the run folder's name)")
     p.add_argument("--plot", default="growth-compare.png",
-                   help="combined plot when several runs are given (default ./growth-compare.png)")
+                   help="combined plot when several runs are given (default ./growth-compare.png; its per-group "
+                        "figure next to it, *_groups.png)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress display on stderr (default: one progress line, images done, elapsed, time left)")
     p.set_defaults(handler=run)
 
 
@@ -53,7 +65,9 @@ def _fmt(v: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sspnet.experiments.compare.plots import growth_results_plot
+    from sspnet.experiments.compare.plots import groups_plot_path, growth_results_plot
+    from sspnet.io.progress import progress_line
+    from sspnet.cli._options import recorded_data_root
     from sspnet.distributed import resolve_device
     from sspnet.data.specs import get_dataset_spec
 
@@ -74,17 +88,27 @@ def run(args: argparse.Namespace) -> int:
                            random_start=args.random_start, quantize=args.quantize, noise=args.noise,
                            ps=tuple(args.p), n_images=args.n, batch_size=args.batch_size, seed=args.seed)
         label = args.label[i] if args.label else None
-        result, json_path = growth_of_run(path, cfg, dataset=dataset, data_root=args.data_root, device=device,
-                                          crit=args.crit, label=label)
-        plot_path = json_path.with_suffix(".png")
+        data_root = args.data_root or recorded_data_root(path)  # default: the folder the run was trained from
+        shown = progress_line(f"sspnet growth {label or path.name}" + (f" ({i + 1}/{len(args.runs)})"
+                                                                       if len(args.runs) > 1 else ""),
+                              getattr(args, "quiet", False))
+        try:
+            result, json_path = growth_of_run(path, cfg, dataset=dataset, data_root=data_root, device=device,
+                                              crit=args.crit, label=label, progress=shown)
+        finally:
+            if shown is not None:
+                shown.close()
+        plot_path, groups_path = json_path.with_suffix(".png"), groups_plot_path(json_path.with_suffix(".png"))
         growth_results_plot([result], plot_path, by="block", title=result.label)
+        growth_results_plot([result], groups_path, by="group", title=result.label)
         results.append(result)
         _print(result)
         _print_checkpoint(result.checkpoint)
-        print(f"  wrote {json_path} and {plot_path}")
+        print(f"  wrote {json_path}, {plot_path} and {groups_path}")
     if len(results) > 1:
         out = growth_results_plot(results, args.plot, by="block")
-        print(f"combined plot: {out}")
+        out_groups = growth_results_plot(results, groups_plot_path(Path(args.plot)), by="group")
+        print(f"combined plots: {out} and {out_groups}")
     return 0
 
 

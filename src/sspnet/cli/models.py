@@ -5,11 +5,22 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models (schemes) with order, SSP coefficient, cost")
+    p = sub.add_parser(
+        "models", help="list registered models (schemes) with order, SSP coefficient, cost",
+        description="List every registered model: its block scheme's stages, order and SSP coefficient (computed "
+                    "from the coefficients), F calls per block and the parameter count on --dataset's "
+                    "architecture. Scheme files (YAML/JSON, a Shu-Osher pair or a Butcher tableau) are validated and "
+                    "listed with --scheme-file; register them in Python with sspnet.register_scheme.")
     p.add_argument("--dataset", default="mnist5k", help="architecture to count parameters for (default mnist5k)")
-    p.add_argument("--block", type=int, default=None, help="blocks per group (default: the dataset's)")
-    p.add_argument("--norm", default=None, help="b | g | l | i (default: the dataset's)")
-    p.add_argument("--scheme-file", action="append", default=[], help="also show a JSON/YAML scheme file")
+    p.add_argument("--block", type=int, default=None, help="blocks per group (default: the dataset's, 5 mnist / "
+                   "6 cifar10 and tiny)")
+    p.add_argument("--norm", default=None, help="b | g | l | i (default: the dataset's, g on mnist / b on cifar10 "
+                   "and tiny)")
+    p.add_argument("--scheme-file", action="append", default=[], metavar="FILE",
+                   help="also show a JSON/YAML scheme file (repeatable; default: none)")
+    from sspnet.cli._options import add_threads
+
+    add_threads(p)
     p.set_defaults(handler=run)
 
 

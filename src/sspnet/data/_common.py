@@ -20,11 +20,16 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser() if root is not None else default_root()
 
 
-def missing(name: str, root: Path, expected: Iterable[str | Path], what: str = "dataset files") -> FileNotFoundError:
-    """A FileNotFoundError naming the paths searched and the command that fetches the data."""
+def missing(name: str, root: Path, expected: Iterable[str | Path], what: str = "dataset files",
+            near: Iterable[str | Path] = ()) -> FileNotFoundError:
+    """A FileNotFoundError naming the paths searched, the near-miss files found there (other separators, case,
+    compression: `near`, if any) and the command that fetches the data."""
     paths = "; ".join(str(p) for p in expected)
+    near = [str(p) for p in near]
+    found = (f" Found files with similar names that are not read as they are: {', '.join(near)} (rename them to "
+             f"one of the names looked for)." if near else "")
     return FileNotFoundError(
-        f"{name}: {what} not found; looked for {paths}. "
+        f"{name}: {what} not found; looked for {paths}.{found} "
         f"Fetch them with: sspnet download {name} --root {root}")
 
 

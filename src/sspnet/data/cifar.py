@@ -19,6 +19,7 @@ from sspnet.data.safe_pickle import safe_load
 PY_DIR, BIN_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 RECORD = 1 + 3 * 32 * 32
+BATCH_IMAGES = 10000  # images per official batch (data_batch_1..5, test_batch); a file may hold fewer, never more
 
 
 def _get(d: dict, key: str):
@@ -31,7 +32,8 @@ def _get(d: dict, key: str):
 def read_python_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """One python batch file -> (uint8 N x 3 x 32 x 32, int64 N)."""
     path = Path(path)
-    obj = safe_load(path)
+    # arrays are built only from bytes in the file, at most one batch of pixels (+ int64 labels of a re-pickle)
+    obj = safe_load(path, max_array_bytes=BATCH_IMAGES * (RECORD - 1 + 8))
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict with 'data' and 'labels', found {type(obj).__name__}")
     try:
@@ -43,6 +45,8 @@ def read_python_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: 'data' is {desc}, expected a uint8 N x 3072 array")
     if data.shape[1] != RECORD - 1:
         raise ValueError(f"{path}: wrong image size: rows of {data.shape[1]} values, expected 3072 (3 x 32 x 32)")
+    if data.shape[0] > BATCH_IMAGES:
+        raise ValueError(f"{path}: {data.shape[0]} images in one batch, a CIFAR-10 batch holds at most {BATCH_IMAGES}")
     if not isinstance(labels, (list, tuple, np.ndarray)) or not all(isinstance(v, (int, np.integer)) for v in labels):
         raise ValueError(f"{path}: 'labels' must be a list of ints")
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
@@ -51,6 +55,10 @@ def read_python_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def read_binary_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """One binary batch file -> (uint8 N x 3 x 32 x 32, int64 N)."""
     path = Path(path)
+    size = path.stat().st_size
+    if size > BATCH_IMAGES * RECORD:
+        raise ValueError(f"{path}: {size} bytes, more than a CIFAR-10 binary batch holds ({BATCH_IMAGES} records of "
+                         f"{RECORD} bytes = {BATCH_IMAGES * RECORD})")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD:
         raise ValueError(f"{path}: truncated CIFAR-10 binary batch: {raw.size} bytes is not a positive multiple "

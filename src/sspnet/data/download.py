@@ -3,7 +3,9 @@
 A file is fetched into `<file>.part`; an existing `.part` is resumed with an HTTP Range request (a server that
 answers 200 instead of 206 restarts it from zero). When complete, its md5 is checked against the published value
 and only then is it renamed to its final name, so a final name always holds a verified file. A mismatch deletes
-the `.part` and raises ValueError naming the file, the expected and the found md5. Only urllib is used.
+the `.part` and raises ValueError naming the file, the expected and the found md5. A file whose published size is
+known (`max_size`) is never written beyond it: a server announcing more, or sending more (with or without a
+Content-Length), is cut off, the `.part` deleted, and ValueError names the file. Only urllib is used.
 """
 from __future__ import annotations
 
@@ -39,16 +41,27 @@ def _total_size(resp, offset: int) -> int | None:
     return int(cl) + offset if cl and cl.isdigit() else None
 
 
+def _too_big(dest: Path, url: str, part: Path, max_size: int, what: str) -> ValueError:
+    part.unlink(missing_ok=True)
+    return ValueError(f"{dest}: {url} {what}, more than the published size of {max_size} bytes: download "
+                      f"aborted and the partial file deleted (is the mirror serving the right file?)")
+
+
 def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, *, quiet: bool = False,
-          timeout: float = 60.0) -> Path:
+          timeout: float = 60.0, max_size: int | None = None) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed if present), verify md5, rename atomically.
 
-    Returns dest. ValueError on md5 mismatch; urllib.error.URLError / OSError on network failures.
+    Returns dest. ValueError on md5 mismatch or when the file grows beyond `max_size` bytes (its published
+    size; checked against the announced length and while streaming); urllib.error.URLError / OSError on network
+    failures.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
+    if max_size is not None and offset > max_size:
+        part.unlink()  # cannot be a prefix of the file
+        offset = 0
     request = urllib.request.Request(url, headers={"User-Agent": "sspnet"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -65,6 +78,9 @@ def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, *, quiet: b
                 offset = 0  # Range ignored: start over
             mode = "ab" if offset else "wb"
             total = _total_size(resp, offset)
+            if max_size is not None and total is not None and total > max_size:
+                raise _too_big(dest, url, part, max_size, f"announces {total} bytes")
+            have = offset
             with open(part, mode) as f, _progress(total, offset, dest.name, quiet) as bar:
                 while True:
                     try:
@@ -75,6 +91,10 @@ def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, *, quiet: b
                                               f"run the command again to resume from {part}") from None
                     if not block:
                         break
+                    have += len(block)
+                    if max_size is not None and have > max_size:
+                        f.close()
+                        raise _too_big(dest, url, part, max_size, f"sent {have} bytes")
                     f.write(block)
                     bar.update(len(block))
                 f.flush()
@@ -107,7 +127,7 @@ def download_resource(res: Resource, root: Path, *, base_url: str | None = None,
         url = base.rstrip("/") + "/" + res.filename
         log(f"downloading {url}")
         try:
-            return fetch(url, dest, res.md5, quiet=quiet, timeout=timeout)
+            return fetch(url, dest, res.md5, quiet=quiet, timeout=timeout, max_size=res.size)
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
     raise ConnectionError(f"could not download {res.filename}: " + "; ".join(errors))

@@ -88,16 +88,35 @@ def fingerprint(base: Path, paths: list[Path], meta: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def _open_image(path: Path):
+    """The image, opened lazily (header only). JPEG and PNG go straight to their Pillow plugin, which reads the size
+    from the header without `Image.open`'s decompression-bomb check (an error or a warning for a huge claimed
+    size): the caller refuses any size but 64 x 64 before a pixel is decoded."""
+    from PIL import Image, JpegImagePlugin, PngImagePlugin
+
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic[:3] == b"\xff\xd8\xff":
+        return JpegImagePlugin.JpegImageFile(str(path))
+    if magic == b"\x89PNG\r\n\x1a\n":
+        return PngImagePlugin.PngImageFile(str(path))
+    return Image.open(path)
+
+
 def _decode(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            if img.size != (SIZE, SIZE):
-                raise ValueError(f"{path}: wrong image size {img.size[0]}x{img.size[1]}, expected {SIZE}x{SIZE}")
-            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+        with _open_image(path) as img:
+            size = img.size
+            if size == (SIZE, SIZE):
+                arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # a format other than JPEG / PNG claiming a huge size
+        raise ValueError(f"{path}: wrong image size, expected {SIZE}x{SIZE} ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"{path}: cannot decode image ({exc})") from None
+    if size != (SIZE, SIZE):
+        raise ValueError(f"{path}: wrong image size {size[0]}x{size[1]}, expected {SIZE}x{SIZE}")
     return arr.transpose(2, 0, 1)
 
 

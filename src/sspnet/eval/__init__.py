@@ -7,7 +7,8 @@ from sspnet.eval.flags import sanity_flags
 from sspnet.eval.growth import GrowthConfig, GrowthResult, growth_of_run, measure_growth
 from sspnet.eval.masking import AuditConfig, AuditResult, audit
 from sspnet.eval.results import EvalResult
-from sspnet.eval.robustness import EvalConfig, evaluate
+from sspnet.eval.config import EvalConfig
+from sspnet.eval.robustness import evaluate
 from sspnet.eval.selection import select_images
 
 __all__ = ["AuditConfig", "AuditResult", "EvalConfig", "EvalResult", "GrowthConfig", "GrowthResult", "audit",

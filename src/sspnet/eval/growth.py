@@ -32,6 +32,7 @@ from sspnet.attacks.base import LEVELS, check_count, sub_quantum
 from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
 from sspnet.eval.selection import select_images
 from sspnet.io.files import provenance
+from sspnet.io.progress import Progress, report
 
 P_NAMES = ("1", "2", "inf")
 NOISE_BASELINES = ("sign", "uniform", "none")  # `sspnet.attacks.random_point` kinds, or none
@@ -218,10 +219,14 @@ def _given_adversarial(x_adv: Tensor, idx: Tensor, total: int, x: Tensor) -> Ten
 
 
 def _ratio_chunks(model: nn.Module, x: Tensor, y: Tensor, cfg: GrowthConfig, eps: float,
-                  attack: Callable | None, x_adv: Tensor | None) -> tuple[list, list]:
+                  attack: Callable | None, x_adv: Tensor | None, progress: Progress = None) -> tuple[list, list]:
     """Per-batch `sample_ratios` of the adversarial images and of the noise baseline (model in eval mode)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     adv_chunks, noise_chunks = [], []
+    adv = "given adversarial" if x_adv is not None else (getattr(attack, "name", cfg.adversary) if attack is not None
+                                                         else None)
+    what = " + ".join(w for w in (adv, f"{cfg.noise} noise" if cfg.noise != "none" else None) if w)
+    report(progress, 0, x.shape[0], f"growth ({what}): 0/{x.shape[0]} images")
     was_training = model.training
     model.eval()
     try:
@@ -233,6 +238,8 @@ def _ratio_chunks(model: nn.Module, x: Tensor, y: Tensor, cfg: GrowthConfig, eps
             if cfg.noise != "none":
                 xn = random_point(xb, eps, cfg.noise, "linf", generator=gen)
                 noise_chunks.append(sample_ratios(model, xb, xn, cfg.ps))
+            done = min(s + cfg.batch_size, x.shape[0])
+            report(progress, done, x.shape[0], f"growth ({what}): {done}/{x.shape[0]} images")
     finally:
         model.train(was_training)
     return adv_chunks, noise_chunks
@@ -242,7 +249,7 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
                    indices: Tensor | Sequence[int] | None = None, x_adv: Tensor | None = None,
                    attack: Callable[[Tensor, Tensor], Tensor] | None = None, label: str | None = None,
                    dataset: str | None = None, run_dir: str | None = None,
-                   adversary_info: dict[str, Any] | None = None) -> GrowthResult:
+                   adversary_info: dict[str, Any] | None = None, progress: Progress = None) -> GrowthResult:
     """Growth ratios of `model` on a split's images.
 
     Args:
@@ -252,6 +259,8 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
         indices: the images to use (indices into images, chosen by the caller) instead of config.n_images.
         x_adv: precomputed adversarial images, for the selected images (in increasing index order) or for all N;
             adversary_info describes them. Else `attack(x, y)`, else the config's adversary.
+        progress: None (silent) or `progress(done, total, note)` (`sspnet.io.progress`) after every batch, done
+            / total in images.
     Returns:
         GrowthResult (ratios averaged over the images, `subset` says which).
     """
@@ -274,7 +283,7 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
         if cfg.adversary != "none":
             adv_desc.update(eps=eps, alpha=alpha, steps=cfg.steps if cfg.adversary == "pgd" else 1,
                             random_start=cfg.random_start, quantize=cfg.quantize)
-    adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv)
+    adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv, progress)
     return GrowthResult(
         label=label or str(mcfg.get("scheme", type(model).__name__)), dataset=str(dataset), n=len(idx),
         ps=[p_name(p) for p in cfg.ps], adversary=adv_desc, noise={"kind": cfg.noise, "eps": eps, "seed": cfg.seed},
@@ -298,7 +307,7 @@ def load_test_images(dataset: str, n: int | None, data_root: str | None = None, 
 
 def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, dataset: str | None = None,
                   data_root: str | None = None, device: str = "cpu", crit: str = "final", label: str | None = None,
-                  out: str | Path | None = None) -> tuple[GrowthResult, Path]:
+                  out: str | Path | None = None, progress: Progress = None) -> tuple[GrowthResult, Path]:
     """Measure growth of the model in a run folder (or checkpoint file) on its dataset's test images and write
     the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). crit: the checkpoint of a run
 folder (acc | loss | final; default final: the end of training, chosen on no data); the result records which
@@ -315,7 +324,8 @@ file and how it was selected. Returns (result, json path)."""
     model = inference_copy(load_model(path, crit=crit, device=device))  # BatchNorm folded, fast layout
     dataset = dataset or model.config.get("dataset")
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
-    result = measure_growth(model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path))
+    result = measure_growth(model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path),
+                            progress=progress)
     result.checkpoint = describe_checkpoint(path, crit)
     target = Path(out) if out else (path / GROWTH_FILE if path.is_dir() else path.with_suffix(".growth.json"))
     result.save(target)

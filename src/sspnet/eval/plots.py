@@ -1,4 +1,5 @@
-"""Figures for `sspnet attack`: natural vs adversarial image grid, accuracy vs eps (matplotlib, Agg)."""
+"""Figures for `sspnet attack`: natural vs adversarial image grid, accuracy (%) vs eps (matplotlib, Agg); eps
+in the dataset's unit (`eps_text`: k/255 for CIFAR-10 and TinyImageNet, pixel units for MNIST)."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -61,23 +63,67 @@ def save_image_grid(path: str | Path, natural: Tensor, adversarial: Tensor, labe
     return _save(fig, path)
 
 
-def save_sweep_plot(path: str | Path, eps: Sequence[float], acc: Mapping[str, Sequence[float]],
-                    clean_acc: float | None = None, xlabel: str = "eps", title: str | None = None) -> Path:
-    """Accuracy (0..1) against eps, one line per attack name in `acc`; clean accuracy as a dashed line."""
+def eps_text(eps: float | None, unit: float = 1.0) -> str:
+    """eps (pixel units) as a reader of the dataset expects it: 'k/255' where the dataset's eps unit is 1/255
+    (CIFAR-10, TinyImageNet), e.g. 8/255 for 0.0314; else the value, e.g. '0.3' (MNIST)."""
+    if eps is None:
+        return "?"
+    if unit == 1.0 or eps == 0:
+        return f"{eps:.4g}"
+    k = float(eps) / unit
+    return f"{round(k)}/{round(1 / unit)}" if abs(k - round(k)) < 1e-6 else f"{k:.3g}/{round(1 / unit)}"
+
+
+def eps_axis(ax, eps: Sequence[float], unit: float = 1.0, norm: str = "L∞") -> None:
+    """x axis of eps in pixel units: ticks at the eps values given (up to 12) read k/255 where the unit is 1/255."""
+    xs = sorted({float(e) for e in eps})
+    if 1 < len(xs) <= 12:
+        ax.set_xticks(xs)
+    if unit != 1.0 and xs:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: eps_text(v, unit)))
+        ax.set_xlabel(f"eps ({norm}, k/{round(1 / unit)})")
+    else:
+        ax.set_xlabel(f"eps ({norm}, pixel units)")
+
+
+# line styles of the sweep plot: the per-sample worst case first, dashed and wide, under the attacks' lines
+_WORST = dict(color="black", ls="--", lw=2.6, alpha=0.45, marker="", zorder=1)
+_MARKERS = "osD^v<>"
+
+
+def sweep_figure(eps: Sequence[float], acc: Mapping[str, Sequence[float]], clean_acc: float | None = None,
+                 xlabel: str | None = None, title: str | None = None, eps_unit: float = 1.0, norm: str = "L∞"):
+    """The Figure of `save_sweep_plot` (see there); the caller saves or closes it."""
     if not eps:
         raise ValueError("no eps values to plot")
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     order = sorted(range(len(eps)), key=lambda i: eps[i])
     xs = [eps[i] for i in order]
-    for name, values in acc.items():
-        ax.plot(xs, [values[i] for i in order], marker="o", label=name)
+    names = sorted(acc, key=lambda k: k != "worst case")  # worst case drawn first, under the others
+    for j, name in enumerate(names):
+        ys = [100 * acc[name][i] for i in order]
+        if name == "worst case":
+            ax.plot(xs, ys, label="worst case (per image)", **_WORST)
+        else:
+            ax.plot(xs, ys, marker=_MARKERS[j % len(_MARKERS)], ms=5, lw=1.3, zorder=2, label=name)
     if clean_acc is not None:
-        ax.axhline(clean_acc, color="gray", linestyle="--", linewidth=1, label="clean")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
+        ax.axhline(100 * clean_acc, color="gray", linestyle=":", linewidth=1, label="clean", zorder=0)
+    eps_axis(ax, xs, eps_unit, norm)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return fig
+
+
+def save_sweep_plot(path: str | Path, eps: Sequence[float], acc: Mapping[str, Sequence[float]],
+                    clean_acc: float | None = None, xlabel: str | None = None, title: str | None = None,
+                    eps_unit: float = 1.0, norm: str = "L∞") -> Path:
+    """Accuracy in % against eps (pixel units), one line per attack name in `acc` (accuracies as fractions 0..1),
+    distinct markers; "worst case" (the per-sample worst case) dashed, wide and drawn first so that the attack
+    that makes it stays visible; clean accuracy dotted. eps_unit 1/255: ticks read k/255."""
+    return _save(sweep_figure(eps, acc, clean_acc, xlabel, title, eps_unit, norm), path)

@@ -17,109 +17,24 @@ start); the kept images are then those iterates. early_stop=False runs every att
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sspnet.attacks import ATTACKS, crafting_mode, make_attack, per_sample_norm
-from sspnet.attacks.base import LEVELS, WorstCase, check_count, check_eps, check_norm, check_positive, sub_quantum
+from sspnet.attacks import crafting_mode, make_attack, per_sample_norm
+from sspnet.attacks.base import WorstCase
 from sspnet.distributed import get_rank, get_world_size, is_distributed
+from sspnet.eval.config import _NORM_P, ALL_ATTACKS, EvalConfig  # noqa: F401  (EvalConfig: re-exported)
 from sspnet.eval.flags import attack_note_flags, breaking_eps, sanity_flags
 from sspnet.eval.results import WORST, AttackStats, EpsResult, EvalResult, sweep_table
 from sspnet.eval.selection import select_images
-from sspnet.io.jsonio import to_jsonable
-
-ALL_ATTACKS = ("fgsm", "pgd", "ball")  # what attack="all" runs (add autoattack explicitly: "all,autoattack")
-_NORM_P = {"linf": math.inf, "l2": 2.0, "l1": 1.0}
-
-
-@dataclass
-class EvalConfig:
-    """What `evaluate` runs. eps/alpha in pixel units; eps_unit only labels results in the CLI's units."""
-
-    attack: str = "pgd"  # fgsm | pgd | ball | autoattack | all, or a comma list ("fgsm,pgd")
-    norm: str = "linf"  # linf | l2
-    eps: Sequence[float] = (0.3,)
-    alpha: float | None = None  # PGD step; None: alpha_rel * eps (at least 1/255 when quantised linf)
-    alpha_rel: float = 0.25
-    steps: int = 20  # PGD iterations
-    restarts: int = 1
-    copies: int = 10  # noise-ball copies
-    random_start: bool = False
-    batch_size: int = 100
-    n_images: int | None = None  # class-stratified subset of the split (`sspnet.data.subsets`); None: all
-    subset_seed: int = 0  # seed of that subset rule
-    device: str | None = None  # None: the model's device
-    quantize: bool = True  # round to 8-bit levels after each step (the original's behaviour)
-    seed: int = 0  # random starts and noise
-    keep_adv: int | None = None  # adversarial images kept per eps and rank (CPU); None: all, 0: none
-    keep_attack: str = WORST  # whose images are kept: "worst" (per-sample worst case) or an attack name
-    eps_unit: float = 1.0
-    early_stop: bool | None = None  # True: clean-misclassified images not attacked, fgsm/pgd stop per image at
-    # the first misclassified iterate; False: every attack in full; None: True when no images are kept (keep_adv=0)
-    queries: int = 5000  # square: model calls per image
-
-    def attack_names(self) -> list[str]:
-        """The attacks to run, in order ("all" expanded); ValueError for an unknown name."""
-        names: list[str] = []
-        for part in str(self.attack).lower().replace(" ", "").split(","):
-            for name in (ALL_ATTACKS if part == "all" else (part,)):
-                if name not in ATTACKS:
-                    raise ValueError(f"unknown attack {part!r}; valid attacks: {', '.join(ATTACKS)}, all")
-                if name not in names:
-                    names.append(name)
-        return names
-
-    def validated(self) -> "EvalConfig":
-        """A normalised copy; ValueError naming the bad field otherwise."""
-        norm = check_norm(self.norm)
-        eps = [self.eps] if isinstance(self.eps, (int, float)) else list(self.eps)
-        if not eps:
-            raise ValueError("eps: give at least one value")
-        eps = [check_eps(e, norm) for e in eps]
-        for e in eps:
-            if sub_quantum(e, self.quantize):
-                raise ValueError(f"eps={e:.4g} (pixel units) is below one 8-bit level and quantize is on, so every "
-                                 f"perturbation rounds to 0: the smallest eps that moves a pixel is 1/255 = "
-                                 f"{1 / LEVELS:.6f}; or set quantize=False")
-        if self.alpha is not None and check_positive(self.alpha, "alpha") * LEVELS < 0.5 and self.quantize \
-                and norm == "linf":
-            raise ValueError(f"alpha={self.alpha:.4g} (pixel units) is below half an 8-bit level and quantize is on, "
-                             "so every PGD step rounds back: use alpha >= 1/255 or quantize=False")
-        check_positive(self.alpha_rel, "alpha_rel")
-        for name, low in (("steps", 0), ("restarts", 1), ("copies", 1), ("batch_size", 1), ("queries", 1)):
-            check_count(getattr(self, name), name, low)
-        for name, low in (("n_images", 1), ("keep_adv", 0)):
-            if getattr(self, name) is not None:
-                check_count(getattr(self, name), name, low)
-        names = self.attack_names()
-        if self.keep_attack != WORST and self.keep_attack not in names:
-            raise ValueError(f"keep_attack must be 'worst' or one of the attacks run ({', '.join(names)}), got "
-                             f"{self.keep_attack!r}")
-        return dataclasses.replace(self, norm=norm, eps=tuple(eps))
-
-    def uses_early_stop(self) -> bool:
-        """Whether `evaluate` stops early (see `early_stop`)."""
-        return self.keep_adv == 0 if self.early_stop is None else bool(self.early_stop)
-
-    def alpha_for(self, eps: float) -> float:
-        """The PGD step at eps (pixel units)."""
-        if self.alpha is not None:
-            return float(self.alpha)
-        alpha = eps * self.alpha_rel
-        if self.quantize and self.norm == "linf":
-            alpha = max(alpha, 1 / 255)  # a smaller step would be rounded away
-        return max(alpha, 1e-12)
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)
+from sspnet.io.progress import Progress
 
 
 class _Rows:
@@ -172,7 +87,8 @@ def _check_inputs(images: Tensor, labels: Tensor) -> None:
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfig, *,
-             indices: Tensor | Sequence[int] | None = None, source: nn.Module | None = None) -> EvalResult:
+             indices: Tensor | Sequence[int] | None = None, source: nn.Module | None = None,
+             progress: Progress = None) -> EvalResult:
     """Clean and adversarial accuracy/loss of `model` for every attack and eps of `config`.
 
     Args:
@@ -183,6 +99,9 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
         indices: the images to use (indices into the split, chosen by the caller) instead of config.n_images.
         source: transfer evaluation: the attacks are crafted on this model (same input format) and `model` is
             evaluated on their images (no per-iterate early stop then: the iterates are judged by the source).
+        progress: None (silent) or `progress(done, total, note)` (`sspnet.io.progress`), called after every attack
+            on every batch (and per AutoAttack stage): done / total count image-attacks of this rank (images x
+            eps x attacks), the note names the attack, eps and the images it has done.
     Returns:
         EvalResult with aggregates per eps and attack, sanity flags, `subset`, per-sample rows and kept images.
     """
@@ -205,6 +124,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
                                       seed=cfg.seed, early_stop=early and crafter is None, queries=cfg.queries)
                for i, eps in enumerate(cfg.eps) for name in names}
     rows, kept, t_start = _Rows(device), 0, time.perf_counter()
+    tick = _Ticker(progress, len(local), cfg, names, attacks)
     with crafting_mode(net, "eval"), crafting_mode(crafter or net, "eval"):
         for start in range(0, len(local), cfg.batch_size):
             idx = sel[local[start:start + cfg.batch_size]]
@@ -213,7 +133,8 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
             keep = len(idx) if cfg.keep_adv is None else max(0, min(len(idx), cfg.keep_adv - kept))
             clean = _clean_batch(net, x, y, rows, check=start == 0)
             todo = clean.argmax(1) == y if early else torch.ones_like(y, dtype=torch.bool)
-            _attack_batch(net, attacks, cfg, names, _Batch(x, y, clean, todo, crafter is not None), rows, keep)
+            _attack_batch(net, attacks, cfg, names, _Batch(x, y, clean, todo, crafter is not None), rows, keep,
+                          tick.batch(start, len(idx)))
             if keep:
                 rows.keep("index", idx[:keep])
                 kept += keep
@@ -225,6 +146,41 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     result.adversarial = {k: torch.cat(v) for k, v in rows.kept.items()}
     result.model = dict(getattr(model, "config", {}) or {}) or None
     return result
+
+
+class _Ticker:
+    """evaluate's progress reports: image-attacks done of this rank, the attack in hand, AutoAttack's stages."""
+
+    def __init__(self, progress: Progress, n: int, cfg: EvalConfig, names: list[str], attacks: dict):
+        self.progress, self.n, self.cfg, self.names = progress, n, cfg, names
+        self.total = n * len(cfg.eps) * len(names)
+        self.done, self.start, self.size = 0, 0, 0
+        if progress is None:
+            return
+        for (i, name), attack in attacks.items():
+            if hasattr(attack, "on_stage"):  # AutoAttack: one report per stage (apgd-ce, apgd-t, fab-t, square)
+                attack.on_stage = lambda stage, i=i, name=name: self._say(
+                    f"{self._what(i, name)}: images {self.start + 1}-{self.start + self.size} of {self.n}, "
+                    f"{stage}")
+        self._say(f"{len(names)} attack(s) x {len(cfg.eps)} eps on {n} images")
+
+    def _what(self, i: int, name: str) -> str:
+        return f"{name} eps {self.cfg.eps[i] / self.cfg.eps_unit:g}"
+
+    def _say(self, note: str) -> None:
+        self.progress(self.done, self.total, note)
+
+    def batch(self, start: int, size: int) -> Callable[[int, str], None] | None:
+        """The after-attack callback of the batch at `start` (None: silent)."""
+        if self.progress is None:
+            return None
+        self.start, self.size = start, size
+
+        def done(i: int, name: str) -> None:
+            self.done += size
+            self._say(f"{self._what(i, name)}: {start + size}/{self.n} images")
+
+        return done
 
 
 def _fast(model: nn.Module) -> nn.Module:
@@ -278,8 +234,9 @@ def _run_attack(net: nn.Module, attack, b: _Batch) -> tuple[Tensor, Tensor]:
 
 
 def _attack_batch(net: nn.Module, attacks: dict, cfg: EvalConfig, names: list[str], b: _Batch,
-                  rows: _Rows, keep: int) -> None:
-    """Every attack at every eps on one batch: per-sample rows, the worst-case source, the kept images."""
+                  rows: _Rows, keep: int, done: Callable[[int, str], None] | None = None) -> None:
+    """Every attack at every eps on one batch: per-sample rows, the worst-case source, the kept images;
+    done(i, name) after each attack (progress)."""
     x, y = b.x, b.y
     for i in range(len(cfg.eps)):
         worst, src = WorstCase(), torch.zeros_like(y)
@@ -287,6 +244,8 @@ def _attack_batch(net: nn.Module, attacks: dict, cfg: EvalConfig, names: list[st
             t0 = rows.tick()
             x_adv, logits = _run_attack(net, attacks[(i, name)], b)
             rows.timings[f"{i}/{name}"] += rows.tick() - t0
+            if done is not None:
+                done(i, name)
             loss, wrong = rows.put(f"{i}/{name}", logits, y)
             d = x_adv - x
             for p_name, p in _NORM_P.items():

@@ -2,6 +2,9 @@
 
 Every file sspnet writes goes through `atomic_write`: a temporary file in the same folder, flushed and
 fsynced, then renamed over the target, so a crash at any moment leaves either the old or the new file.
+Modes are those a plain `open(path, "w")` gives: a new file gets 0666 less the process umask (0644 under the
+usual umask 022; set umask 077 for private files), a replaced file keeps the mode it had. An OSError while
+writing (ENOSPC, EROFS, EACCES, ...) names the target path and leaves the old file (or none) in place.
 """
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import io
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
@@ -26,20 +28,57 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _named(exc: OSError, path: Path) -> OSError:
+    """`exc` with `path` as its filename when it has none (a failing write or fsync names no file)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))  # same subclass (errno)
+
+
+def _mkstemp_like_open(path: Path) -> tuple[int, str]:
+    """A new temporary file next to `path` with the mode `open(path, "w")` would leave: 0666 less the umask
+    for a new file (O_CREAT applies the umask), the old file's mode when `path` exists (tempfile.mkstemp would
+    give 0600 whatever the umask)."""
+    try:
+        keep = os.stat(path).st_mode & 0o7777
+    except OSError:
+        keep = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{os.urandom(5).hex()}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        if keep is not None and hasattr(os, "fchmod"):
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, keep)
+        return fd, tmp
+    raise FileExistsError(f"no free temporary file name next to {path}")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(f)` on a temporary binary file next to `path`, fsync it, then rename it to `path`."""
+    """Call `write(f)` on a temporary binary file next to `path`, fsync it, then rename it to `path`.
+
+    The file gets the mode a plain open() gives (module docstring). An OSError names `path`; nothing is left
+    behind (the temporary file is removed, an existing `path` is untouched)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _mkstemp_like_open(path)
+    except OSError as exc:
+        raise _named(exc, path.parent) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
         raise
     _fsync_dir(path.parent)
     return path
@@ -65,11 +104,22 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append one line (e.g. to metrics.jsonl) and fsync it."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line.rstrip("\n") + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one line (e.g. to metrics.jsonl) and fsync it; a failed append (ENOSPC, ...) is cut off again, so
+    the file never ends in half a line, and the OSError names `path`."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        with open(path, "ab") as f:
+            start = f.tell()
+            try:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    f.truncate(start)
+                raise
+    except OSError as exc:
+        raise _named(exc, Path(path)) from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +45,44 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)  # torch.compile
 
 
+# how the files torch.save writes begin: a zip archive (torch >= 1.6) or a pickle (the legacy format, protocol 2+)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
 def safe_load(path: str | Path) -> Any:
-    """torch.load with weights_only=True (argparse.Namespace admitted for original checkpoints)."""
+    """torch.load with weights_only=True (argparse.Namespace admitted for original checkpoints).
+
+    FileNotFoundError when there is no file; ValueError in one line naming the file when it is no torch
+    checkpoint (empty, text, truncated or damaged) or when its pickle asks for anything but tensors and plain
+    containers (loading it could run code)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ValueError(f"{path} is empty, not a torch checkpoint (an interrupted copy or write?)")
+    if not head.startswith(_TORCH_MAGIC):
+        kind = "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "of an unknown format"
+        raise ValueError(f"{path} is not a torch checkpoint (it is {kind}); pass a .pt file written by torch.save "
+                         "or sspnet train, or a run folder")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on an unusual pickle protocol
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "Unsupported global" in ln or "GLOBAL" in ln), first[0] if first else "")
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        unsafe = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), None)
+        if unsafe is None:  # a damaged pickle, or one using instructions no weights file needs
+            detail = next((ln for ln in lines if "Unsupported operand" in ln), lines[-1] if lines else "")
+            raise ValueError(f"{path} is not a loadable weights file: damaged, or a pickle that holds more than "
+                             f"tensors ({detail[:160]}); nothing in it was run; use an intact checkpoint") from None
         raise ValueError(f"refused to load {path}: it is not a plain weights file and loading it could run code "
-                         f"({detail.strip()[:200]})") from None
-    except (RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+                         f"({unsafe[:200]})") from None
+    except Exception as exc:  # truncated zip (RuntimeError), cut pickle (EOFError), damaged records ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path} is a truncated or damaged torch checkpoint ({type(exc).__name__}: "
+                         f"{first[:160]}); use an intact copy") from None
 
 
 def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:

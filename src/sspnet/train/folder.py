@@ -4,7 +4,9 @@
                      "defaulted": the options filled from defaults, "budget_history": [{"epochs": E,
                      "at_epoch": epochs done, "at_step": steps done in the next epoch[, "milestones"]}, ...] (one
                      entry per --epochs the run was started or resumed with), "world_size", "model_config",
-                     "provenance"}
+                     "scheme_hashes": {scheme file: hash of its coefficients} (a resume refuses an edited
+                     file), "provenance"}
+    .sspnet.lock    while a process trains the run: its PID (`sspnet.io.lock`; a second process is refused)
     metrics.jsonl   one JSON record per finished epoch (val_* / test_*: clean loss and accuracy in %)
     train.log       timestamped lines (also echoed to stderr unless quiet)
     model_acc.pt / model_loss.pt    the model of the best accuracy / loss on the split --select-on names (val
@@ -19,13 +21,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from sspnet import distributed as dist
 from sspnet.data.specs import get_dataset_spec
@@ -38,8 +39,25 @@ RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "model_acc.pt", "model
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """A last.pt training state (torch.load with weights_only=True, on CPU)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A last.pt training state (the safe loader: torch.load with weights_only=True, on CPU); ValueError in one
+    line naming the file when it is empty, truncated or no checkpoint."""
+    from sspnet.nn.checkpoints import safe_load
+
+    return safe_load(path)
+
+
+def scheme_hashes(cfg: TrainConfig) -> dict[str, str]:
+    """{scheme file: hash of its coefficients} for the model and block groups that are scheme files (registered
+    names have none): config.json records them, and a resume refuses a file whose coefficients changed."""
+    from sspnet.nn.registry import model_identity
+
+    out = {}
+    for name in [cfg.model, *(cfg.groups or [])]:
+        identity = model_identity(name)
+        if isinstance(identity, dict):
+            text = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+            out[str(name)] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return out
 
 
 class RunFolder:
@@ -58,12 +76,28 @@ class RunFolder:
         self.defaulted = list(defaulted or [])
         self.saved: dict[str, Any] = {}  # resume: the stored options and config.json's other records
         self.meta: dict[str, Any] = {"defaulted": [], "budget_history": []}
+        self.state: dict[str, Any] | None = None  # resume: last.pt, read by check()
+        self._lock = None  # rank 0: the folder's FolderLock from check() to release()
 
     def check(self) -> None:
-        """ValueError / FileExistsError when the folder does not fit --resume / --force (nothing written).
+        """ValueError / FileExistsError when the folder does not fit --resume / --force (nothing written);
+        FolderLockedError when another process works in it (rank 0 holds the folder's lock from here to
+        `release()`).
 
         An epoch-dependent option the run took from its default (milestones) must equal the default for the
-        new --epochs."""
+        new --epochs. A resume reads last.pt here: it must exist and be readable, hold no more epochs than
+        --epochs, and every scheme file must still hold the coefficients the run started with."""
+        from sspnet.io.lock import FolderLock
+
+        if self.main and self._lock is None:
+            self._lock = FolderLock(self.path, "sspnet train").acquire()
+        try:
+            self._check()
+        except BaseException:
+            self.release()
+            raise
+
+    def _check(self) -> None:
         run, cfg = self.path, self.cfg
         self.existing = [n for n in RUN_FILES if (run / n).exists()]
         if cfg.resume:
@@ -76,15 +110,48 @@ class RunFolder:
             if bad:
                 raise ValueError(f"cannot resume {run}: it was made with other settings: {'; '.join(bad)}. "
                                  "Resume without those flags, or start a new run with another --save (or --force)")
+            self._check_schemes()
+            self.state = self._read_last()
         elif self.existing and not cfg.force:
             raise FileExistsError(f"run folder {run} already holds a run ({', '.join(self.existing)}); pass "
                                   f"--resume {run} to continue it, --force to overwrite it, or another --save folder")
 
+    def _check_schemes(self) -> None:
+        """Resume: ValueError when a scheme file's coefficients differ from those the run started with."""
+        stored = self.meta.get("scheme_hashes") or {}
+        now = scheme_hashes(self.cfg)
+        changed = [name for name, h in stored.items() if name in now and now[name] != h]
+        if changed:
+            raise ValueError(f"cannot resume {self.path}: the scheme file {changed[0]} was edited since the run "
+                             "started (its coefficients differ); restore it, or start a new run with another --save "
+                             "(or --force)")
+
+    def _read_last(self) -> dict[str, Any]:
+        """Resume: last.pt, checked against --epochs; one-line errors saying what to do."""
+        run, last = self.path, self.path / "last.pt"
+        if not last.is_file():
+            raise FileNotFoundError(f"cannot resume {run}: it has no last.pt (the run saved no training state "
+                                    "yet); start it over with --force instead of --resume")
+        try:
+            state = load_state(last)
+        except ValueError as exc:
+            raise ValueError(f"cannot resume {run}: {exc}; or start the run over with --force") from None
+        done = state.get("epoch") if isinstance(state, dict) else None
+        if isinstance(done, int) and self.cfg.epochs < done:
+            raise ValueError(f"cannot resume {run} with --epochs {self.cfg.epochs}: it has trained {done} epochs "
+                             f"already; pass --epochs {done} or more (nothing was changed)")
+        return state
+
+    def release(self) -> None:
+        """Drop the folder's lock (rank 0; a no-op when not held)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def open(self) -> dict[str, Any] | None:
-        """Resume: the last.pt state (None if the run never saved one). Otherwise delete the old run's files."""
+        """Resume: the last.pt state read by `check()`. Otherwise delete the old run's files."""
         if self.cfg.resume:
-            last = self.path / "last.pt"
-            return load_state(last) if last.is_file() else None
+            return self.state
         dist.barrier()
         if self.main:
             for n in self.existing:
@@ -108,7 +175,7 @@ class RunFolder:
                 "format_version": CONFIG_FORMAT_VERSION, "config": dataclasses.asdict(self.cfg),
                 "defaulted": self._defaulted(), "budget_history": self._budgets(epoch, step),
                 "world_size": self.info.world_size, "model_config": model_config,
-                "provenance": fileio.provenance()})
+                "scheme_hashes": scheme_hashes(self.cfg), "provenance": fileio.provenance()})
         return history
 
     def _defaulted(self) -> list[str]:

@@ -69,11 +69,18 @@ def step_generator(seed: int, epoch: int, step: int, device: torch.device, rank:
 
 
 class _Stop:
-    """SIGINT handler: the first Ctrl-C asks the loop to stop at the next sync point, a second one aborts."""
+    """SIGINT handler: the first Ctrl-C asks the loop to stop at the next sync point, a second one aborts.
+
+    A second SIGINT within `SAME_PRESS` seconds of the first counts as the same Ctrl-C: a terminal's Ctrl-C
+    reaches every process of its group, so `sspnet compare`'s workers get it from the terminal and again from
+    the driver that forwards it."""
+
+    SAME_PRESS = 2.0
 
     def __init__(self):
         self.requested = False
         self._old = None
+        self._first = 0.0
 
     def __enter__(self):
         try:
@@ -84,8 +91,10 @@ class _Stop:
 
     def _handle(self, signum, frame):
         if self.requested:
+            if time.monotonic() - self._first < self.SAME_PRESS:
+                return
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self._first = True, time.monotonic()
 
     def __exit__(self, *exc):
         if self._old is not None:
@@ -110,6 +119,8 @@ def train(config: TrainConfig) -> TrainResult:
         finished = True
         return result
     finally:
+        if run is not None:
+            run.folder.release()
         if created and info.distributed:
             # DDP holds the process group: left to the interpreter's exit, gloo's threads can abort the process
             run = None
@@ -141,9 +152,13 @@ def _train_run(run: Run) -> TrainResult:
                 folder.end_epoch(rec, st)
                 _log_epoch(run, rec, tb)
         except KeyboardInterrupt:
-            folder.save_state(st)
-            folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step}; last.pt saved. Continue with: "
-                       f"sspnet train --resume {folder.path}")
+            if bool(_finite_state(run)):
+                folder.save_state(st)
+                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step}; last.pt saved. Continue with: "
+                           f"sspnet train --resume {folder.path}")
+            else:  # aborted between two checks with broken weights: keep the last good last.pt
+                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step} with non-finite weights; last.pt "
+                           "not overwritten (it keeps the last good state)")
             raise
         finally:
             if tb is not None:
@@ -198,18 +213,40 @@ def _generator(run: Run, epoch: int, step: int) -> torch.Generator | None:
     return step_generator(run.cfg.seed, epoch, step, run.device, run.info.rank)
 
 
+def _finite_state(run: Run) -> torch.Tensor:
+    """1 when every weight, buffer and floating optimizer-state tensor is finite, else 0 (on the device, no
+    sync): a huge --decay can overflow the weights at a step whose loss was still finite."""
+    st = run.state
+    tensors = [t for t in st.model.state_dict().values() if t.is_floating_point()]
+    tensors += [v for s in st.optimizer.state.values() for v in s.values()
+                if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not tensors:
+        return torch.ones((), device=run.device)
+    return torch.stack([torch.isfinite(t).all() for t in tensors]).all().float()
+
+
+def _nonfinite_advice(run: Run) -> str:
+    """What to do after a non-finite loss or weights: commands that work (a resume keeps the run's --lr)."""
+    last = run.folder.path / "last.pt"
+    kept = (f"{last} keeps the last good state, but a resume keeps the run's --lr and --decay and would fail again"
+            if last.is_file() else "no training state was saved")
+    return f"{kept}; start the run over with a lower --lr (or --decay) and --force"
+
+
 def _check(run: Run, bad: torch.Tensor, stop: _Stop | None) -> None:
-    """Sync point, agreed by all ranks: NonFiniteLossError for a non-finite loss, KeyboardInterrupt on Ctrl-C."""
+    """Sync point, agreed by all ranks: NonFiniteLossError for a non-finite loss or non-finite weights /
+    optimizer state (checked here, before any save), KeyboardInterrupt on Ctrl-C."""
     requested = stop is not None and stop.requested
-    flags = torch.stack([bad, torch.full_like(bad, float(requested))])
-    first_bad, stopping = dist.all_reduce_max(flags).tolist()
-    if first_bad:
-        epoch = run.state.epoch + 1
-        msg = (f"non-finite training loss (NaN or inf) at epoch {epoch}, step {int(first_bad)}; stopped. "
-               f"{run.folder.path / 'last.pt'} keeps the last good state; lower --lr and resume with --resume, "
-               "or restart with --force")
+    broken = 1.0 - _finite_state(run).to(bad.dtype)
+    flags = torch.stack([bad, torch.full_like(bad, float(requested)), broken])
+    first_bad, stopping, weights_bad = dist.all_reduce_max(flags).tolist()
+    if first_bad or weights_bad:
+        epoch, step = run.state.epoch + 1, int(first_bad) or run.state.step
+        what = (f"non-finite training loss (NaN or inf) at epoch {epoch}, step {step}" if first_bad else
+                f"non-finite weights or optimizer state (NaN or inf) at epoch {epoch}, by step {step}")
+        msg = f"{what}; stopped. {_nonfinite_advice(run)}"
         run.folder.log(msg)
-        raise NonFiniteLossError(msg, epoch, int(first_bad))
+        raise NonFiniteLossError(msg, epoch, step)
     if stopping:
         raise KeyboardInterrupt
 

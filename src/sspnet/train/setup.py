@@ -84,6 +84,14 @@ def prepare(cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None =
         raise ValueError(f"--tbsize {cfg.batch_size} must be divisible by the number of processes "
                          f"({info.world_size})")
     folder = RunFolder(cfg, info, defaulted)
+    try:
+        return _prepare(cfg, info, device, folder)
+    except BaseException:
+        folder.release()  # the folder's lock (`RunFolder.check`), held only while the run is alive
+        raise
+
+
+def _prepare(cfg: TrainConfig, info: dist.DistInfo, device: torch.device, folder: RunFolder) -> Run:
     folder.check()
     train_batches, val_batches, test_batches = _batches(cfg, info, device)
     steps = len(train_batches) if cfg.steps_per_epoch is None else min(len(train_batches), cfg.steps_per_epoch)

@@ -86,7 +86,12 @@ class TrainState:
         """Continue from a `state_dict()` (also sets the global RNG states); ValueError if it is none."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{source} is not an sspnet training state")
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[-1].strip()[:200]
+            raise ValueError(f"{source} does not fit the run's model (config.json changed since it was saved?): "
+                             f"{first}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         load_schedule_state(self.scheduler, state["scheduler"])  # this run's budget, the saved step
         if self.scaler is not None and state.get("scaler"):

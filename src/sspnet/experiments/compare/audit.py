@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sspnet.experiments.compare.comparisons import baseline_of
+from sspnet.experiments.compare.findings import short_name
 from sspnet.experiments.compare.plan import PlannedRun, config_hash
 
 AUDIT_FILE = "audit.json"
@@ -92,12 +93,14 @@ def execute_audit(job: AuditJob, ev: Any, dataset: str, device: str, data_root: 
 def _worker(args: tuple) -> dict[str, Any]:
     import torch
 
-    torch.set_num_threads(1)
+    from sspnet.experiments.compare.executor import worker_threads
+
+    torch.set_num_threads(worker_threads())  # 1 unless compare was given --threads (pool_map's initializer)
     return execute_audit(*args)
 
 
 def run_audits(plan: list[PlannedRun], records: dict[int, dict[str, Any]], settings: dict[str, Any], device: str,
-               data_root: str | None, jobs: int, say: Callable[[str], None]) -> str | None:
+               data_root: str | None, jobs: int, say: Callable[[str], None], threads: int = 1) -> str | None:
     """Audit every run (cached ones read back) and put each audit in records[index]["audit"]; returns why
     the audit did not run (None when it did)."""
     from sspnet.experiments.compare.executor import pool_map
@@ -129,7 +132,7 @@ def run_audits(plan: list[PlannedRun], records: dict[int, dict[str, Any]], setti
             start(job)
             done(job, execute_audit(job, *common))
     else:
-        pool_map(todo, _worker, common, min(jobs, len(todo)), start, done)
+        pool_map(todo, _worker, common, min(jobs, len(todo)), start, done, threads=threads)
     return None
 
 
@@ -166,7 +169,7 @@ def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: 
 
 def run_name(rec: dict[str, Any]) -> str:
     """'ssp2 seed 0' (with the variant when there is one)."""
-    return f"{rec['model']} seed {rec['seed']}{' ' + rec['variant'] if rec.get('variant') else ''}"
+    return f"{short_name(rec['model'])} seed {rec['seed']}{' ' + rec['variant'] if rec.get('variant') else ''}"
 
 
 def audit_summary(records: list[dict[str, Any]], note: str | None = None) -> dict[str, Any]:

@@ -156,6 +156,8 @@ class EvalSettings:
         for v in (self.eps, *self.sweep):
             if not 0 < v <= 1:
                 raise ValueError(f"eps values must be in (0, 1] pixel units, got {v}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha (--alpha, the PGD step) must be in (0, 1] pixel units, got {self.alpha!r}")
 
     def key(self) -> dict[str, Any]:
         """What the evaluation hash covers (the resolved values; the relative defaults are not needed; the
@@ -189,7 +191,8 @@ class CompareConfig:
     """The whole experiment. train: TrainConfig options shared by all runs (eps / alpha in pixel units);
     eval: EvalSettings options; grid: (blocks, PGD steps of training) variants, or None for one variant.
     jobs: runs in parallel processes with one thread each (None: 2 on a CPU with >= 2 cores, 1 on a GPU;
-    1: in this process)."""
+    1: in this process). threads: torch threads of each run (None: 1; on a CPU also with one job, so that the
+    numbers do not depend on jobs; a value other than 1 is part of the runs' cache hashes)."""
 
     preset: str = "default"
     dataset: str | None = None
@@ -204,6 +207,7 @@ class CompareConfig:
     jobs: int | None = None
     dry_run: bool = False
     quiet: bool = False
+    threads: int | None = None
 
     def resolved(self) -> Resolved:
         """The preset filled in and every choice checked (ValueError with one line naming the option)."""
@@ -214,7 +218,7 @@ class CompareConfig:
         p = PRESETS[self.preset]
         dataset = self.dataset or p["dataset"]
         get_dataset_spec(dataset)  # ValueError listing the datasets
-        models = _check_models(list(self.models or p["models"]))
+        models = _check_models(list(p["models"] if self.models is None else self.models))  # [] is refused
         seeds = p["seeds"] if self.seeds is None else self.seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")

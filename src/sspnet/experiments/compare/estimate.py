@@ -153,11 +153,12 @@ def _makespan(seconds: list[float], jobs: int) -> float:
 
 
 def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: int, *, budget_s: float = 4.0,
-                  measure: Callable | None = None) -> Estimate:
+                  measure: Callable | None = None, worker_threads: int | None = None) -> Estimate:
     """The plan's expected wall time on `device` with `jobs` workers. Cached runs and audits count zero, runs
     with status evaluate only their evaluation; AutoAttack where compare runs it (in the audit when that is on).
     measure(TrainConfigs by (model, blocks), ev, device, threads, budget_s) -> {(model, blocks): Costs}; default
-    `measure_costs` (about budget_s seconds)."""
+    `measure_costs` (about budget_s seconds). worker_threads: compare's --threads (None: 1 per worker with
+    jobs > 1 on a CPU, else this process's threads)."""
     import torch
 
     from sspnet.data.specs import get_dataset_spec
@@ -165,7 +166,8 @@ def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: 
     from sspnet.experiments.compare.evaluation import autoattack_in_evaluation, use_autoattack
 
     ev, n_test = settings["eval"], get_dataset_spec(settings["dataset"]).n_test
-    threads = 1 if jobs > 1 and torch.device(device).type == "cpu" else torch.get_num_threads()
+    threads = (worker_threads if worker_threads is not None else
+               1 if jobs > 1 and torch.device(device).type == "cpu" else torch.get_num_threads())
     runs = [r for r in plan if r.status != "cached"]
     audits = ([j for j in plan_audits(plan, settings["eval_hash"], ev) if read_cached(j) is None]
               if ev.audit == "on" and audit_function() is not None else [])

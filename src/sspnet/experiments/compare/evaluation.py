@@ -54,7 +54,7 @@ def describe_images(labels: Tensor, chosen: dict[str, Tensor]) -> dict[str, dict
 def _config(ev: Any, attack: str, eps: list[float], **kw: Any):
     """An engine EvalConfig with compare's common settings: a random start only with restarts > 1, 8-bit
     rounding as ev.quantize, early stop as ev.early_stop where no images are kept (keep_adv=0)."""
-    from sspnet.eval.robustness import EvalConfig
+    from sspnet.eval.config import EvalConfig
 
     kw.setdefault("early_stop", ev.early_stop if kw.get("keep_adv") == 0 else False)
     return EvalConfig(attack=attack, eps=eps, steps=ev.steps, restarts=ev.restarts, random_start=ev.restarts > 1,

@@ -88,9 +88,24 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
     return read_record(run)
 
 
+_WORKER_THREADS = 1  # intra-op threads of a worker process (set by `pool_map`'s initializer: --threads)
+
+
+def _init_worker(threads: int) -> None:
+    global _WORKER_THREADS
+    _WORKER_THREADS = int(threads)
+    torch.set_num_threads(_WORKER_THREADS)
+
+
+def worker_threads() -> int:
+    """The intra-op threads of this worker process (1 unless compare was given --threads)."""
+    return _WORKER_THREADS
+
+
 def _worker(args: tuple) -> dict[str, Any]:
-    """Process-pool entry: one intra-op thread per job (parallel runs instead of parallel convolutions)."""
-    torch.set_num_threads(1)
+    """Process-pool entry: one intra-op thread per job by default (parallel runs instead of parallel
+    convolutions; --threads sets another number)."""
+    torch.set_num_threads(_WORKER_THREADS)
     return execute_run(*args)
 
 
@@ -154,42 +169,137 @@ def run_serial(prog: Progress, common: tuple, records: dict[int, dict[str, Any]]
         prog.finish(run, records[run.index])
 
 
-def run_pool(prog: Progress, jobs: int, common: tuple, records: dict[int, dict[str, Any]]) -> None:
-    """Execute the runs to do in `jobs` worker processes (spawned), longest first."""
+def run_pool(prog: Progress, jobs: int, common: tuple, records: dict[int, dict[str, Any]], threads: int = 1) -> None:
+    """Execute the runs to do in `jobs` worker processes (spawned), longest first, `threads` threads each."""
     def done(run: PlannedRun, rec: dict[str, Any]) -> None:
         records[run.index] = rec
         prog.finish(run, rec)
 
     queue = sorted(prog.todo, key=lambda r: -r.cost_units)  # longest first: the last job is a short one
-    pool_map(queue, _worker, common, jobs, prog.start, done)
+    pool_map(queue, _worker, common, jobs, prog.start, done, threads=threads)
+
+
+def _parent_watch(parent: int, interval: float = 0.5) -> None:
+    """Worker thread: exit the process at once when the driver (`parent`) is gone (killed with SIGKILL, say):
+    a worker must never train on into a folder that a re-run resumes. Runs are crash-safe (atomic last.pt)."""
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_pool_worker(parent: int, threads: int) -> None:
+    """Pool initializer: the worker's threads (`_init_worker`); watch the driver; ignore SIGINT while idle (the
+    driver stops the workers itself)."""
+    import threading
+
+    _init_worker(threads)
+    threading.Thread(target=_parent_watch, args=(parent,), daemon=True, name="sspnet-parent-watch").start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_job(worker: Callable, args: tuple) -> Any:
+    """One job in a worker: Ctrl-C (from the terminal or forwarded by the driver) interrupts it; the trainer's
+    own handler makes it save last.pt first."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return worker(args)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP in the driver of a pool: handled like Ctrl-C (the workers are stopped, then it exits)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While a pool runs, SIGTERM and SIGHUP raise _Terminated in the driver's main thread, so that the workers
+    are stopped before it exits (Python's default would end the driver at once and orphan them)."""
+    def handle(signum, frame):
+        raise _Terminated(f"signal {signum}")
+
+    old = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None:
+            continue
+        try:
+            old[sig] = signal.signal(sig, handle)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _stop_workers(procs: list[Any], grace: float, interrupt: bool) -> None:
+    """End the pool's worker processes: SIGINT first when `interrupt` (a training worker saves last.pt at its
+    next step), then SIGTERM / SIGKILL for any still alive after `grace` seconds (or at a second Ctrl-C)."""
+    alive = [p for p in procs if p.is_alive()]
+    if interrupt:
+        for proc in alive:
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    try:
+        while alive and time.monotonic() < deadline:
+            alive[0].join(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+            alive = [p for p in alive if p.is_alive()]
+    except KeyboardInterrupt:  # a second Ctrl-C: do not wait
+        pass
+    for sig in (signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)):
+        for proc in [p for p in alive if p.is_alive()]:
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, sig)
+        for proc in alive:
+            proc.join(timeout=2.0)
+        alive = [p for p in alive if p.is_alive()]
+        if not alive:
+            break
+
+
+# seconds a worker gets to save last.pt after Ctrl-C before it is killed (it saves at its next sync point)
+STOP_GRACE = 30.0
 
 
 def pool_map(items: list[Any], worker: Callable, common: tuple, jobs: int, on_start: Callable,
-             on_done: Callable) -> None:
-    """worker((item, *common)) for every item in `jobs` spawned processes, in order of submission;
-    on_start(item) before and on_done(item, result) after each. worker must be a module-level function."""
+             on_done: Callable, threads: int = 1) -> None:
+    """worker((item, *common)) for every item in `jobs` spawned processes of `threads` torch threads each, in
+    order of submission; on_start(item) before and on_done(item, result) after each. worker must be a
+    module-level function.
+
+    The workers never outlive this call: they are ended when it returns or raises, on Ctrl-C, SIGTERM or SIGHUP
+    of this process (after a grace period to save last.pt), and each exits by itself within a second when this
+    process dies without cleaning up (SIGKILL)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     queue = list(items)
     ctx = multiprocessing.get_context("spawn")  # no fork after torch started its thread pools
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_pool_worker,
+                               initargs=(os.getpid(), threads))
     running: dict[Any, Any] = {}
+    procs: dict[int, Any] = {}
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                item = queue.pop(0)
-                on_start(item)
-                running[pool.submit(worker, (item, *common))] = item
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                item = running.pop(fut)
-                on_done(item, fut.result())
+        with _terminate_as_interrupt():
+            while queue or running:
+                while queue and len(running) < jobs:
+                    item = queue.pop(0)
+                    on_start(item)
+                    running[pool.submit(_run_job, worker, (item, *common))] = item
+                    procs.update(getattr(pool, "_processes", None) or {})
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = running.pop(fut)
+                    on_done(item, fut.result())
     except BaseException:
-        # Ctrl-C (or a failed run): the workers save last.pt at their next step (the trainer's SIGINT handler)
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            with contextlib.suppress(OSError):
-                os.kill(proc.pid, signal.SIGINT)
-        pool.shutdown(wait=True, cancel_futures=True)
+        procs.update(getattr(pool, "_processes", None) or {})
+        # Ctrl-C, SIGTERM or a failed run: the other workers save last.pt at their next step, then exit
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(list(procs.values()), STOP_GRACE, interrupt=True)
         raise
+    procs.update(getattr(pool, "_processes", None) or {})
     pool.shutdown(wait=True)
+    _stop_workers(list(procs.values()), 5.0, False)  # normally all gone already: nothing idles after the call

@@ -23,8 +23,17 @@ def amount(value: float, metric: str, signed: bool = False) -> str:
     return (f"{value:+.{k}f}" if signed else f"{value:.{k}f}") + (" points" if is_accuracy(metric) else "")
 
 
+def short_name(model: str) -> str:
+    """A model as the report names it: a scheme file by its stem ('ralston' for /path/to/ralston.yaml), any
+    other model by its option name ('ssp2')."""
+    text = str(model)
+    if text.lower().endswith((".yaml", ".yml", ".json")) or "/" in text or "\\" in text:
+        return Path(text).stem
+    return text
+
+
 def _who(row: dict[str, Any]) -> str:
-    return f"{row['model']}{' (' + row['variant'] + ')' if row['variant'] else ''}"
+    return f"{short_name(row['model'])}{' (' + row['variant'] + ')' if row['variant'] else ''}"
 
 
 def _effect(row: dict[str, Any], kind: str) -> str:
@@ -41,8 +50,8 @@ def _span(values: list[float], metric: str) -> str:
 
 
 def _design(comp: dict[str, Any], seeds: int, n_images: Any) -> str:
-    models = sorted({r["model"] for r in comp["rows"]})
-    base = comp["rows"][0]["baseline"] if comp["rows"] else "?"
+    models = sorted({short_name(r["model"]) for r in comp["rows"]})
+    base = short_name(comp["rows"][0]["baseline"]) if comp["rows"] else "?"
     return (f"{len(models)} model(s) against {base} ({', '.join(models)}), {seeds} seed(s), {n_images} test "
             f"images; {comp['tests']} tests, Holm-corrected at family-wise alpha {ALPHA}; minimum detectable "
             f"differences (MDD) at {POWER:.0%} power and alpha/{comp['tests']} = {comp['alpha_mdd']:.2g}.")
@@ -147,14 +156,60 @@ def checkpoints(records: list[dict[str, Any]]) -> str:
     return text
 
 
+CHANCE_MARGIN = 5.0  # points of clean accuracy above 100 / classes still counted as chance level
+
+
+def at_chance(records: list[dict[str, Any]], margin: float = CHANCE_MARGIN) -> list[dict[str, Any]]:
+    """The models (per variant) whose clean accuracy, mean over their runs, is within `margin` points of chance
+    (100 / classes of the dataset): [{"model", "variant", "clean", "chance", "runs"}] in the order of the records."""
+    from sspnet.data.specs import get_dataset_spec
+
+    seen: dict[tuple[str, str], list[float]] = {}
+    chance: dict[tuple[str, str], float] = {}
+    for r in records:
+        clean = (r.get("eval") or {}).get("clean")
+        dataset = (r.get("growth") or {}).get("dataset")
+        if clean is None or not dataset:
+            continue
+        try:
+            classes = get_dataset_spec(dataset).num_classes
+        except (KeyError, ValueError):
+            continue
+        key = (r["model"], r.get("variant") or "")
+        seen.setdefault(key, []).append(float(clean))
+        chance[key] = 100.0 / classes
+    out = []
+    for (model, variant), values in seen.items():
+        mean = sum(values) / len(values)
+        if mean <= chance[(model, variant)] + margin:
+            out.append({"model": model, "variant": variant, "clean": mean, "chance": chance[(model, variant)],
+                        "runs": len(values)})
+    return out
+
+
+def chance_text(items: list[dict[str, Any]]) -> str:
+    """The warning sentence about models at chance accuracy ('' when none is)."""
+    if not items:
+        return ""
+    who = "; ".join(f"{short_name(d['model'])}{' (' + d['variant'] + ')' if d['variant'] else ''}: clean "
+                    f"{d['clean']:.1f}% (mean of {d['runs']} run(s)), chance {d['chance']:.1f}%" for d in items)
+    one = len(items) == 1
+    return (f"WARNING: {'a model is' if one else 'models are'} at chance accuracy ({who}): "
+            f"{'it' if one else 'they'} did not learn, so {'its' if one else 'their'} robust accuracies and growth "
+            f"ratios say nothing about {'its' if one else 'their'} architecture (check the training recipe: learning "
+            "rate, epochs).")
+
+
 def findings(comp: dict[str, Any], records: list[dict[str, Any]], seeds: int, n_images: Any,
              audit: dict[str, Any] | None = None) -> list[str]:
-    """The Findings section (markdown lines)."""
+    """The Findings section (markdown lines); a warning first when a model is at chance accuracy."""
     rows = comp["rows"]
+    chance = chance_text(at_chance(records))
     if not rows:
-        text = "One model only: nothing to compare. " + _audit(audit)
+        text = " ".join(p for p in (chance, "One model only: nothing to compare. " + _audit(audit)) if p)
     else:
-        parts = [_design(comp, seeds, n_images), _seed_level(rows, seeds, rows[0]["baseline"]),
+        parts = [chance, _design(comp, seeds, n_images),
+                 _seed_level(rows, seeds, short_name(rows[0]["baseline"])),
                  _image_level(rows, seeds), _bounds(rows, seeds, n_images), _audit(audit),
                  f"Evaluated at: {checkpoints(records)}."]
         text = " ".join(p for p in parts if p)

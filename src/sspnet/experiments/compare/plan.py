@@ -102,12 +102,16 @@ def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], dict[str, Any]]:
                         "data_root": config.data_root, "device": config.device, "quiet": True}
                 tc = TrainConfig.from_dict(opts)
                 tc.validate()
-                h = config_hash(train_key(tc))
+                key = train_key(tc)
+                if config.threads not in (None, 1):  # CPU float results depend on the thread count
+                    key["threads"] = config.threads
+                h = config_hash(key)
                 name = f"{label + '-' if label else ''}{Path(model).stem}-s{seed}-{h[:8]}"
                 tc.save = str(runs_dir / name)
                 plan.append(PlannedRun(len(plan) + 1, model, seed, label, tc, h, runs_dir / name,
                                        cost_units=cost_units(model, res.dataset, tc.blocks)))
-    eval_hash = config_hash(res.eval.key())
+    eval_hash = config_hash({**res.eval.key(), **({"threads": config.threads}
+                                                 if config.threads not in (None, 1) else {})})
     for run in plan:
         run.status = run_status(run, eval_hash)
     settings = {"preset": config.preset, "dataset": res.dataset, "models": res.models, "seeds": res.seeds,

@@ -14,7 +14,7 @@ from typing import Any
 from sspnet.experiments.compare import tables
 from sspnet.experiments.compare.audit import audit_section, audit_summary
 from sspnet.experiments.compare.comparisons import compare_to_baseline
-from sspnet.experiments.compare.findings import checkpoints, findings
+from sspnet.experiments.compare.findings import at_chance, chance_text, checkpoints, findings, short_name
 from sspnet.experiments.compare.perimage import FORMAT, share_images
 from sspnet.experiments.compare.stats import METRICS, aggregate, run_metrics
 from sspnet.experiments.compare.tables import fmt, model_label
@@ -31,26 +31,55 @@ def _machine() -> str:
             f"threads, Python {platform.python_version()}, {platform.system()}")
 
 
-def _variant_plots(out: Path, variant: str, rows: dict[str, Any], ev: Any) -> list[str]:
-    """accuracy_vs_eps, growth_depth (and growth_groups with several groups) PNGs of one variant."""
+def _variant_plots(out: Path, variant: str, rows: dict[str, Any], ev: Any, dataset: str | None = None) -> list[str]:
+    """accuracy_vs_eps, growth_depth (group boundaries marked) and growth_groups (with several groups) PNGs of one
+    variant; eps in the dataset's unit (k/255 for CIFAR-10 / TinyImageNet)."""
+    from sspnet.eval.plots import eps_text
     from sspnet.experiments.compare.plots import plot_accuracy_vs_eps, plot_growth
 
+    unit = _eps_unit(dataset)
     suffix = f"_{variant}" if variant else ""
     named = {model_label(m): row for m, row in rows.items()}
     curves = {m: ([float(e) for e in row["sweep"]], [v[0] for v in row["sweep"].values()],
                   [v[1] for v in row["sweep"].values()]) for m, row in named.items()}
-    files = [plot_accuracy_vs_eps(curves, out / f"accuracy_vs_eps{suffix}.png",
-                                  title=f"PGD-{ev.steps}, {ev.sweep_images} test images {variant}".strip())]
+    files = [plot_accuracy_vs_eps(curves, out / f"accuracy_vs_eps{suffix}.png", eps_unit=unit,
+                                  title=f"{dataset + ': ' if dataset else ''}PGD-{ev.steps} (L∞), {ev.sweep_images} "
+                                        f"test images{'; ' + variant if variant else ''}\nerror bars: ± std over "
+                                        "seeds")]
     kinds = [("block", "growth_blocks", "growth_depth")]
     if max(len(g) for row in rows.values() for g in row["growth_groups"].values()) > 1:
         kinds.append(("group", "growth_groups", "growth_groups"))
+    shapes = {tuple(row.get("blocks_per_group") or ()) for row in rows.values()}
+    groups = list(shapes.pop()) if len(shapes) == 1 else None
     for by, key, stem in kinds:
         files.append(plot_growth({m: row[key] for m, row in named.items()}, out / f"{stem}{suffix}.png",
                                  baselines={m: row[key + "_noise"] for m, row in named.items()}, by=by,
                                  errors={m: row.get(key + "_std", {}) for m, row in named.items()},
-                                 title=f"perturbation growth per {by}{' ' + variant if variant else ''} "
-                                       f"(PGD-{ev.steps} at eps {ev.eps:.3g}; band: ± std over seeds)"))
+                                 blocks_per_group=groups,
+                                 title=f"perturbation growth per {'block' if by == 'block' else 'block group'}"
+                                       f"{' (' + variant + ')' if variant else ''}: PGD-{ev.steps} at L∞ eps "
+                                       f"{eps_text(ev.eps, unit)} vs {ev.growth_noise} noise of the same eps,\n"
+                                       f"{ev.growth_images} {dataset + ' ' if dataset else ''}test images; "
+                                       f"{_spread(rows, key)}: ± std over seeds"))
     return [f.name for f in files]
+
+
+def _spread(rows: dict[str, Any], key: str) -> str:
+    """How the growth plot shows the spread over seeds: a band along several points, error bars at one."""
+    points = max((len(v) for row in rows.values() for v in row[key].values()), default=0)
+    return "band" if points > 1 else "error bars"
+
+
+def _eps_unit(dataset: str | None) -> float:
+    """The dataset's eps unit (1/255 for colour datasets, 1 for grey ones; 1 when unknown)."""
+    if not dataset:
+        return 1.0
+    from sspnet.data.specs import get_dataset_spec
+
+    try:
+        return float(get_dataset_spec(dataset).eps_unit)
+    except (KeyError, ValueError):
+        return 1.0
 
 
 def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, Any], elapsed: float,
@@ -63,14 +92,18 @@ def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, A
     agg, comp = aggregate(records), compare_to_baseline(records)
     has_aa = any(r["eval"].get("autoattack") is not None for r in records)
     metrics = [(k, name) for k, name in METRICS if k != "autoattack" or has_aa]
-    plots = {variant: _variant_plots(out, variant, rows, ev) for variant, rows in agg.items()}
+    plots = {variant: _variant_plots(out, variant, rows, ev, settings.get("dataset"))
+             for variant, rows in agg.items()}
     audit = audit_summary(records, audit_note)
     n_images = records[0]["eval"]["n_images"] if records else "?"
     lines = [f"# sspnet compare: {settings['dataset']}, preset {settings['preset']}", ""]
     lines += findings(comp, records, settings["seeds"], n_images, audit)
     lines += _header(records, settings, elapsed, command, statuses or {}, jobs)
+    chance = at_chance(records)
     for variant, rows in agg.items():
-        lines += _variant_section(variant, rows, comp, metrics, ev, plots.get(variant, []))
+        lines += _variant_section(variant, rows, comp, metrics, ev, plots.get(variant, []),
+                                  [d for d in chance if d["variant"] == (variant or "")],
+                                  _eps_unit(settings.get("dataset")))
     lines += _runs_table(records) + audit_section(records, audit) + _flags(records)
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     images, slim = share_images(records)
@@ -79,6 +112,14 @@ def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, A
                "per_image_format": FORMAT, "images": images, "records": slim}
     atomic_write_json(out / "results.json", to_jsonable(summary))
     return summary
+
+
+def _threads_each(records: list[dict[str, Any]]) -> str:
+    """', one thread each' (or ', N threads each') from the torch threads the runs recorded (--threads)."""
+    counts = sorted({int(r["threads"]) for r in records if r.get("threads")})
+    if not counts or counts == [1]:
+        return ", one thread each"
+    return f", {'/'.join(map(str, counts))} threads each"
 
 
 def _images_line(records: list[dict[str, Any]]) -> str:
@@ -102,23 +143,27 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
     total_runs = sum(r.get("run_wall_seconds") or 0.0 for r in records)
     done = ", ".join(f"{v} {k}" for k, v in statuses.items() if v) or f"{len(records)} runs"
     n = records[0]["eval"]["n_images"] if records else "?"
+    from sspnet.eval.plots import eps_text
+
+    unit = _eps_unit(settings.get("dataset"))
     return ["## Settings", "", f"- command: `{command}`",
             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {_machine()}",
             f"- wall time of this invocation: {elapsed:.0f} s ({done}; {jobs} parallel job(s)"
-            f"{', one thread each' if jobs > 1 else ''}); when each run was made, training + "
+            f"{_threads_each(records) if jobs > 1 else ''}); when each run was made, training + "
             f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
             f"{total_train:.0f} s)",
             "- training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
             f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
-            f"{ev.eps:.4g}: FGSM, PGD-{ev.steps} (step {ev.alpha:.4g}, {_restarts(ev)}, 8-bit rounding "
+            f"{eps_text(ev.eps, unit)}: FGSM, PGD-{ev.steps} (step {eps_text(ev.alpha, unit)}, {_restarts(ev)}, "
+            "8-bit rounding "
             f"{'on' if ev.quantize else 'off'}; the per-image worst case counts); eps sweep on {ev.sweep_images} "
             f"images; early stop {'on' if ev.early_stop else 'off'} in the sweep and the audit; AutoAttack "
             f"{_autoattack_line(records, ev)}",
             _images_line(records),
             f"- growth: PGR_p = mean over {ev.growth_images} images of ||G(h(x')) - G(h(x))||_p / "
             f"||h(x') - h(x)||_p (group input h after the stem / transition, x' = the PGD example at eps "
-            f"{ev.eps:.4g}; noise: random {ev.growth_noise} noise of the same eps). 'PGR L2' = mean over block "
-            "groups of the L2 ratio.",
+            f"{eps_text(ev.eps, unit)}; noise: random {ev.growth_noise} noise of the same eps). 'PGR L2' = mean over "
+            "block groups of the L2 ratio.",
             f"- mean ± std over {settings['seeds']} seed(s) (the value alone with one seed); differences to the "
             "baseline: mean over seeds of (model - baseline) of the same seed, tested at the seed and the image "
             "level (see the tests under each results table).", ""]
@@ -138,17 +183,23 @@ def _autoattack_line(records: list[dict[str, Any]], ev: Any) -> str:
 
 
 def _variant_section(variant: str, rows: dict[str, Any], comp: dict[str, Any], metrics: list[tuple[str, str]],
-                     ev: Any, plots: list[str]) -> list[str]:
-    """Results, differences and tests, sweep and growth tables and the plots of one variant."""
+                     ev: Any, plots: list[str], chance: list[dict[str, Any]] | None = None,
+                     unit: float = 1.0) -> list[str]:
+    """Results (with a warning line for models at chance accuracy), differences and tests, sweep and growth
+    tables and the plots of one variant."""
     mine = [r for r in comp["rows"] if r["variant"] == variant]
-    lines = tables.results_table(variant, rows, metrics) + tables.paired_table(mine, metrics)
-    lines += tables.significance_table(mine, comp) + tables.sweep_table(rows, ev) + tables.growth_table(rows)
+    lines = tables.results_table(variant, rows, metrics)
+    if chance:
+        lines += ["", f"**{chance_text(chance)}**"]
+    lines += tables.paired_table(mine, metrics)
+    lines += tables.significance_table(mine, comp) + tables.sweep_table(rows, ev, unit) + tables.growth_table(rows)
     return lines + [""] + [f"![{f}]({f})" for f in plots] + [""]
 
 
 def _flags(records: list[dict[str, Any]]) -> list[str]:
     """The evaluation engine's sanity flags (`sspnet.eval.flags`), one line per run and flag."""
-    lines = [f"- {r['model']} seed {r['seed']}{' ' + r['variant'] if r['variant'] else ''}: {f['message']}"
+    lines = [f"- {short_name(r['model'])} seed {r['seed']}{' ' + r['variant'] if r['variant'] else ''}: "
+             f"{f['message']}"
              for r in records for f in r["eval"].get("flags") or []]
     return ["", "## Sanity flags", ""] + lines if lines else []
 
@@ -158,7 +209,7 @@ def _runs_table(records: list[dict[str, Any]]) -> list[str]:
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in records:
         m = run_metrics(r)
-        lines.append(f"| {r['model']} | {r['seed']} | {r['variant'] or '-'} | {fmt(m['clean'])} | "
+        lines.append(f"| {short_name(r['model'])} | {r['seed']} | {r['variant'] or '-'} | {fmt(m['clean'])} | "
                      f"{fmt(m['fgsm'])} | {fmt(m['pgd'])} | {fmt(m['growth_adv'], None, 3)} | "
                      f"{fmt(r['train_seconds'])} | `{Path(r['run_dir']).name}` |")
     return lines

@@ -34,12 +34,37 @@ def _jobs(config: CompareConfig, device: str, todo: int) -> int:
     return min(jobs, max(1, todo))
 
 
+def _threads(config: CompareConfig) -> int:
+    """Torch threads per worker process: --threads, else 1 (parallel runs instead of parallel convolutions)."""
+    threads = 1 if config.threads is None else config.threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1, got {threads!r}")
+    return threads
+
+
 def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict[str, Any]:
+    """Run (or with dry_run, print) the plan; write the records, results.json, REPORT.md and plots.
+
+    One comparison at a time per output folder: OUT/.sspnet.lock holds this process's PID while it runs, and a
+    second `run_compare` on the same OUT raises `sspnet.io.lock.FolderLockedError` before doing anything (a dry
+    run takes no lock). See `_run_compare` for train_fn and the return value.
+    """
+    from sspnet.io.lock import FolderLock
+
+    if config.dry_run:
+        return _run_compare(config, train_fn)
+    with FolderLock(config.out, "sspnet compare"):
+        return _run_compare(config, train_fn)
+
+
+def _run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict[str, Any]:
     """Run (or with dry_run, print) the plan; write the records, results.json, REPORT.md and plots.
 
     train_fn: the training function (default `sspnet.train.train`; with jobs > 1 always the default, in
     worker processes). Returns the summary dict of results.json ({"plan": text, "runs": [...]} with dry_run).
     """
+    import torch
+
     from sspnet.distributed import resolve_device
     from sspnet.experiments.compare.audit import run_audits
     from sspnet.experiments.compare.estimate import estimate_plan
@@ -54,7 +79,9 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
         device = None  # a plan for another machine: no estimate here
     jobs = _jobs(config, device or "cpu", sum(r.status != "cached" for r in plan))
     # the expected time from costs measured now (a few seconds); not for a quiet run, which prints nothing
-    estimate = (estimate_plan(plan, settings, device, jobs)
+    threads = _threads(config)
+    cpu = str(device or "cpu").startswith("cpu")
+    estimate = (estimate_plan(plan, settings, device, jobs, worker_threads=threads if cpu else config.threads)
                 if device is not None and (config.dry_run or not config.quiet) else None)
     text = format_plan(plan, settings, estimate)
     if config.dry_run:
@@ -64,16 +91,23 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     records = {r.index: read_record(r) for r in plan if r.status == "cached"}
     t_start = time.perf_counter()
     common = (settings["eval"], settings["dataset"], settings["eval_hash"], device, config.data_root)
+    own_threads = torch.get_num_threads()
+    if jobs == 1 and (config.threads is not None or cpu):
+        # the runs train in this process, on a CPU with the threads a worker has: a run's numbers must not depend
+        # on --jobs (CPU float results depend on the thread count, and the run cache does not know --jobs)
+        torch.set_num_threads(threads)
     try:
         if jobs == 1:
             run_serial(prog, common, records, train_fn)
         else:
-            run_pool(prog, jobs, common, records)
-        audit_note = run_audits(plan, records, settings, device, config.data_root, jobs, prog.say)
+            run_pool(prog, jobs, common, records, threads=threads)
+        audit_note = run_audits(plan, records, settings, device, config.data_root, jobs, prog.say, threads=threads)
     except KeyboardInterrupt:
         prog.say("interrupted: finished runs are kept, the interrupted ones resume from their last.pt; "
                  "run the same command again to continue")
         raise
+    finally:
+        torch.set_num_threads(own_threads)
     elapsed = time.perf_counter() - t_start
     statuses = status_counts(plan)
     summary = write_report(Path(config.out), [records[r.index] for r in plan], settings, elapsed,

@@ -74,7 +74,8 @@ def _mean_profile(recs: list[dict[str, Any]], which: str, by: str, part: int = 0
 def _model_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
     """mean/std/n of every metric, mean growth profiles and the mean (std) sweep of one model's runs."""
     mets = [run_metrics(r) for r in recs]
-    row: dict[str, Any] = {"n": len(recs), "seeds": [r["seed"] for r in recs], "cost": recs[0]["cost"]}
+    row: dict[str, Any] = {"n": len(recs), "seeds": [r["seed"] for r in recs], "cost": recs[0]["cost"],
+                           "blocks_per_group": list(recs[0]["growth"].get("blocks_per_group") or [])}
     for key in [k for k, _ in METRICS] + ["train_seconds"]:
         m, sd, n = mean_std([mt[key] for mt in mets])
         row[key] = {"mean": m, "std": sd, "n": n}

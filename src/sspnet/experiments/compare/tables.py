@@ -5,15 +5,42 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sspnet.experiments.compare.findings import NAMES
+from sspnet.experiments.compare.findings import NAMES, short_name
 
 
 def model_label(name: str) -> str:
-    """The model's reader name with its option name, e.g. 'SSP-adap (ark)'; the name alone when they agree."""
+    """The model's reader name with its option name, e.g. 'SSP-adap (ark)'; the name alone when they agree. A
+    scheme file is named by its stem, not its path: 'ralston' (or 'my-rk (ralston)' when the scheme inside is
+    named otherwise)."""
     from sspnet.nn.registry import display_name
 
-    shown = display_name(name)
-    return name if shown == name else f"{shown} ({name})"
+    short = short_name(name)
+    try:
+        shown = display_name(name)
+    except (ValueError, KeyError, OSError):
+        shown = short
+    return short if shown == short else f"{shown} ({short})"
+
+
+def f_calls_text(calls: list[int], blocks_per_group: list[int] | None = None) -> str:
+    """F calls per block, unambiguous: '2' when every block makes the same number; else per block group when each
+    group is uniform ('2, 1, 2 per group', SSP-adap on CIFAR-10), else the set ('1 and 2 by block')."""
+    values = sorted(set(int(c) for c in calls))
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return str(values[0])
+    if blocks_per_group and sum(blocks_per_group) == len(calls):
+        per, k = [], 0
+        for n in blocks_per_group:
+            group = set(calls[k:k + n])
+            k += n
+            if len(group) != 1:
+                break
+            per.append(str(group.pop()))
+        else:
+            return ", ".join(per) + " per group"
+    return ", ".join(map(str, values[:-1])) + f" and {values[-1]} by block"
 
 
 def fmt(m: float | None, sd: float | None = None, digits: int = 1, n: int | None = None) -> str:
@@ -50,7 +77,7 @@ def results_table(variant: str, rows: dict[str, Any], metrics: list[tuple[str, s
             x = row[k]
             extra = f" (n={x['n']})" if x["n"] not in (0, row["n"]) else ""
             cells.append(fmt(x["mean"], x["std"], digits(k), x["n"]) + extra)
-        calls = "/".join(map(str, sorted(set(row["cost"]["f_calls_per_block"]))))
+        calls = f_calls_text(list(row["cost"]["f_calls_per_block"]), row.get("blocks_per_group"))
         t = row["train_seconds"]
         cells += [calls, f"{row['cost']['parameters']:,}", fmt(t["mean"], t["std"], 1, t["n"])]
         lines.append(f"| {model_label(model)} | " + " | ".join(cells) + " |")
@@ -73,8 +100,8 @@ def paired_table(comp_rows: list[dict[str, Any]], metrics: list[tuple[str, str]]
     by_model: dict[str, dict[str, Any]] = {}
     for r in comp_rows:
         by_model.setdefault(r["model"], {})[r["metric"]] = r
-    lines = ["", f"Paired difference to {base} (same seed), mean [95% t-interval] (n seeds; no interval with "
-             "n = 1; * the interval excludes 0, before any correction):", ""]
+    lines = ["", f"Paired difference to {short_name(base)} (same seed), mean [95% t-interval] (n seeds; no "
+             "interval with n = 1; * the interval excludes 0, before any correction):", ""]
     lines += table_head("model", ["Δ " + n for _, n in metrics])
     for model, d in by_model.items():
         cells = [_diff_cell(d[k]) if k in d else "-" for k, _ in metrics]
@@ -90,8 +117,8 @@ def significance_table(comp_rows: list[dict[str, Any]], comp: dict[str, Any]) ->
     """Both tests of every (model, metric) with Holm-adjusted p-values and both MDDs."""
     if not comp_rows:
         return []
-    lines = ["", f"Tests against {comp_rows[0]['baseline']} ({comp['tests']} tests in the report, Holm-adjusted "
-             f"p in parentheses, * <= {comp['alpha']}; MDD at {comp['power']:.0%} power, alpha "
+    lines = ["", f"Tests against {short_name(comp_rows[0]['baseline'])} ({comp['tests']} tests in the report, "
+             f"Holm-adjusted p in parentheses, * <= {comp['alpha']}; MDD at {comp['power']:.0%} power, alpha "
              f"{comp['alpha_mdd']:.2g}; accuracies in points; discordant +/−: images right only for the model / "
              "only for the baseline, summed over seeds):", ""]
     lines += table_head("model", ["metric", "Δ", "n", "p seeds (Holm)", "MDD seeds", "images x seeds",
@@ -112,11 +139,14 @@ def significance_table(comp_rows: list[dict[str, Any]], comp: dict[str, Any]) ->
     return lines
 
 
-def sweep_table(rows: dict[str, Any], ev: Any) -> list[str]:
+def sweep_table(rows: dict[str, Any], ev: Any, unit: float = 1.0) -> list[str]:
+    """PGD accuracy against eps; eps in the dataset's unit (k/255 where unit is 1/255, else pixel units)."""
+    from sspnet.eval.plots import eps_text
+
     eps_keys = list(next(iter(rows.values()))["sweep"])
     lines = ["", f"PGD-{ev.steps} accuracy (%) against eps ({ev.sweep_images} images; eps 0 = clean; mean ± std "
              "over seeds):", ""]
-    lines += table_head("model", [f"eps {float(e):.4g}" for e in eps_keys])
+    lines += table_head("model", [f"eps {eps_text(float(e), unit)}" for e in eps_keys])
     for model, row in rows.items():
         lines.append(f"| {model_label(model)} | " + " | ".join(fmt(*row["sweep"][e], 1, row["n"]) for e in eps_keys)
                      + " |")
