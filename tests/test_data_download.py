@@ -6,11 +6,11 @@ import http.server
 import io
 import socket
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
 import pytest
+from local_http import serve
 
 from sspnet import cli, data
 from sspnet.data import download as dl
@@ -60,16 +60,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.requests, srv.ignore_range, srv.cut = {}, [], False, None
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    yield from serve(_Handler, files={}, requests=[], ignore_range=False, cut=None)
 
 
 def _md5(b: bytes) -> str:

@@ -10,7 +10,6 @@ import os
 import pickle
 import struct
 import tarfile
-import threading
 import tracemalloc
 import warnings
 import zipfile
@@ -18,6 +17,7 @@ import zlib
 
 import numpy as np
 import pytest
+from local_http import serve
 
 from sspnet import data
 from sspnet.data import archives, synthetic
@@ -444,15 +444,7 @@ class _EndlessHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def endless():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessHandler)
-    srv.daemon_threads, srv.announce, srv.body_size = True, False, 64 << 20
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    yield from serve(_EndlessHandler, announce=False, body_size=64 << 20)
 
 
 @pytest.mark.parametrize("announce", [False, True])

@@ -61,3 +61,14 @@ def recorded_data_root(path: str | Path) -> str | None:
               f"default data folder (pass --data-root)", file=sys.stderr)
         return None
     return str(root)
+
+
+def print_checkpoint(desc: dict | None) -> None:
+    """The checkpoint a command used and how it was selected (`describe_checkpoint`), with its note and warning."""
+    from sspnet.nn.checkpoints import checkpoint_summary
+
+    if desc:
+        print(f"  checkpoint: {checkpoint_summary(desc)}")
+        for line in (desc.get("note"), desc.get("warning")):
+            if line:
+                print(f"  ! {line}")

@@ -328,16 +328,12 @@ def _write_sweep(result, stem: Path, record: dict, title: str) -> list[Path]:
 
 
 def print_summary(result, ckpt: Path, spec, name: str, written: list[Path], selection: dict | None = None) -> None:
-    from sspnet.nn.checkpoints import checkpoint_summary
+    from sspnet.cli._options import print_checkpoint
 
     cfg = result.config
     model = result.model or {}
     print(f"sspnet attack: {ckpt} ({spec.name} {model.get('scheme', '?')}, N={model.get('blocks', '?')})")
-    if selection:
-        print(f"  checkpoint: {checkpoint_summary(selection)}")
-        for line in (selection.get("note"), selection.get("warning")):
-            if line:
-                print(f"  ! {line}")
+    print_checkpoint(selection)
     print(f"  {result.n} test images, {cfg['norm']}, quantize {'on' if cfg['quantize'] else 'off'}, "
           f"steps {cfg['steps']}, restarts {cfg['restarts']}, world size {result.world_size}")
     print(f"  clean       acc {result.clean_acc:7.2%}  loss {result.clean_loss:.4f}")

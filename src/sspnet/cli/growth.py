@@ -10,6 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
+from sspnet.cli._options import add_threads, print_checkpoint, recorded_data_root
 from sspnet.nn.checkpoints import load_model
 from sspnet.eval.growth import (ADVERSARIES, NOISE_BASELINES, P_NAMES, GrowthConfig, GrowthResult,
                                 growth_of_run)
@@ -46,8 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise baseline (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda, else "
                    "mps, else cpu)")
-    from sspnet.cli._options import add_threads
-
     add_threads(p)
     p.add_argument("--label", nargs="+", default=None, help="one label per run for tables and plots (default: "
                    "the run folder's name)")
@@ -67,7 +66,6 @@ def _fmt(v: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from sspnet.experiments.compare.plots import groups_plot_path, growth_results_plot
     from sspnet.io.progress import progress_line
-    from sspnet.cli._options import recorded_data_root
     from sspnet.distributed import resolve_device
     from sspnet.data.specs import get_dataset_spec
 
@@ -103,23 +101,13 @@ def run(args: argparse.Namespace) -> int:
         growth_results_plot([result], groups_path, by="group", title=result.label)
         results.append(result)
         _print(result)
-        _print_checkpoint(result.checkpoint)
+        print_checkpoint(result.checkpoint)
         print(f"  wrote {json_path}, {plot_path} and {groups_path}")
     if len(results) > 1:
         out = growth_results_plot(results, args.plot, by="block")
         out_groups = growth_results_plot(results, groups_plot_path(Path(args.plot)), by="group")
         print(f"combined plots: {out} and {out_groups}")
     return 0
-
-
-def _print_checkpoint(desc: dict | None) -> None:
-    from sspnet.nn.checkpoints import checkpoint_summary
-
-    if desc:
-        print(f"  checkpoint: {checkpoint_summary(desc)}")
-        for line in (desc.get("note"), desc.get("warning")):
-            if line:
-                print(f"  ! {line}")
 
 
 def _print(r: GrowthResult) -> None:
