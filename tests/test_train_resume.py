@@ -30,8 +30,8 @@ def _sspnet(*args, timeout=300):
                           timeout=timeout)
 
 
-def _start_slow(save: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW, *ARGS, "--save", str(save)], env=ENV,
+def _start_slow(save: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SLOW, *ARGS, *extra, "--save", str(save)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -89,6 +89,23 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference, tmp_path):
     assert out.returncode == 0, out.stderr
     _assert_same_run(run, reference)
     assert "resumed at epoch" in (run / "train.log").read_text()
+
+
+def test_sigkill_during_the_eps_warmup_then_resume_is_bit_identical(tmp_path):
+    # warm-up over 1.5 epochs of 8 steps: the kill at a mid-epoch save of epoch 1 falls inside it
+    warm = ("--eps-warmup", "1.5")
+    ref = tmp_path / "ref"
+    out = _sspnet(*ARGS, *warm, "--save", str(ref))
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    proc = _start_slow(run, warm)
+    _wait_mid_epoch(proc, run)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert load_state(run / "last.pt")["epoch"] == 0
+    out = _sspnet("train", "--resume", str(run), "--quiet")
+    assert out.returncode == 0, out.stderr
+    _assert_same_run(run, ref)
 
 
 def test_ctrl_c_saves_last_and_resume_matches(reference, tmp_path):

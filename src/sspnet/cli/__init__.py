@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from sspnet.io.lock import FolderLockedError
 
+    from sspnet.io.allocator import tune_allocator
+
+    tune_allocator()  # keep freed tensor memory for the next step (sspnet.io.allocator)
     try:
         from sspnet.cli._options import apply_threads
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 
 from sspnet.experiments.compare import CompareConfig, run_compare
-from sspnet.experiments.compare.config import AUDIT_MODES, AUTOATTACK_MODES, PRESETS
+from sspnet.experiments.compare.config import (AUDIT_MODES, AUTOATTACK_MODES, EXECUTORS, PRESETS, SUBMITIT_CLUSTERS,
+                                               ClusterSettings)
 
 
 def _csv(kind):
@@ -74,11 +75,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "0.2 default / cpu-hour, else the dataset's: 0.3 mnist, 8 cifar10)")
     t.add_argument("--train-alpha", type=float, default=None, help="training PGD step, CLI unit (default: the "
                    "preset's, 2.5 x train eps / 3 default / cpu-hour, else the dataset's: 0.05 mnist, 2 cifar10)")
+    t.add_argument("--eps-warmup", type=float, default=None, help="epochs over which the training eps and step "
+                   "grow linearly to their full value (default: the preset's, 2 default / cpu-hour, else 0)")
     t.add_argument("--grid", type=_csv(str), default=None,
                    help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (default: none; paper-cifar10 "
                         "6:7,6:12,10:7,10:12)")
     _eval_arguments(p)
+    _cluster_arguments(p)
     p.set_defaults(handler=run)
+
+
+def _cluster_arguments(p: argparse.ArgumentParser) -> None:
+    c = p.add_argument_group("where the runs run (docs/cluster.md; OUT must be on a file system the workers share)")
+    c.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="local: this machine, --jobs processes; submitit: one Slurm job per run to do, as a job "
+                        "array (pip install 'sspnet[slurm]'); ray: one Ray task per run on the cluster of "
+                        "$RAY_ADDRESS, else a local Ray (pip install 'sspnet[ray]') (default local)")
+    c.add_argument("--gpus-per-run", type=int, default=0, help="GPUs of each job (default 0)")
+    c.add_argument("--cpus-per-run", type=int, default=None, help="CPU cores of each job (default: --threads, 1)")
+    c.add_argument("--timeout-min", type=int, default=240, help="time limit of each Slurm job in minutes; a run "
+                   "cut off resumes from its last.pt at the next invocation (default 240)")
+    c.add_argument("--array-parallelism", type=int, default=None,
+                   help="Slurm jobs of the array running at once (default: submitit's, 256)")
+    c.add_argument("--partition", "--slurm-partition", dest="partition", default=None,
+                   help="Slurm partition (default: the cluster's)")
+    c.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an sbatch option for every job, e.g. account=proj, mem=16G, constraint=a100; repeatable")
+    c.add_argument("--submitit-cluster", default="auto", choices=SUBMITIT_CLUSTERS,
+                   help="auto: Slurm when sbatch is found, else local processes; local: processes on this machine "
+                        "(for tests); debug: in this process; slurm (default auto)")
+    c.add_argument("--emit-jobs", metavar="FILE", default=None,
+                   help="write one shell command per run to do into FILE (run them in any order: GNU parallel, "
+                        "a Slurm array, a job list) and exit without running anything")
+    c.add_argument("--report-only", action="store_true",
+                   help="write REPORT.md / results.json from the finished runs, listing the missing ones; run "
+                        "nothing")
+    c.add_argument("--only-run", metavar="RUN", default=None,
+                   help="do one run of the plan (its folder name under OUT/runs): train / resume, evaluate, audit; "
+                        "no report")
+    c.add_argument("--job-spec", default=None, help=argparse.SUPPRESS)  # the plan's options, from --emit-jobs
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -129,11 +164,37 @@ def _parse_grid(items: list[str] | None) -> list[tuple[int, int]] | None:
     return grid
 
 
+def _slurm_options(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--slurm-option takes KEY=VALUE (an sbatch option), got {item!r}")
+        out[key.strip().lstrip("-")] = value.strip()
+    return out
+
+
+def _cluster(args: argparse.Namespace) -> ClusterSettings:
+    return ClusterSettings(gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                           timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
+                           partition=args.partition, slurm_options=_slurm_options(args.slurm_option),
+                           submitit_cluster=args.submitit_cluster)
+
+
 def build_config(args: argparse.Namespace) -> CompareConfig:
-    """The CompareConfig of the parsed arguments, eps / alpha converted from the CLI unit to pixel units."""
+    """The CompareConfig of the parsed arguments, eps / alpha converted from the CLI unit to pixel units (with
+    --job-spec: the plan's options it holds, and --only-run)."""
     from sspnet.cli._options import parse_threads
     from sspnet.data.specs import get_dataset_spec
 
+    if args.job_spec is not None:
+        from sspnet.experiments.compare.jobs import from_spec
+
+        if not args.only_run:
+            raise ValueError("--job-spec needs --only-run RUN")
+        config = from_spec(args.job_spec)
+        config.only_run = args.only_run
+        return config
     unit = get_dataset_spec(args.dataset or PRESETS[args.preset]["dataset"]).eps_unit
 
     def pixels(v: float | None) -> float | None:
@@ -142,7 +203,7 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
     train = {"blocks": args.blocks, "epochs": args.epochs, "batch_size": args.batch_size,
              "steps_per_epoch": args.steps_per_epoch, "opt": args.opt, "lr": args.lr, "schedule": args.schedule,
              "adv": args.adv, "steps": args.iters, "eps": pixels(args.train_eps),
-             "alpha": pixels(args.train_alpha)}
+             "alpha": pixels(args.train_alpha), "eps_warmup": args.eps_warmup}
     ev = {"eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.steps, "restarts": args.restarts,
           "n_images": args.n_images,
           "sweep": None if args.sweep is None else tuple(v * unit for v in args.sweep),
@@ -152,9 +213,12 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
     return CompareConfig(preset=args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                          out=args.out, train=train, eval=ev, grid=_parse_grid(args.grid), data_root=args.data_root,
                          device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet,
-                         threads=parse_threads(getattr(args, "threads", None)))
+                         threads=parse_threads(getattr(args, "threads", None)), executor=args.executor,
+                         cluster=_cluster(args), emit_jobs=args.emit_jobs, report_only=args.report_only,
+                         only_run=args.only_run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_compare(build_config(args))
-    return 0
+    """0; 1 when a job of --executor submitit / ray failed (the report lists its run as missing)."""
+    summary = run_compare(build_config(args))
+    return 1 if summary.get("failed") else 0

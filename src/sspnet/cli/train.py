@@ -10,6 +10,7 @@ Exit codes: 0 done, 1 non-finite loss (last good last.pt kept), 2 bad input, 130
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "data (default: 8/255 cifar10, 4/255 tiny, 0.3 mnist, 0.1 fmnist)")
     a("--alpha", type=float, help="PGD step size of --adv pgd, same unit as --eps (default: 2/255 cifar10, 1/255 "
                                   "tiny, 0.05 mnist, 0.02 fmnist)")
+    a("--eps-warmup", dest="eps_warmup", type=float,
+      help="epochs over which the training eps and alpha grow linearly to their full value (default 0: full eps "
+           "from the first step)")
     a("--ball-copies", dest="ball_copies", type=int, help="noisy copies per image for --adv ball (default 5)")
     a("--save", help="run folder (default runs/DATASET-MODEL-ADV-seedSEED)")
     a("--seed", type=int, help="random seed (default 0)")
@@ -183,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"sspnet train: interrupted before the run saved any state; start it again with the same "
                   f"command{'' if cfg.force else ' and --force'}", file=sys.stderr)
         return 130
-    if not cfg.quiet:
+    if not cfg.quiet and int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary line, global rank 0's
         f = result.final
         if f:
             best = "" if result.best_acc is None else f" (best {result.selected_on} acc {result.best_acc:.2f}%)"

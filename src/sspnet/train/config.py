@@ -23,9 +23,10 @@ SELECT_ON = ("val", "test", "none")
 # Fields that define the computation: a resumed run must agree with the folder on all of them.
 IDENTITY_FIELDS = ("dataset", "model", "groups", "blocks", "norm", "init", "adv", "opt", "lr", "decay", "milestones",
                    "schedule", "batch_size", "steps", "eps", "alpha", "seed", "steps_per_epoch", "craft_eval",
-                   "ball_copies", "init_from", "clean_metrics", "val_split", "select_on", "train_quantize")
+                   "ball_copies", "init_from", "clean_metrics", "val_split", "select_on", "train_quantize",
+                   "eps_warmup")
 # what runs whose config.json predates an option did (all images trained on, selection on test, no rounding)
-LEGACY_VALUES = {"val_split": 0.0, "select_on": "test", "train_quantize": False}
+LEGACY_VALUES = {"val_split": 0.0, "select_on": "test", "train_quantize": False, "eps_warmup": 0.0}
 # defaults that depend on --epochs: a resumed run with a new --epochs derives them again (`resume_options`)
 EPOCH_DEPENDENT = ("milestones",)
 # other names accepted by `TrainConfig.from_dict`: the original code's and those of earlier sspnet versions
@@ -54,7 +55,7 @@ OPTION_TYPES = {
     "model": "a scheme name or scheme file",
     **dict.fromkeys(("blocks", "steps", "steps_per_epoch", "eval_n_images", "batch_size", "epochs", "ball_copies",
                      "seed", "eval_batch_size", "save_every", "log_interval"), _INT),
-    **dict.fromkeys(("lr", "decay", "eps", "alpha", "val_split"), _NUM),
+    **dict.fromkeys(("lr", "decay", "eps", "alpha", "val_split", "eps_warmup"), _NUM),
     **dict.fromkeys(("resume", "force", "quiet", "tensorboard", "craft_eval", "clean_metrics",
                      "activation_checkpointing", "train_quantize", "sync_bn", "amp", "channels_last"), _BOOL),
     "groups": "a list of schemes", "milestones": "a list of integers",
@@ -81,6 +82,8 @@ class TrainConfig:
     random start and every step (the original's; ball's noisy copies are never rounded, as the original).
     sync_bn: under DDP, BatchNorm uses the statistics of the global batch (`sspnet.train.syncbn`), so K
     processes train the model one process would.
+    eps_warmup: epochs (may be fractional) over which the training adversary's eps and alpha grow linearly from
+    eps / (warmup steps) to their full value, step by step (`step.warmup_fraction`); 0: full eps from the start.
     """
 
     dataset: str = "mnist5k"
@@ -124,6 +127,7 @@ class TrainConfig:
     select_on: str | None = None
     train_quantize: bool = True
     sync_bn: bool = True
+    eps_warmup: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -245,6 +249,10 @@ class TrainConfig:
                                  f"at most {to_cli_units(1.0, spec):g}")
         if self.alpha == 0 and str(self.adv).lower() == "pgd":
             raise ValueError(f"--alpha must be > 0 for --adv pgd (the PGD step, on {spec.name} in units of {unit})")
+        w = self.eps_warmup
+        if not (0 <= w <= self.epochs and math.isfinite(w)):
+            raise ValueError(f"--eps-warmup must be a number of epochs in [0, --epochs {self.epochs}] (0: the full "
+                             f"eps from the first step), got {w!r}")
 
     def resolved(self) -> "TrainConfig":
         """A copy with every None default filled in from the dataset spec and the original's rules."""

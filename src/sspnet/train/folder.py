@@ -149,9 +149,12 @@ class RunFolder:
             self._lock = None
 
     def open(self) -> dict[str, Any] | None:
-        """Resume: the last.pt state read by `check()`. Otherwise delete the old run's files."""
+        """Resume: the last.pt state read by `check()` (its epoch sums, those of all ranks, on rank 0 only: the
+        other ranks start from zero). Otherwise delete the old run's files."""
         if self.cfg.resume:
-            return self.state
+            if self.main or self.state is None:
+                return self.state
+            return {**self.state, "sums": self.state["sums"].new_zeros(self.state["sums"].shape)}
         dist.barrier()
         if self.main:
             for n in self.existing:
@@ -220,9 +223,14 @@ class RunFolder:
         return SummaryWriter(str(self.path / "tb"))
 
     def save_state(self, state: TrainState) -> None:
-        """last.pt = state.state_dict(), atomically (a crash while saving keeps the previous one)."""
+        """last.pt = state.state_dict(), atomically (a crash while saving keeps the previous one), with the
+        epoch's metric sums of all ranks: mid-epoch under torchrun a collective, so every rank calls it (at an
+        epoch end, step 0, the sums are zero and rank 0 alone may call it)."""
+        sums = state.meter.sums
+        if self.info.distributed and state.step:
+            sums = dist.all_reduce_sum(sums.detach().clone())
         if self.main:
-            fileio.atomic_torch_save(state.state_dict(), self.path / "last.pt")
+            fileio.atomic_torch_save({**state.state_dict(), "sums": sums.detach().cpu()}, self.path / "last.pt")
 
     def end_epoch(self, rec: dict[str, Any], state: TrainState) -> None:
         """The metrics line, best / final checkpoints, then last.pt (a crash in between redoes the epoch)."""

@@ -30,7 +30,7 @@ import torch
 from sspnet import distributed as dist
 from sspnet.train.config import TrainConfig
 from sspnet.train.setup import Run, prepare
-from sspnet.train.step import evaluate_clean, train_step
+from sspnet.train.step import evaluate_clean, train_step, warmup_fraction
 
 
 class NonFiniteLossError(RuntimeError):
@@ -187,6 +187,8 @@ def _train_epoch(run: Run, stop: _Stop, tb) -> float:
             show = None
             if tb is not None and step == 0:
                 show = (lambda xa: tb.add_images("adversarial_train_images", xa[:16].float().cpu(), epoch + 1))
+            if run.adversary is not None:
+                run.adversary.set_fraction(warmup_fraction(epoch * run.steps + step, cfg.eps_warmup * run.steps))
             loss_sum = train_step(run.net, st.optimizer, st.scheduler, st.scaler, (x, y), st.meter,
                                   adversary=run.adversary, generator=_generator(run, epoch, step),
                                   loss_scale=run.loss_scale(step), amp_dtype=run.amp_dtype,

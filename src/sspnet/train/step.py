@@ -37,7 +37,7 @@ class Adversary:
                  craft_eval: bool = False, amp_dtype: torch.dtype | None = None, *, quantize: bool = False):
         from sspnet import attacks
 
-        self.kind, self.eps = kind, eps
+        self.kind, self.eps, self.alpha = kind, eps, alpha
         self.copies = copies if kind == "ball" else 1
         self.amp_dtype = amp_dtype if amp_dtype == torch.bfloat16 else None
         self.attack = None
@@ -47,16 +47,33 @@ class Adversary:
             self.attack = attacks.make_attack(name, model, eps, alpha=alpha if kind == "pgd" else None,
                                               steps=steps, random_start=True, quantize=quantize,
                                               mode="eval" if craft_eval else "keep")
+        self.fraction = 1.0
+        self._full_alpha = None if self.attack is None else self.attack.alpha  # fgsm: eps; fast: 1.25 eps
+
+    def set_fraction(self, fraction: float) -> None:
+        """Craft at `fraction` (in (0, 1]) of the full eps and alpha from now on (eps warm-up)."""
+        self.fraction = fraction
+        if self.attack is not None:
+            self.attack.eps = self.eps * fraction
+            self.attack.alpha = self._full_alpha * fraction
 
     def __call__(self, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         if self.attack is None:
             from sspnet.attacks import ball_copies
 
-            return ball_copies(x, y, self.eps, self.copies, generator)
+            return ball_copies(x, y, self.eps * self.fraction, self.copies, generator)
         self.attack.generator = generator
         with autocast(x.device, self.amp_dtype):
             x_adv = self.attack(x, y)
         return x_adv.detach(), y
+
+
+def warmup_fraction(done_steps: int, warmup_steps: float) -> float:
+    """The fraction of the full training eps at the optimizer step after `done_steps` steps:
+    min(1, (done_steps + 1) / warmup_steps), so it reaches 1 at step ceil(warmup_steps); 1 without warm-up."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (done_steps + 1) / warmup_steps)
 
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler | None,

@@ -5,7 +5,8 @@ Units: every eps / alpha here is in pixel units [0, 1] (training and evaluation 
 from the dataset's CLI unit at its edge (`sspnet.cli.compare`).
 
 Presets (`--dry-run` prints the expected time from per-step costs measured on the machine at hand):
-- default: res vs ssp2 on mnist5k, 3 seeds, PGD-3 adversarial training at eps 0.2 (docs/default-budget.md);
+- default: res vs ssp2 on mnist5k, 3 seeds, PGD-3 adversarial training at eps 0.2 warmed up over 2 epochs
+  (docs/default-budget.md);
   evaluation at eps 0.2 with PGD-10 (2 restarts) on all 1,000 test images, the sweep and growth on 300, a
   gradient-masking audit on 100 (Square with 1000 queries, transfer from res); AutoAttack off (about 5 min per
   run on one CPU core). Two runs at a time in worker processes with one thread each.
@@ -33,9 +34,10 @@ RENAMED_EVAL = {"pgd_steps": "steps", "n": "n_images", "sweep_n": "sweep_images"
                 "autoattack_n": "autoattack_images"}
 
 # the adversarial training of the default and cpu-hour budgets (docs/default-budget.md): PGD-3 with a random
-# start at eps 0.2, step 2.5 eps / 3, Adam with a one-cycle lr of 3e-3, 8 epochs of batch 64, 2 blocks
+# start at eps 0.2, step 2.5 eps / 3, the eps warmed up linearly over the first 2 epochs, Adam with a one-cycle
+# lr of 3e-3, 8 epochs of batch 64, 2 blocks
 ADVERSARIAL_MNIST5K = {"blocks": 2, "epochs": 8, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
-                       "adv": "pgd", "eps": 0.2, "steps": 3, "alpha": 2.5 * 0.2 / 3}
+                       "adv": "pgd", "eps": 0.2, "steps": 3, "alpha": 2.5 * 0.2 / 3, "eps_warmup": 2}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -44,7 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"eps": 0.2, "alpha_rel": 0.25, "steps": 10, "restarts": 2, "n_images": None,
                  "sweep_rel": (0.5, 1.0, 1.5, 2.0), "sweep_images": 300, "growth_images": 300,
                  "autoattack": "off", "audit_images": 100, "audit_queries": 1000},
-        "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 11 minutes on 2 "
+        "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 9 minutes on 2 "
                  "CPU cores)",
     },
     "paper-mnist": {
@@ -186,13 +188,47 @@ class Resolved:
     grid: list[tuple[int, int]] | None
 
 
+EXECUTORS = ("local", "submitit", "ray")
+SUBMITIT_CLUSTERS = ("auto", "slurm", "local", "debug")
+
+
+@dataclass
+class ClusterSettings:
+    """Resources of each job of `--executor submitit | ray` (one job = one run: train, evaluate, audit).
+    cpus_per_run None: --threads (1 when not given); submitit_cluster: auto (Slurm when `sbatch` is found,
+    else local processes) | slurm | local | debug (in the driver's process); slurm_options: sbatch options
+    (KEY: VALUE, e.g. {"account": "proj", "mem": "16G"})."""
+
+    gpus_per_run: int = 0
+    cpus_per_run: int | None = None
+    timeout_min: int = 240
+    array_parallelism: int | None = None
+    partition: str | None = None
+    slurm_options: dict[str, str] = field(default_factory=dict)
+    submitit_cluster: str = "auto"
+
+    def check(self) -> None:
+        """ValueError naming the option."""
+        for name, low in (("gpus_per_run", 0), ("cpus_per_run", 1), ("timeout_min", 1), ("array_parallelism", 1)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {v!r}")
+        if self.submitit_cluster not in SUBMITIT_CLUSTERS:
+            raise ValueError(f"unknown --submitit-cluster {self.submitit_cluster!r}; valid: "
+                             f"{', '.join(SUBMITIT_CLUSTERS)}")
+
+
 @dataclass
 class CompareConfig:
     """The whole experiment. train: TrainConfig options shared by all runs (eps / alpha in pixel units);
     eval: EvalSettings options; grid: (blocks, PGD steps of training) variants, or None for one variant.
     jobs: runs in parallel processes with one thread each (None: 2 on a CPU with >= 2 cores, 1 on a GPU;
     1: in this process). threads: torch threads of each run (None: 1; on a CPU also with one job, so that the
-    numbers do not depend on jobs; a value other than 1 is part of the runs' cache hashes)."""
+    numbers do not depend on jobs; a value other than 1 is part of the runs' cache hashes).
+    executor: local (this machine, `jobs` processes) | submitit (a Slurm job array) | ray (Ray tasks), the last
+    two with `cluster` resources (`backends`); emit_jobs: write one shell command per run to do into this file
+    instead of running; report_only: report the finished runs, run nothing; only_run: do this one run (its
+    folder name) with its audits and no report."""
 
     preset: str = "default"
     dataset: str | None = None
@@ -208,6 +244,21 @@ class CompareConfig:
     dry_run: bool = False
     quiet: bool = False
     threads: int | None = None
+    executor: str = "local"
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    emit_jobs: str | None = None
+    report_only: bool = False
+    only_run: str | None = None
+
+    def check_modes(self) -> None:
+        """ValueError for an unknown executor, bad cluster resources or modes that exclude each other."""
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown --executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
+        self.cluster.check()
+        modes = [name for name, on in (("--dry-run", self.dry_run), ("--emit-jobs", self.emit_jobs),
+                                       ("--report-only", self.report_only), ("--only-run", self.only_run)) if on]
+        if len(modes) > 1:
+            raise ValueError(f"{' and '.join(modes)} exclude each other; give one of them")
 
     def resolved(self) -> Resolved:
         """The preset filled in and every choice checked (ValueError with one line naming the option)."""

@@ -92,7 +92,10 @@ _WORKER_THREADS = 1  # intra-op threads of a worker process (set by `pool_map`'s
 
 
 def _init_worker(threads: int) -> None:
+    from sspnet.io.allocator import tune_allocator
+
     global _WORKER_THREADS
+    tune_allocator()  # as the CLI process: a spawned worker starts with glibc's defaults
     _WORKER_THREADS = int(threads)
     torch.set_num_threads(_WORKER_THREADS)
 

@@ -130,6 +130,14 @@ def _training_finished(run_dir: Path, epochs: int) -> bool:
     return False
 
 
+def trained(run: PlannedRun) -> bool:
+    """The run's training is finished (model_final.pt and its last epoch in metrics.jsonl)."""
+    try:
+        return _training_finished(run.run_dir, run.train_config.epochs)
+    except (OSError, json.JSONDecodeError):  # being written by another process
+        return False
+
+
 def run_status(run: PlannedRun, eval_hash: str) -> str:
     """cached (trained and evaluated with these settings) | evaluate | resume | train."""
     d = run.run_dir

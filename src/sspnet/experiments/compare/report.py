@@ -84,10 +84,13 @@ def _eps_unit(dataset: str | None) -> float:
 
 def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, Any], elapsed: float,
                  command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int = 1,
-                 audit_note: str | None = None) -> dict[str, Any]:
+                 audit_note: str | None = None, missing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write OUT/results.json, OUT/REPORT.md and OUT/*.png; returns the results dict. audit_note: why the
-    gradient-masking audit did not run (None: it ran, or see the records)."""
+    gradient-masking audit did not run (None: it ran, or see the records); jobs: parallel jobs, or a text
+    saying where the runs ran; missing: the planned runs not finished ({"model", "seed", "variant", "status",
+    "run_dir"}): the report covers the finished runs and lists these."""
     out = Path(out)
+    missing = missing or []
     ev = settings["eval"]
     agg, comp = aggregate(records), compare_to_baseline(records)
     has_aa = any(r["eval"].get("autoattack") is not None for r in records)
@@ -97,19 +100,21 @@ def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, A
     audit = audit_summary(records, audit_note)
     n_images = records[0]["eval"]["n_images"] if records else "?"
     lines = [f"# sspnet compare: {settings['dataset']}, preset {settings['preset']}", ""]
-    lines += findings(comp, records, settings["seeds"], n_images, audit)
+    lines += _incomplete(records, missing)
+    lines += findings(comp, records, _seeds(records, settings, missing), n_images, audit)
     lines += _header(records, settings, elapsed, command, statuses or {}, jobs)
     chance = at_chance(records)
     for variant, rows in agg.items():
         lines += _variant_section(variant, rows, comp, metrics, ev, plots.get(variant, []),
                                   [d for d in chance if d["variant"] == (variant or "")],
                                   _eps_unit(settings.get("dataset")))
-    lines += _runs_table(records) + audit_section(records, audit) + _flags(records)
+    lines += _runs_table(records) + _missing_section(missing) + audit_section(records, audit) + _flags(records)
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     images, slim = share_images(records)
     summary = {"settings": {**settings, "eval": ev.key()}, "elapsed_seconds": elapsed, "aggregate": agg,
                "comparisons": comp, "audit": audit, "machine": _machine(), "provenance": provenance(),
-               "per_image_format": FORMAT, "images": images, "records": slim}
+               "per_image_format": FORMAT, "images": images, "records": slim,
+               "missing": [to_jsonable(m) for m in missing]}
     atomic_write_json(out / "results.json", to_jsonable(summary))
     return summary
 
@@ -148,8 +153,8 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
     unit = _eps_unit(settings.get("dataset"))
     return ["## Settings", "", f"- command: `{command}`",
             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {_machine()}",
-            f"- wall time of this invocation: {elapsed:.0f} s ({done}; {jobs} parallel job(s)"
-            f"{_threads_each(records) if jobs > 1 else ''}); when each run was made, training + "
+            f"- wall time of this invocation: {elapsed:.0f} s ({done}; {_how(records, jobs)}); when each run was "
+            "made, training + "
             f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
             f"{total_train:.0f} s)",
             "- training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
@@ -167,6 +172,43 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
             f"- mean ± std over {settings['seeds']} seed(s) (the value alone with one seed); differences to the "
             "baseline: mean over seeds of (model - baseline) of the same seed, tested at the seed and the image "
             "level (see the tests under each results table).", ""]
+
+
+def _how(records: list[dict[str, Any]], jobs: int | str) -> str:
+    """'2 parallel job(s), one thread each', or the text given (where the runs ran)."""
+    if isinstance(jobs, str):
+        return jobs
+    return f"{jobs} parallel job(s){_threads_each(records) if jobs > 1 else ''}"
+
+
+def _seeds(records: list[dict[str, Any]], settings: dict[str, Any], missing: list[dict[str, Any]]) -> int:
+    """The seeds the Findings may claim: the planned ones, or with runs missing the fewest any model has."""
+    if not missing:
+        return settings["seeds"]
+    from sspnet.experiments.compare.stats import groups
+
+    return min(len(recs) for models in groups(records).values() for recs in models.values())
+
+
+def _incomplete(records: list[dict[str, Any]], missing: list[dict[str, Any]]) -> list[str]:
+    if not missing:
+        return []
+    return [f"**Incomplete: {len(records)} of {len(records) + len(missing)} planned runs are finished; the "
+            f"statistics below use these only (missing: {', '.join(_missing_name(m) for m in missing)}; see "
+            "Missing runs).**", ""]
+
+
+def _missing_name(m: dict[str, Any]) -> str:
+    return f"{short_name(m['model'])} seed {m['seed']}{' ' + m['variant'] if m.get('variant') else ''}"
+
+
+def _missing_section(missing: list[dict[str, Any]]) -> list[str]:
+    """The planned runs not finished, with what their folders hold (status) and where they are."""
+    if not missing:
+        return []
+    lines = ["", "## Missing runs", "", "Not finished when this report was written (status: what the run folder "
+             "holds; re-running the same command does them):", "", "| run | status | run folder |", "|---|---|---|"]
+    return lines + [f"| {_missing_name(m)} | {m['status']} | `{Path(m['run_dir']).name}` |" for m in missing]
 
 
 def _restarts(ev: Any) -> str:

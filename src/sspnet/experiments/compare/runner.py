@@ -7,7 +7,9 @@ The flow: `config` (presets, settings) -> `plan` (one cached run folder per vari
 a status: cached / evaluate / resume / train) -> `executor` (train or resume, then `evaluation`, in worker
 processes) -> `audit` (gradient masking, cached in each run folder) -> `report` (Findings, statistics and
 tests, REPORT.md, results.json, plots). Results: OUT/runs/*/compare.json and audit.json, OUT/results.json,
-OUT/REPORT.md and the PNG plots.
+OUT/REPORT.md and the PNG plots. On a cluster (`backends`, `jobs`; docs/cluster.md) each run to do is one job
+(train, evaluate, audit) of a Slurm array or a Ray task, or a line of `--emit-jobs`; `--report-only` reports
+the finished runs.
 """
 from __future__ import annotations
 
@@ -48,12 +50,32 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     One comparison at a time per output folder: OUT/.sspnet.lock holds this process's PID while it runs, and a
     second `run_compare` on the same OUT raises `sspnet.io.lock.FolderLockedError` before doing anything (a dry
     run takes no lock). See `_run_compare` for train_fn and the return value.
+
+    The other modes (`jobs`, `backends`): config.executor submitit / ray runs each run to do as a job there;
+    emit_jobs writes their commands; only_run does one of them (no lock on OUT: jobs run at once); report_only
+    reports the finished runs. ValueError in one line for a missing extra or modes that exclude each other.
     """
+    from sspnet.experiments.compare import jobs
     from sspnet.io.lock import FolderLock
 
+    config.check_modes()
+    if config.only_run:
+        return jobs.run_job(config, config.only_run)
+    if config.emit_jobs:
+        return jobs.emit_jobs(config)
+    if config.executor != "local" and not config.report_only:
+        from sspnet.experiments.compare.backends import require
+
+        require(config.executor)  # before anything else: one line naming the extra
     if config.dry_run:
         return _run_compare(config, train_fn)
     with FolderLock(config.out, "sspnet compare"):
+        if config.report_only:
+            return jobs.report_only(config)
+        if config.executor != "local":
+            from sspnet.experiments.compare.backends import run_remote
+
+            return run_remote(config, *make_plan(config))  # the workers choose their device
         return _run_compare(config, train_fn)
 
 
