@@ -89,3 +89,16 @@ def test_compare_presets_warm_up_and_the_flag_overrides_them(tmp_path):
 
     plan, settings = make_plan(cfg)
     assert plan[0].train_config.eps_warmup == 0 and "eps_warmup" not in train_key(plan[0].train_config)
+
+
+def test_other_epochs_keep_the_presets_share_of_warmup(tmp_path):
+    from sspnet.experiments.compare import CompareConfig
+    from sspnet.experiments.compare.plan import make_plan
+
+    def warmup(**train):
+        return make_plan(CompareConfig(out=str(tmp_path / "c"), seeds=1, train=train))[0][0].train_config.eps_warmup
+
+    assert warmup() == 2 and warmup(epochs=4) == 1 and warmup(epochs=1) == 0.25 and warmup(epochs=16) == 4
+    assert warmup(epochs=1, eps_warmup=0) == 0 and warmup(epochs=8, eps_warmup=1) == 1
+    with pytest.raises(ValueError, match="--eps-warmup must be a number of epochs in"):
+        warmup(epochs=1, eps_warmup=3)

@@ -185,12 +185,13 @@ def test_mnist5k_has_its_own_defaults_and_the_others_keep_the_originals():
 
 
 def test_default_compare_plan_keeps_its_run_folders():
-    """The presets set their training options themselves: the new mnist5k defaults change no run hash."""
+    """The presets set their training options themselves: the mnist5k defaults of `sspnet train` change no run
+    hash. The names change only with the preset's own training (the last time: the 2-epoch eps warm-up)."""
     from sspnet.experiments.compare import CompareConfig, make_plan
 
     plan, _ = make_plan(CompareConfig(out="/nonexistent/compare"))
-    assert [r.run_dir.name for r in plan] == ["res-s0-991b40e4", "res-s1-7bc42b32", "res-s2-786ae959",
-                                              "ssp2-s0-e0caf52f", "ssp2-s1-32792659", "ssp2-s2-ff468f49"]
+    assert [r.run_dir.name for r in plan] == ["res-s0-ed352bd3", "res-s1-952378fc", "res-s2-559b6b7f",
+                                              "ssp2-s0-7f5b05e0", "ssp2-s1-0dae08c9", "ssp2-s2-68612cd9"]
 
 
 def test_first_mnist5k_run_with_defaults_learns(tmp_path, restore_threads):
@@ -244,7 +245,7 @@ def test_compare_threads_are_per_worker(monkeypatch, restore_threads):
     from sspnet.experiments.compare.executor import pool_map
 
     seen = {}
-    monkeypatch.setattr(cli_compare, "run_compare", lambda config: seen.setdefault("config", config))
+    monkeypatch.setattr(cli_compare, "run_compare", lambda config: {"config": seen.setdefault("config", config)})
     assert main(["compare", "--dry-run", "--threads", "3"]) == 0 and seen.pop("config").threads == 3
     assert main(["compare", "--dry-run"]) == 0 and seen.pop("config").threads is None  # 1 per worker
     out = []

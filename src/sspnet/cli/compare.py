@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--train-alpha", type=float, default=None, help="training PGD step, CLI unit (default: the "
                    "preset's, 2.5 x train eps / 3 default / cpu-hour, else the dataset's: 0.05 mnist, 2 cifar10)")
     t.add_argument("--eps-warmup", type=float, default=None, help="epochs over which the training eps and step "
-                   "grow linearly to their full value (default: the preset's, 2 default / cpu-hour, else 0)")
+                   "grow linearly to their full value (default: the preset's, a quarter of the epochs in default / cpu-hour (2 of "
+                   "8), else 0)")
     t.add_argument("--grid", type=_csv(str), default=None,
                    help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (default: none; paper-cifar10 "
                         "6:7,6:12,10:7,10:12)")
@@ -100,19 +101,20 @@ def _cluster_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--partition", "--slurm-partition", dest="partition", default=None,
                    help="Slurm partition (default: the cluster's)")
     c.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an sbatch option for every job, e.g. account=proj, mem=16G, constraint=a100; repeatable")
+                   help="an sbatch option for every job, e.g. account=proj, mem=16G, constraint=a100; repeatable "
+                        "(default: none)")
     c.add_argument("--submitit-cluster", default="auto", choices=SUBMITIT_CLUSTERS,
                    help="auto: Slurm when sbatch is found, else local processes; local: processes on this machine "
                         "(for tests); debug: in this process; slurm (default auto)")
     c.add_argument("--emit-jobs", metavar="FILE", default=None,
                    help="write one shell command per run to do into FILE (run them in any order: GNU parallel, "
-                        "a Slurm array, a job list) and exit without running anything")
+                        "a Slurm array, a job list) and exit without running anything (default: run the plan here)")
     c.add_argument("--report-only", action="store_true",
                    help="write REPORT.md / results.json from the finished runs, listing the missing ones; run "
                         "nothing")
     c.add_argument("--only-run", metavar="RUN", default=None,
                    help="do one run of the plan (its folder name under OUT/runs): train / resume, evaluate, audit; "
-                        "no report")
+                        "no report (default: every run)")
     c.add_argument("--job-spec", default=None, help=argparse.SUPPRESS)  # the plan's options, from --emit-jobs
 
 

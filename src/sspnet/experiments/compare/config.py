@@ -274,9 +274,19 @@ class CompareConfig:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")
         train = {**p["train"], **_given(self.train)}
+        _scale_warmup(train, p["train"], _given(self.train))
         ev = EvalSettings.from_dict({**p["eval"], **_given(self.eval)}).resolve(dataset)
         grid = self.grid if self.grid is not None else p["grid"]
         return Resolved(dataset, models, seeds, train, ev, grid)
+
+
+def _scale_warmup(train: dict[str, Any], preset: dict[str, Any], given: dict[str, Any]) -> None:
+    """A preset's eps warm-up is a share of its epochs: with other --epochs and no --eps-warmup it keeps that
+    share (default / cpu-hour: 2 of 8 epochs, a quarter)."""
+    epochs = given.get("epochs")
+    if preset.get("eps_warmup") and "eps_warmup" not in given and isinstance(epochs, int) \
+            and not isinstance(epochs, bool):
+        train["eps_warmup"] = preset["eps_warmup"] * epochs / preset["epochs"]
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:
