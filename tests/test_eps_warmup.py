@@ -39,7 +39,8 @@ def test_each_step_crafts_within_the_warmed_up_radius(tmp_path, monkeypatch):
 def test_without_warmup_every_step_uses_the_full_radius(tmp_path, monkeypatch):
     radii = []
     call = Adversary.__call__
-    monkeypatch.setattr(Adversary, "__call__", lambda self, x, y, g: (radii.append(self.attack.eps), call(self, x, y, g))[1])
+    monkeypatch.setattr(Adversary, "__call__",
+                        lambda self, x, y, g: (radii.append(self.attack.eps), call(self, x, y, g))[1])
     train(TrainConfig(**TINY, epochs=1, steps_per_epoch=3, save=str(tmp_path / "r")))
     assert radii == [0.2, 0.2, 0.2]
 
@@ -68,7 +69,8 @@ def test_warmup_of_a_text_value_names_the_type():
 def test_ball_training_noise_is_warmed_up_too():
     import sspnet
 
-    adv = Adversary("ball", sspnet.create_model("res", dataset="mnist5k", blocks=1), eps=0.3, alpha=0.0, steps=1, copies=2)
+    model = sspnet.create_model("res", dataset="mnist5k", blocks=1)
+    adv = Adversary("ball", model, eps=0.3, alpha=0.0, steps=1, copies=2)
     adv.set_fraction(0.5)
     x = torch.full((4, 1, 28, 28), 0.5)
     xb, yb = adv(x, torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))

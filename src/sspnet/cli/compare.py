@@ -75,9 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "0.2 default / cpu-hour, else the dataset's: 0.3 mnist, 8 cifar10)")
     t.add_argument("--train-alpha", type=float, default=None, help="training PGD step, CLI unit (default: the "
                    "preset's, 2.5 x train eps / 3 default / cpu-hour, else the dataset's: 0.05 mnist, 2 cifar10)")
-    t.add_argument("--eps-warmup", type=float, default=None, help="epochs over which the training eps and step "
-                   "grow linearly to their full value (default: the preset's, a quarter of the epochs in default / cpu-hour (2 of "
-                   "8), else 0)")
+    t.add_argument("--eps-warmup", type=float, default=None,
+                   help="epochs over which the training eps and step grow linearly to their full value (default: "
+                        "the preset's, a quarter of the epochs in default / cpu-hour (2 of 8), else 0)")
     t.add_argument("--grid", type=_csv(str), default=None,
                    help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (default: none; paper-cifar10 "
                         "6:7,6:12,10:7,10:12)")

@@ -3,9 +3,9 @@
 PyTorch on a CPU allocates and frees the same large buffers (activations, gradients) at every step. glibc's
 malloc serves blocks above its mmap threshold with fresh mmap pages and gives them back at free, and trims the
 heap top above 128 KiB: every step then page-faults its buffers in again (zero-filled by the kernel). On a
-PGD-3 training step of the default compare that is about 25% of the wall time, spent in the kernel
-(benchmarks/allocator.py). `tune_allocator` raises both thresholds with `mallopt`. The numbers do not change:
-only where the memory comes from.
+PGD-3 training step of the default compare that is about a fifth of the wall time, spent in the kernel
+(benchmarks/allocator.py: 1.25x faster tuned). `tune_allocator` raises both thresholds with `mallopt`. The
+numbers do not change: only where the memory comes from.
 
 It applies to the calling process only: `sspnet.cli.main` calls it, and so do the worker processes and jobs
 of `sspnet compare`. Nothing is changed when SSPNET_MALLOC_TUNING=0, when the C library is not glibc, when
@@ -19,7 +19,8 @@ import os
 import platform
 
 ENV = "SSPNET_MALLOC_TUNING"
-MMAP_THRESHOLD = 32 << 20  # bytes: blocks below this come from the heap and are reused (glibc's maximum)
+MMAP_THRESHOLD = 32 << 20  # bytes: smaller blocks come from the heap and are reused (the
+# upper limit of glibc's own adaptive threshold on 64-bit)
 TRIM_THRESHOLD = 1 << 30  # bytes of free heap top kept before giving memory back
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
