@@ -13,18 +13,9 @@ from sspnet.experiments.compare.perimage import sweep_key, unpack_results
 from sspnet.experiments.compare.significance import mcnemar, signflip_test
 from sspnet.experiments.compare.stats import mean_std, paired_ci
 
-TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "eval_n_images": 50}
-TINY_EVAL = {"n_images": 12, "sweep_images": 6, "growth_images": 6, "steps": 1, "batch_size": 6}
-
+from tiny_compare import TINY_EVAL, TINY_TRAIN, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_config(out, **kw) -> CompareConfig:
-    opts = dict(models=["res", "ssp2"], seeds=1, out=str(out), train=dict(TINY_TRAIN), eval=dict(TINY_EVAL),
-                device="cpu", quiet=True, jobs=1)
-    opts.update(kw)
-    return CompareConfig(**opts)
 
 
 def no_training(cfg):

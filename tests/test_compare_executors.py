@@ -13,9 +13,10 @@ import sspnet.train
 from sspnet.experiments.compare import CompareConfig, make_plan, run_compare
 from sspnet.experiments.compare.config import ClusterSettings
 
-TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "blocks": 1, "eval_n_images": 50}
-TINY_EVAL = {"n_images": 12, "sweep_images": 6, "growth_images": 6, "steps": 1, "batch_size": 6,
-             "audit_images": 6, "audit_queries": 20}
+from tiny_compare import TINY_TRAIN
+from tiny_compare import tiny_config as _tiny_config
+
+AUDIT = {"audit_images": 6, "audit_queries": 20}  # the jobs audit too
 # the same plan on the command line
 TINY_ARGS = ["--models", "res,ssp2", "--seeds", "1", "--epochs", "1", "--steps-per-epoch", "2", "--tbsize", "32",
              "--blocks", "1", "--n-images", "12", "--sweep-images", "6", "--growth-images", "6", "--pgd-steps", "1",
@@ -26,10 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(out, **kw) -> CompareConfig:
-    opts = dict(models=["res", "ssp2"], seeds=1, out=str(out), train=dict(TINY_TRAIN), eval=dict(TINY_EVAL),
-                device="cpu", quiet=True, jobs=1)
-    opts.update(kw)
-    return CompareConfig(**opts)
+    return _tiny_config(out, AUDIT, **kw)
 
 
 def numbers(summary: dict) -> str:

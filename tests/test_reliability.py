@@ -326,23 +326,24 @@ def _mount_tmpfs(path: Path, options: str) -> bool:
     return r.returncode == 0
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 300 KiB tmpfs (skipped where the test cannot mount one)."""
-    mnt = tmp_path / "disk"
-    if not _mount_tmpfs(mnt, "size=300k"):
-        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+def _tmpfs(tmp_path, name: str, options: str, what: str):
+    """A tmpfs mounted at tmp_path/name for the test, unmounted after (skipped where it cannot be mounted)."""
+    mnt = tmp_path / name
+    if not _mount_tmpfs(mnt, options):
+        pytest.skip(f"cannot mount {what} here (needs root and mount permission)")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KiB tmpfs."""
+    yield from _tmpfs(tmp_path, "disk", "size=300k", "a tmpfs")
 
 
 @pytest.fixture
 def read_only_disk(tmp_path):
-    mnt = tmp_path / "ro"
-    if not _mount_tmpfs(mnt, "size=64k,ro"):
-        pytest.skip("cannot mount a read-only tmpfs here (needs root and mount permission)")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    yield from _tmpfs(tmp_path, "ro", "size=64k,ro", "a read-only tmpfs")
 
 
 def test_full_disk_in_train_is_one_line_and_nothing_half_written(small_disk, capsys):
