@@ -14,6 +14,7 @@ from sspnet.attacks.autoattack import INSTALL_HINT, AutoAttack, Square, autoatta
 from sspnet.attacks.base import NOISE_KINDS, NORMS, Attack, Ball, crafting_mode, per_sample_norm, random_perturbation
 from sspnet.attacks.gradient import FGSM, PGD, FastFGSM
 from sspnet.attacks.noise import NoiseBall, ball_copies, random_point
+from sspnet.attacks.threat import DEFAULT_ALPHA_REL, ThreatModel, default_step
 
 ATTACKS = ("fgsm", "pgd", "ball", "autoattack", "square")
 
@@ -53,6 +54,6 @@ def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", 
     raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(ATTACKS)}, fastfgsm")
 
 
-__all__ = ["ATTACKS", "INSTALL_HINT", "NOISE_KINDS", "NORMS", "Attack", "AutoAttack", "Ball", "FGSM", "FastFGSM",
+__all__ = ["ATTACKS", "DEFAULT_ALPHA_REL", "ThreatModel", "default_step", "INSTALL_HINT", "NOISE_KINDS", "NORMS", "Attack", "AutoAttack", "Ball", "FGSM", "FastFGSM",
            "NoiseBall", "PGD", "Square", "autoattack_available", "ball_copies", "crafting_mode",
            "load_autoattack_class", "make_attack", "per_sample_norm", "random_perturbation", "random_point"]
