@@ -69,14 +69,14 @@ def test_user_choices_leave_the_allocator_alone(monkeypatch, env, reason):
 def test_compare_workers_tune_their_own_process(monkeypatch):
     import torch
 
-    from sspnet.experiments.compare import executor
+    from sspnet.experiments.compare.executors import pool as executor
 
     calls = []
     monkeypatch.setattr(allocator, "tune_allocator", lambda: calls.append(1) or True)
     monkeypatch.setattr(executor, "_WORKER_THREADS", executor._WORKER_THREADS)
     threads = torch.get_num_threads()
     try:
-        executor._init_worker(1)
+        executor._init_worker(executor.set_threads, (1,))
     finally:
         torch.set_num_threads(threads)
     assert calls == [1]

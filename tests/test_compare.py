@@ -146,7 +146,7 @@ def test_every_subset_covers_every_class_of_a_label_sorted_split():
     from sspnet.experiments.compare.evaluation import choose_images, describe_images
 
     labels = torch.arange(10).repeat_interleave(100)  # 1000 images, sorted by label
-    ev = EvalSettings(autoattack="on").resolve("mnist5k")
+    ev = EvalSettings(autoattack="on", n_images=500, sweep_images=200, growth_images=200).resolve("mnist5k")
     chosen = choose_images(labels, ev, autoattack=True)
     sizes = {"eval": 500, "sweep": 200, "growth": 200, "autoattack": 100}
     assert {k: int(v.numel()) for k, v in chosen.items()} == sizes
@@ -199,8 +199,8 @@ def test_eval_options_have_one_name_and_pixel_units(tmp_path):
     assert cfg.train["eps"] == pytest.approx(8 / 255) and cfg.train["alpha"] == pytest.approx(2 / 255)
     assert cfg.eval["eps"] == pytest.approx(4 / 255)
     assert (cfg.eval["n_images"], cfg.eval["sweep_images"]) == (30, 20)
-    plan, settings = make_plan(CompareConfig(preset="paper-cifar10", seeds=1, models=["res"], out=str(tmp_path)))
-    assert settings["eval"].eps == pytest.approx(8 / 255) and settings["eval"].steps == 20
+    plan, ctx = make_plan(CompareConfig(preset="paper-cifar10", seeds=1, models=["res"], out=str(tmp_path)))
+    assert ctx.eval.eps == pytest.approx(8 / 255) and ctx.eval.steps == 20
 
 
 def test_models_come_from_the_registry(tmp_path):
@@ -285,8 +285,8 @@ def test_audit_source_is_the_baseline_run_of_the_same_seed(tmp_path):
     from sspnet.experiments.compare.audit import plan_audits
 
     def sources(models, seeds, grid=None):
-        plan, settings = make_plan(CompareConfig(models=models, seeds=seeds, grid=grid, out=str(tmp_path)))
-        jobs = plan_audits(plan, settings["eval_hash"], settings["eval"])
+        plan, ctx = make_plan(CompareConfig(models=models, seeds=seeds, grid=grid, out=str(tmp_path)))
+        jobs = plan_audits(plan, ctx.eval_hash, ctx.eval)
         return {(j.run.variant, j.run.model, j.run.seed): j.source and (j.source.variant, j.source.model,
                                                                          j.source.seed) for j in jobs}
 

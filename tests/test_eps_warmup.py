@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sspnet.train import TrainConfig, train
-from sspnet.train.step import Adversary, warmup_fraction
+from sspnet.train.step import Adversary, adversary_threat, warmup_fraction
 
 TINY = dict(dataset="mnist5k", model="res", blocks=1, batch_size=16, quiet=True, eval_n_images=50, seed=1,
             save_every=0, adv="pgd", eps=0.2, alpha=0.1, steps=2, opt="adam", lr=1e-3)
@@ -70,7 +70,7 @@ def test_ball_training_noise_is_warmed_up_too():
     import sspnet
 
     model = sspnet.create_model("res", dataset="mnist5k", blocks=1)
-    adv = Adversary("ball", model, eps=0.3, alpha=0.0, steps=1, copies=2)
+    adv = Adversary("ball", model, adversary_threat("ball", 0.3, 0.0, 1, False), copies=2)
     adv.set_fraction(0.5)
     x = torch.full((4, 1, 28, 28), 0.5)
     xb, yb = adv(x, torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))

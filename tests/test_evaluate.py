@@ -338,7 +338,7 @@ def test_cli_checkpoint_file_l2_and_out(run_dir, tmp_path):
     (["--eps", "-1"], "--eps must be >= 0"),
     (["--eps", "8"], "beyond the pixel range"),
     (["--alpha", "0"], "--alpha must be > 0"),
-    (["--iters", "-1"], "--iters must be >= 0"),
+    (["--iters", "-1"], "--pgd-steps must be >= 0"),  # --iters: the alias of --pgd-steps
     (["--n-examples", "0"], "evaluation set would be empty"),
     (["--attack", "cw"], "valid attacks"),
     (["--eval", "cifar10"], "cannot load"),

@@ -254,3 +254,51 @@ def test_unset_options_keep_model_defaults():
     a = sspnet.create_model("ssp2", dataset="mnist5k", blocks=None, norm=None, init=None, groups=None, seed=0)
     b = sspnet.create_model("ssp2", dataset="mnist5k", seed=0)
     assert a.config == b.config
+
+
+# --- the architectures table (sspnet.nn.architectures) ------------------------------------------------------
+@pytest.mark.parametrize("dataset", ["mnist5k", "fmnist", "cifar10", "tiny"])
+def test_built_models_follow_the_architectures_table(dataset):
+    from sspnet.data.specs import get_dataset_spec
+    from sspnet.nn.architectures import get_architecture
+
+    spec = get_dataset_spec(dataset)
+    arch = get_architecture(dataset)
+    assert arch is get_architecture(spec.arch) and dataset in arch.datasets
+    model = sspnet.create_model("ark", dataset=dataset, seed=0)
+    cfg = model.config
+    assert (cfg["blocks"], cfg["norm"], cfg["init"]) == (arch.blocks, arch.norm, arch.init)
+    assert len(model.groups) == arch.n_groups and len(model.transitions) == arch.n_groups - 1
+    assert [g[0].f.conv1.in_channels for g in model.groups] == list(arch.widths)
+    assert [len(g) for g in model.groups] == [arch.blocks] * arch.n_groups
+    first = model.groups[0][0]  # ark fills the first group: the architecture's default coefficients
+    assert (first.a21.item(), first.b10.item()) == arch.ark
+    x = torch.rand(2, spec.channels, spec.size, spec.size)
+    side = 6 if arch.stem == "downsample" else spec.size  # 28 -> 26 -> 13 -> 6, or a padded 3x3 conv
+    assert model.stem(model.normalize(x)).shape == (2, arch.widths[0], side, side)
+    assert model.head(torch.rand(2, arch.widths[-1], 4, 4)).shape == (2, spec.num_classes)
+
+
+def test_architecture_names_datasets_and_original_archi_names():
+    from sspnet.data.specs import DATASETS
+    from sspnet.nn.architectures import ARCHITECTURES, archi_dataset, get_architecture
+
+    assert sorted(d for a in ARCHITECTURES.values() for d in a.datasets) == sorted(DATASETS)  # a partition
+    for arch in ARCHITECTURES.values():
+        assert arch.dataset in arch.datasets
+        for name, dataset in arch.archi.items():  # every --archi name means a dataset of that architecture
+            assert archi_dataset(name) == archi_dataset(name.upper()) == dataset and dataset in arch.datasets
+    expected = {"mnist": "mnist", "fmnist": "fmnist", "cifar10": "cifar10", "cifar": "cifar10", "imagenet": "tiny",
+                "tinyimagenet": "tiny", "tiny": "tiny"}  # the original code's names
+    assert {n: archi_dataset(n) for n in expected} == expected
+    with pytest.raises(ValueError, match="unknown --archi 'svhn'; valid: mnist, fmnist, cifar10, cifar, imagenet"):
+        archi_dataset("svhn")
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'; valid: mnist, cifar10, tinyimagenet"):
+        get_architecture("vgg")
+
+
+def test_f_calls_per_group_takes_an_architecture_or_a_dataset():
+    from sspnet.nn.registry import f_calls_per_group
+
+    assert f_calls_per_group("ark", "tiny") == f_calls_per_group("ark", "tinyimagenet") == [2, 1, 2, 2]
+    assert f_calls_per_group("ssp3", "fmnist") == [3]

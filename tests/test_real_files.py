@@ -242,7 +242,7 @@ def test_threads_validated_in_one_line(value, capsys, restore_threads):
 
 def test_compare_threads_are_per_worker(monkeypatch, restore_threads):
     from sspnet.cli import compare as cli_compare
-    from sspnet.experiments.compare.executor import pool_map
+    from sspnet.experiments.compare.executors.pool import pool_map
 
     seen = {}
     monkeypatch.setattr(cli_compare, "run_compare", lambda config: {"config": seen.setdefault("config", config)})
@@ -254,7 +254,7 @@ def test_compare_threads_are_per_worker(monkeypatch, restore_threads):
 
 
 def _threads_of_worker(args):
-    from sspnet.experiments.compare.executor import worker_threads
+    from sspnet.experiments.compare.executors.pool import worker_threads
 
     return torch.get_num_threads(), worker_threads()
 
@@ -307,9 +307,9 @@ def test_named_help_entries_show_their_defaults(capsys):
             main([command, "--help"])
         pages[command] = _help_entries(capsys.readouterr().out)
     assert "(default res)" in pages["train"]["--model"]
-    assert "g on mnist5k/mnist/fmnist, b on cifar10/tiny" in pages["train"]["--norm"]
+    assert "g on mnist5k/mnist/fmnist, b on cifar10/tiny" in pages["train"]["--norm-layer"]  # alias --norm
     assert "torch on mnist5k/mnist/fmnist, original on cifar10/tiny" in pages["train"]["--init"]
-    assert "(default 100)" in pages["growth"]["--batch-size"]
+    assert "(default 100)" in pages["growth"]["--eval-batch-size"]  # alias --batch-size
     assert "--threads" in pages["train"] and "--threads" in pages["models"]
     assert _subparsers()["models"].description
 

@@ -151,7 +151,7 @@ _DRIVER = '''
 import sys
 sys.path.insert(0, {helper!r})
 import slowjob
-from sspnet.experiments.compare.executor import pool_map
+from sspnet.experiments.compare.executors.pool import pool_map
 
 def start(item):
     print("start", item, flush=True)

@@ -202,13 +202,14 @@ def test_config_json_without_the_new_options_resumes_as_it_was_trained(tmp_path)
 
 @pytest.mark.parametrize("kind", ["fgsm", "pgd", "fast"])
 def test_train_quantize_puts_adversarial_examples_on_the_8bit_grid(kind):
-    from sspnet.train.step import Adversary
+    from sspnet.train.step import Adversary, adversary_threat
 
     model = sspnet.create_model("res", dataset="mnist5k", blocks=1, seed=0)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randint(0, 256, (8, 1, 28, 28), generator=g).float() / 255, torch.randint(0, 10, (8,), generator=g)
     for quantize in (True, False):
-        xa, _ = Adversary(kind, model, 0.3, 0.05, 2, quantize=quantize)(x, y, torch.Generator().manual_seed(1))
+        adversary = Adversary(kind, model, adversary_threat(kind, 0.3, 0.05, 2, quantize))
+        xa, _ = adversary(x, y, torch.Generator().manual_seed(1))
         off_grid = (xa * 255 - (xa * 255).round()).abs().max().item()
         assert (off_grid < 1e-3) == quantize, (quantize, off_grid)
         assert (xa - x).abs().max() <= 0.3 + 1e-6 and not torch.equal(xa, x)

@@ -8,52 +8,20 @@ mode and restores the caller's mode, mode="keep" crafts in the current mode (adv
 """
 from __future__ import annotations
 
-from torch import nn
-
 from sspnet.attacks.autoattack import INSTALL_HINT, AutoAttack, Square, autoattack_available, load_autoattack_class
 from sspnet.attacks.base import NOISE_KINDS, NORMS, Attack, Ball, crafting_mode, per_sample_norm, random_perturbation
 from sspnet.attacks.gradient import FGSM, PGD, FastFGSM
 from sspnet.attacks.noise import NoiseBall, ball_copies, random_point
-from sspnet.attacks.threat import DEFAULT_ALPHA_REL, ThreatModel, default_step
+from sspnet.attacks.registry import AttackEntry, attack_names, get_attack, make_attack, register_attack
+from sspnet.attacks.threat import DEFAULT_ALPHA_REL, ThreatModel, dataset_threat, default_step, threat_config
+from sspnet.attacks.defaults import DEFAULTS, UseDefaults, default_of, help_default
 
-ATTACKS = ("fgsm", "pgd", "ball", "autoattack", "square")
-
-
-def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", alpha: float | None = None,
-                steps: int = 20, restarts: int = 1, copies: int = 10, random_start: bool = False,
-                quantize: bool = False, generator=None, mode: str = "eval", seed: int | None = 0,
-                early_stop: bool = False, queries: int = 5000) -> Attack:
-    """The one place attacks are built by name (`sspnet attack`, evaluate, the audit, growth and training).
-
-    Args:
-        name: fgsm | pgd | ball | autoattack | square | fastfgsm.
-        model: takes float images B x C x H x W in [0, 1].
-        eps, alpha: pixel units; alpha defaults to eps / 4 for pgd (1.25 eps for fastfgsm), unused by fgsm/ball.
-        steps, restarts, random_start: pgd; copies: ball; seed: autoattack and square; queries: square's model
-            calls per image; generator: random starts and noise.
-        quantize: round to 8-bit levels after each step; mode: "eval" or "keep" (craft in the current mode).
-        early_stop: fgsm/pgd stop per sample at the first misclassified iterate (accuracy evaluation).
-    Returns:
-        An `Attack`: `attack(x, y) -> x_adv` (same shape as x, inside the eps-ball n [0, 1]).
-    """
-    key = str(name).lower()
-    if key == "fgsm":
-        return FGSM(model, eps, norm=norm, quantize=quantize, mode=mode, early_stop=early_stop)
-    if key == "pgd":
-        a = alpha if alpha is not None else max(float(eps) / 4, 1e-12)
-        return PGD(model, eps, a, steps, norm=norm, random_start=random_start, restarts=restarts,
-                   quantize=quantize, generator=generator, mode=mode, early_stop=early_stop)
-    if key == "ball":
-        return NoiseBall(model, eps, copies, norm=norm, quantize=quantize, generator=generator, mode=mode)
-    if key == "autoattack":
-        return AutoAttack(model, eps, norm=norm, seed=seed, mode=mode)
-    if key == "square":
-        return Square(model, eps, norm=norm, queries=queries, seed=seed, mode=mode)
-    if key == "fastfgsm":
-        return FastFGSM(model, eps, alpha, norm=norm, quantize=quantize, generator=generator, mode=mode)
-    raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(ATTACKS)}, fastfgsm")
+# the attacks `sspnet.eval.evaluate` runs, from the registry (every name: `attack_names()`)
+ATTACKS = attack_names(evaluates=True)
 
 
-__all__ = ["ATTACKS", "DEFAULT_ALPHA_REL", "ThreatModel", "default_step", "INSTALL_HINT", "NOISE_KINDS", "NORMS", "Attack", "AutoAttack", "Ball", "FGSM", "FastFGSM",
-           "NoiseBall", "PGD", "Square", "autoattack_available", "ball_copies", "crafting_mode",
-           "load_autoattack_class", "make_attack", "per_sample_norm", "random_perturbation", "random_point"]
+__all__ = ["ATTACKS", "DEFAULTS", "DEFAULT_ALPHA_REL", "INSTALL_HINT", "NOISE_KINDS", "NORMS", "Attack", "AttackEntry",
+           "AutoAttack", "Ball", "FGSM", "FastFGSM", "NoiseBall", "PGD", "Square", "ThreatModel", "UseDefaults",
+           "attack_names", "autoattack_available", "ball_copies", "crafting_mode", "dataset_threat", "default_of",
+           "default_step", "get_attack", "help_default", "load_autoattack_class", "make_attack", "per_sample_norm",
+           "random_perturbation", "random_point", "register_attack", "threat_config"]

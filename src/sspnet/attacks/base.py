@@ -18,6 +18,18 @@ MODES = ("eval", "keep")
 NOISE_KINDS = ("uniform", "sign")  # `random_perturbation` kinds
 LEVELS = 255.0  # 8-bit grid: k / 255, k = 0..255
 _GRID_TOL = 1e-3  # in grid units: a bound within 1e-3 / 255 of a level counts as that level
+DEFAULT_ALPHA_REL = 0.25  # the default PGD step: alpha = eps / 4 (`default_step`)
+MIN_ALPHA = 1e-12
+
+
+def default_step(eps: float, *, alpha_rel: float = DEFAULT_ALPHA_REL, quantize: bool = False,
+                 norm: str = "linf") -> float:
+    """The one default PGD step rule (pixel units): alpha_rel * eps, raised to one 8-bit level (1/255) when
+    linf steps are rounded to the 8-bit grid (a smaller step would round back to the start)."""
+    alpha = float(eps) * float(alpha_rel)
+    if quantize and norm == "linf":
+        alpha = max(alpha, 1 / LEVELS)
+    return max(alpha, MIN_ALPHA)
 
 
 def check_norm(norm: str) -> str:

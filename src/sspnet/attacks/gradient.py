@@ -149,9 +149,10 @@ class FastFGSM(PGD):
     """
 
     name = "fastfgsm"
+    ALPHA_REL = 1.25  # its own step rule: alpha = 1.25 eps
 
     def __init__(self, model: nn.Module, eps: float, alpha: float | None = None, norm: str = "linf",
                  quantize: bool = False, generator: torch.Generator | None = None, *, mode: str = "eval"):
         Attack.__init__(self, model, eps, norm=norm, quantize=quantize, mode=mode, generator=generator)
-        self.alpha = 1.25 * self.eps if alpha is None else check_positive(alpha, "alpha")
+        self.alpha = self.ALPHA_REL * self.eps if alpha is None else check_positive(alpha, "alpha")
         self.steps, self.restarts, self.random_start, self.early_stop = 1, 1, True, False

@@ -26,7 +26,7 @@ DISK_ERRNOS = {errno.ENOSPC: "the disk is full; free some space or write elsewhe
                errno.EACCES: "permission denied; use files and folders you can read and write",
                errno.EPERM: "operation not permitted; use files and folders you can read and write"}
 # the flag naming where each command writes (named when the OS error carries no path)
-OUTPUT_FLAGS = (("save", "--save"), ("resume", "--resume"), ("out", "--out"), ("root", "--root"))
+OUTPUT_FLAGS = (("resume", "--resume"), ("out", "--out"), ("root", "--root"))
 
 
 def _disk_error(command: str, args: argparse.Namespace, exc: OSError) -> str:
@@ -40,7 +40,9 @@ def _disk_error(command: str, args: argparse.Namespace, exc: OSError) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sspnet", description="SSP networks: train, attack, measure growth, compare.")
+    from sspnet.cli._options import Parser
+
+    parser = Parser(prog="sspnet", description="SSP networks: train, attack, measure growth, compare.")
     parser.add_argument("--version", action="version", version=f"sspnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from sspnet import cli as commands  # the subcommand modules live beside this file
@@ -53,14 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sspnet.cli._options import UsageError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named with the subcommand whose flags they are not
+            where = f"sspnet {args.command}" if getattr(args, "command", None) else "sspnet"
+            raise UsageError(f"{where}: error: unrecognized arguments: {' '.join(extra)} (see {where} --help)")
+    except UsageError as exc:  # an unknown flag or a bad value: one line, exit code 2
+        print(exc, file=sys.stderr)
+        return 2
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
-    from sspnet.io.lock import FolderLockedError
-
     from sspnet.io.allocator import tune_allocator
+    from sspnet.io.lock import FolderLockedError
 
     tune_allocator()  # keep freed tensor memory for the next step (sspnet.io.allocator)
     try:

@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import argparse
 
+from sspnet.cli._options import (
+    add_flag,
+    add_option,
+    add_threads,
+    field_default,
+    grouped,
+)
 from sspnet.experiments.compare import CompareConfig, run_compare
-from sspnet.experiments.compare.config import (AUDIT_MODES, AUTOATTACK_MODES, EXECUTORS, PRESETS, SUBMITIT_CLUSTERS,
-                                               ClusterSettings)
+from sspnet.experiments.compare.config import (
+    AUDIT_MODES,
+    AUTOATTACK_MODES,
+    EXECUTORS,
+    PRESETS,
+    SUBMITIT_CLUSTERS,
+    ClusterSettings,
+    EvalSettings,
+    preset_help,
+)
+
+
+def by_preset(name: str, section: str = "eval", none: str = "the dataset's") -> str:
+    """The default of a compare option from the preset table (`preset_help`: the default preset's value, then
+    the presets that differ; eps / alpha in each preset dataset's CLI unit; none: the words for None)."""
+    return "the preset's, " + preset_help(name, section, none=none)
 
 
 def _csv(kind):
@@ -32,126 +53,122 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "against res (seed-level t-test, per-image McNemar, Holm, minimum detectable differences) and "
                     "write OUT/REPORT.md (Findings first), OUT/results.json (per-image results) and plots. "
                     f"Expected times: {presets}.")
-    a = p.add_argument
-    a("--preset", default="default", choices=list(PRESETS), help="budget and threat model (default: default)")
-    a("--models", type=_csv(str), default=None,
-      help="comma-separated models or scheme files; the first is the baseline (default: res,ssp2; paper presets "
-           "res,ssp2,ssp3,ark,midrk2)")
-    a("--seeds", type=int, default=None, help="number of seeds 0..S-1 (default 3; cpu-hour 6)")
-    a("--dataset", default=None, help="dataset (default: the preset's, mnist5k for the default)")
-    a("--data-root", default=None, help="folder with the dataset files (default $SSPNET_DATA or ./data; mnist5k "
-      "needs none)")
-    a("--out", default="compare", help="output folder (default ./compare)")
-    a("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda, else mps, else cpu)")
-    a("--jobs", type=int, default=None, help="runs in parallel processes, --threads threads each (default: 2 on a "
-      "CPU with >= 2 cores, 1 on a GPU)")
-    from sspnet.cli._options import add_threads
-
-    add_threads(p, "torch intra-op threads of each run, an integer >= 1 (default 1, on a CPU with --jobs 1 too, so "
-                   "that the numbers do not depend on --jobs; another value is part of the runs' cache hashes)")
-    a("--dry-run", action="store_true", help="print the plan (and what is cached) without training")
-    a("--quiet", action="store_true", help="no progress lines")
+    add_option(p, "--preset", "budget and threat model", default=field_default(CompareConfig, "preset"),
+               choices=list(PRESETS))
+    add_option(p, "--models", "comma-separated models or scheme files; the first is the baseline", type=_csv(str),
+               shown=_preset_entry("models"))
+    add_option(p, "--seeds", "number of seeds 0..S-1", type=int, shown=_preset_entry("seeds"))
+    add_flag(p, "compare", "dataset", shown=_preset_entry("dataset"))
+    add_flag(p, "compare", "data_root", shown="$SSPNET_DATA or ./data")
+    for concept in ("out", "device"):
+        add_flag(p, "compare", concept, default=field_default(CompareConfig, concept))
+    add_option(p, "--jobs", "runs in parallel processes, --threads threads each", type=int,
+               shown="2 on a CPU with >= 2 cores, 1 on a GPU")
+    add_threads(p, "compare", "of each run (on a CPU with --jobs 1 too, so that the numbers do not depend on --jobs; "
+                "another value is part of the runs' cache hashes)", shown="1")
+    add_option(p, "--dry-run", "print the plan (and what is cached) without training", action="store_true",
+               default=False)
+    add_flag(p, "compare", "quiet", default=False)
     t = p.add_argument_group("training (override the preset; eps/alpha in the dataset's CLI unit: 1/255 for "
                              "cifar10/tiny, [0,1] for mnist)")
-    t.add_argument("--blocks", type=int, default=None, help="blocks per group (default: the preset's, 2 default / "
-                   "cpu-hour, 5 paper-mnist)")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's, 8 default / cpu-hour, "
-                   "200 paper presets)")
-    t.add_argument("--tbsize", dest="batch_size", type=int, default=None,
-                   help="training batch size (default: the preset's, 64 default / cpu-hour, 128 paper presets)")
-    t.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="cap on optimizer steps per epoch (default: none, every batch)")
-    t.add_argument("--opt", default=None, help="sgd | adam | rms (default: the preset's, adam default / cpu-hour, "
-                   "sgd paper presets)")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's, 3e-3 default / "
-                   "cpu-hour, 0.1 paper presets)")
-    t.add_argument("--schedule", default=None, help="multistep | cyclic (default: the preset's, cyclic default / "
-                   "cpu-hour, multistep paper presets)")
-    t.add_argument("--adv", default=None, help="training adversary: none | fgsm | pgd | ball | fast (default: the "
-                   "preset's, pgd default / cpu-hour / paper-cifar10, ball paper-mnist)")
-    t.add_argument("--iters", type=int, default=None, help="PGD iterations of adversarial training (default: the "
-                   "preset's, 3 default / cpu-hour, K of each --grid variant in paper-cifar10)")
-    t.add_argument("--train-eps", type=float, default=None, help="training eps, CLI unit (default: the preset's, "
-                   "0.2 default / cpu-hour, else the dataset's: 0.3 mnist, 8 cifar10)")
-    t.add_argument("--train-alpha", type=float, default=None, help="training PGD step, CLI unit (default: the "
-                   "preset's, 2.5 x train eps / 3 default / cpu-hour, else the dataset's: 0.05 mnist, 2 cifar10)")
-    t.add_argument("--eps-warmup", type=float, default=None,
-                   help="epochs over which the training eps and step grow linearly to their full value (default: "
-                        "the preset's, a quarter of the epochs in default / cpu-hour (2 of 8), else 0)")
-    t.add_argument("--grid", type=_csv(str), default=None,
-                   help="variants N:K (blocks:PGD iterations), e.g. 6:7,10:12 (default: none; paper-cifar10 "
-                        "6:7,6:12,10:7,10:12)")
+    add_flag(t, "compare", "blocks", shown=by_preset("blocks", "train", "the dataset's or --grid's N"))
+    add_flag(t, "compare", "batch_size", shown=by_preset("batch_size", "train"))
+    for flag, kind in _TRAIN_OWN.items():
+        add_option(t, flag, _TRAIN_HELP[flag], type=kind,
+                   shown=by_preset(flag[2:].replace("-", "_"), "train", _TRAIN_NONE.get(flag, "the dataset's")))
+    add_flag(t, "compare", "train_pgd_steps", shown=by_preset("steps", "train", "the dataset's or --grid's K"))
+    for concept in ("train_eps", "train_alpha"):
+        add_flag(t, "compare", concept, shown=by_preset(concept[6:], "train"))
+    grids = [(name, ",".join(f"{n}:{k}" for n, k in preset["grid"] or ()) or "none") for name, preset in PRESETS.items()]
+    add_option(t, "--grid", "variants N:K (blocks:PGD iterations), e.g. 6:7,10:12", type=_csv(str),
+               shown=grouped(grids))
     _eval_arguments(p)
     _cluster_arguments(p)
     p.set_defaults(handler=run)
 
 
+_TRAIN_OWN = {"--epochs": int, "--steps-per-epoch": int, "--opt": str, "--lr": float, "--schedule": str, "--adv": str,
+              "--eps-warmup": float}
+_TRAIN_NONE = {"--steps-per-epoch": "none", "--eps-warmup": "0", "--lr": "the optimizer's"}
+
+
+def _preset_entry(key: str) -> str:
+    """A preset's own entry (dataset, models, seeds) for --help: presets sharing a value joined."""
+    return "the preset's, " + grouped([(name, preset[key]) for name, preset in PRESETS.items()])
+_TRAIN_HELP = {"--epochs": "epochs", "--steps-per-epoch": "cap on optimizer steps per epoch (none: every batch)",
+               "--opt": "sgd | adam | rms", "--lr": "learning rate", "--schedule": "multistep | cyclic",
+               "--adv": "training adversary: none | fgsm | pgd | ball | fast",
+               "--eps-warmup": "epochs over which the training eps and step grow linearly to their full value (with "
+                               "other --epochs the preset's share of the epochs)"}
+
+
 def _cluster_arguments(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("where the runs run (docs/cluster.md; OUT must be on a file system the workers share)")
-    c.add_argument("--executor", default="local", choices=EXECUTORS,
-                   help="local: this machine, --jobs processes; submitit: one Slurm job per run to do, as a job "
-                        "array (pip install 'sspnet[slurm]'); ray: one Ray task per run on the cluster of "
-                        "$RAY_ADDRESS, else a local Ray (pip install 'sspnet[ray]') (default local)")
-    c.add_argument("--gpus-per-run", type=int, default=0, help="GPUs of each job (default 0)")
-    c.add_argument("--cpus-per-run", type=int, default=None, help="CPU cores of each job (default: --threads, 1)")
-    c.add_argument("--timeout-min", type=int, default=240, help="time limit of each Slurm job in minutes; a run "
-                   "cut off resumes from its last.pt at the next invocation (default 240)")
-    c.add_argument("--array-parallelism", type=int, default=None,
-                   help="Slurm jobs of the array running at once (default: submitit's, 256)")
-    c.add_argument("--partition", "--slurm-partition", dest="partition", default=None,
-                   help="Slurm partition (default: the cluster's)")
-    c.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an sbatch option for every job, e.g. account=proj, mem=16G, constraint=a100; repeatable "
-                        "(default: none)")
-    c.add_argument("--submitit-cluster", default="auto", choices=SUBMITIT_CLUSTERS,
-                   help="auto: Slurm when sbatch is found, else local processes; local: processes on this machine "
-                        "(for tests); debug: in this process; slurm (default auto)")
-    c.add_argument("--emit-jobs", metavar="FILE", default=None,
-                   help="write one shell command per run to do into FILE (run them in any order: GNU parallel, "
-                        "a Slurm array, a job list) and exit without running anything (default: run the plan here)")
-    c.add_argument("--report-only", action="store_true",
-                   help="write REPORT.md / results.json from the finished runs, listing the missing ones; run "
-                        "nothing")
-    c.add_argument("--only-run", metavar="RUN", default=None,
-                   help="do one run of the plan (its folder name under OUT/runs): train / resume, evaluate, audit; "
-                        "no report (default: every run)")
+    resources = {"--gpus-per-run": "GPUs of each job", "--cpus-per-run": "CPU cores of each job",
+                 "--timeout-min": "time limit of each Slurm job in minutes; a run cut off resumes from its last.pt at "
+                                  "the next invocation",
+                 "--array-parallelism": "Slurm jobs of the array running at once"}
+    add_option(c, "--executor", "local: this machine, --jobs processes; submitit: one Slurm job per run to do, as a "
+               "job array (pip install 'sspnet[slurm]'); ray: one Ray task per run on the cluster of $RAY_ADDRESS, "
+               "else a local Ray (pip install 'sspnet[ray]')", default=field_default(CompareConfig, "executor"),
+               choices=EXECUTORS)
+    for flag, help in resources.items():
+        name = flag[2:].replace("-", "_")
+        default = field_default(ClusterSettings, name)
+        add_option(c, flag, help, type=int, default=default, shown=_CLUSTER_WORDS.get(name))
+    add_option(c, "--partition", "Slurm partition", aliases=("--slurm-partition",), shown="the cluster's")
+    add_option(c, "--slurm-option", "an sbatch option for every job, e.g. account=proj, mem=16G, constraint=a100; "
+               "repeatable", action="append", default=[], metavar="KEY=VALUE", shown="none")
+    add_option(c, "--submitit-cluster", "auto: Slurm when sbatch is found, else local processes; local: processes on "
+               "this machine (for tests); debug: in this process; slurm",
+               default=field_default(ClusterSettings, "submitit_cluster"), choices=SUBMITIT_CLUSTERS)
+    add_option(c, "--emit-jobs", "write one shell command per run to do into FILE (run them in any order: GNU "
+               "parallel, a Slurm array, a job list) and exit without running anything", metavar="FILE",
+               shown="run the plan here")
+    add_option(c, "--report-only", "write REPORT.md / results.json from the finished runs, listing the missing ones; "
+               "run nothing", action="store_true", default=False)
+    add_option(c, "--only-run", "do one run of the plan (its folder name under OUT/runs): train / resume, evaluate, "
+               "audit; no report", metavar="RUN", shown="every run")
     c.add_argument("--job-spec", default=None, help=argparse.SUPPRESS)  # the plan's options, from --emit-jobs
+
+
+_CLUSTER_WORDS = {"cpus_per_run": "--threads, 1", "array_parallelism": "submitit's, 256"}
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("evaluation (eps in the dataset's CLI unit: 1/255 for cifar10/tiny, [0,1] for mnist)")
-    e.add_argument("--eps", type=float, default=None, help="attack eps (default 0.2 on mnist5k; with --dataset: "
-                   "mnist 0.1, cifar10 2; paper presets: the paper's)")
-    e.add_argument("--alpha", type=float, default=None, help="PGD step (default eps/4)")
-    e.add_argument("--pgd-steps", dest="steps", type=int, default=None,
-                   help="PGD iterations (default 10; paper presets 20)")
-    e.add_argument("--restarts", type=int, default=None,
-                   help="PGD restarts, each from a random start when > 1; the per-image worst case counts "
-                        "(default 2; cpu-hour 3; paper presets 1)")
-    e.add_argument("--n-images", "--n-eval", dest="n_images", type=int, default=None,
-                   help="test images of clean / FGSM / PGD (default: all)")
-    e.add_argument("--sweep", type=_csv(float), default=None, help="eps values of the accuracy-vs-eps sweep "
-                   "(default: 0.5, 1, 1.5 and 2 x --eps; paper presets the paper's)")
-    e.add_argument("--sweep-images", "--sweep-n", dest="sweep_images", type=int, default=None,
-                   help="test images of the sweep (default 300)")
-    e.add_argument("--growth-images", "--growth-n", dest="growth_images", type=int, default=None,
-                   help="test images for growth ratios (default 300)")
-    e.add_argument("--autoattack-images", type=int, default=None,
-                   help="test images of AutoAttack when the audit is off (default 100; with the audit on, "
-                        "AutoAttack runs once, inside it, on --audit-images)")
-    e.add_argument("--autoattack", default=None, choices=AUTOATTACK_MODES,
-                   help="AutoAttack standard: on, off, auto (when installed) (default off: about 5 min per run "
-                        "of 100 images on one CPU core; cpu-hour and paper presets on)")
-    e.add_argument("--audit", default=None, choices=AUDIT_MODES,
-                   help="gradient-masking audit of every run (sspnet.eval.audit: transfer PGD from the res run "
-                        "of the same seed, Square black box, long PGD, large eps, AutoAttack as --autoattack; "
-                        "default on)")
-    e.add_argument("--audit-images", type=int, default=None, help="test images of the audit (default 100)")
-    e.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=None,
-                   help="sweep, AutoAttack and audit attacks stop per image at its first misclassified iterate and "
-                        "skip clean-misclassified images (default on; --no-early-stop runs every step)")
-    e.add_argument("--audit-queries", type=int, default=None,
-                   help="model calls per image of the audit's Square attack (default 1000; paper presets 5000)")
+    words = {"norm": by_preset("norm"), "eps": by_preset("eps"),
+             "alpha": by_preset("alpha", none="--eps/4, at least 1/255 when rounded"),
+             "pgd_steps": by_preset("steps"), "restarts": by_preset("restarts"),
+             "n_images": by_preset("n_images", none="all"), "eval_batch_size": by_preset("batch_size"),
+             "crit": by_preset("crit")}
+    for concept, shown in words.items():
+        add_flag(e, "compare", concept, shown=shown)
+    for flag, (key, kind, help, aliases) in _EVAL_OWN.items():
+        extra = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
+        if kind is bool:
+            extra = {"action": argparse.BooleanOptionalAction}
+        shown = by_preset(key, none=_SWEEP_RULE if key == "sweep" else "none")
+        add_option(e, flag, help, aliases=aliases, shown=shown, **extra)
+
+
+_SWEEP_RULE = ", ".join(f"{r:g}" for r in field_default(EvalSettings, "sweep_rel")) + " x --eps"
+_EVAL_OWN = {  # flag -> (EvalSettings field, type or choices, help, aliases)
+    "--sweep": ("sweep", _csv(float), "eps values of the accuracy-vs-eps sweep", ()),
+    "--sweep-images": ("sweep_images", int, "test images of the sweep", ("--sweep-n",)),
+    "--growth-images": ("growth_images", int, "test images for growth ratios", ("--growth-n",)),
+    "--autoattack-images": ("autoattack_images", int, ("test images of AutoAttack when the audit is off (with the "
+                            "audit on, AutoAttack runs once, inside it, on --audit-images)"), ()),
+    "--autoattack": ("autoattack", AUTOATTACK_MODES, ("AutoAttack standard: on, off, auto (when installed); about 5 "
+                     "min per run of 100 images on one CPU core"), ()),
+    "--audit": ("audit", AUDIT_MODES, ("gradient-masking audit of every run (sspnet.eval.audit: transfer PGD from the "
+                "res run of the same seed, Square black box, long PGD, large eps, AutoAttack as --autoattack)"), ()),
+    "--audit-images": ("audit_images", int, "test images of the audit", ()),
+    "--early-stop": ("early_stop", bool, ("sweep, AutoAttack and audit attacks stop per image at its first "
+                     "misclassified iterate and skip clean-misclassified images (--no-early-stop runs every step)"),
+                     ()),
+    "--audit-queries": ("audit_queries", int, "model calls per image of the audit's Square attack", ()),
+}
 
 
 def _parse_grid(items: list[str] | None) -> list[tuple[int, int]] | None:
@@ -204,14 +221,16 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
 
     train = {"blocks": args.blocks, "epochs": args.epochs, "batch_size": args.batch_size,
              "steps_per_epoch": args.steps_per_epoch, "opt": args.opt, "lr": args.lr, "schedule": args.schedule,
-             "adv": args.adv, "steps": args.iters, "eps": pixels(args.train_eps),
+             "adv": args.adv, "steps": args.train_pgd_steps, "eps": pixels(args.train_eps),
              "alpha": pixels(args.train_alpha), "eps_warmup": args.eps_warmup}
-    ev = {"eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.steps, "restarts": args.restarts,
+    ev = {"norm": args.norm, "eps": pixels(args.eps), "alpha": pixels(args.alpha), "steps": args.pgd_steps,
+          "restarts": args.restarts,
           "n_images": args.n_images,
           "sweep": None if args.sweep is None else tuple(v * unit for v in args.sweep),
           "sweep_images": args.sweep_images, "growth_images": args.growth_images,
           "autoattack_images": args.autoattack_images, "autoattack": args.autoattack, "audit": args.audit,
-          "audit_images": args.audit_images, "audit_queries": args.audit_queries, "early_stop": args.early_stop}
+          "audit_images": args.audit_images, "audit_queries": args.audit_queries, "early_stop": args.early_stop,
+          "batch_size": args.eval_batch_size, "crit": args.crit}
     return CompareConfig(preset=args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                          out=args.out, train=train, eval=ev, grid=_parse_grid(args.grid), data_root=args.data_root,
                          device=args.device, jobs=args.jobs, dry_run=args.dry_run, quiet=args.quiet,

@@ -7,13 +7,47 @@ combined plots (one line per run) at --plot and its *_groups.png. Progress on st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
-from sspnet.cli._options import add_threads, print_checkpoint, recorded_data_root
+from sspnet.cli._options import (
+    add_flag,
+    add_option,
+    add_threads,
+    field_default,
+    per_dataset,
+    print_checkpoint,
+)
+from sspnet.eval.growth import (
+    ADVERSARIES,
+    NOISE_BASELINES,
+    P_NAMES,
+    GrowthConfig,
+    GrowthResult,
+    growth_of_run,
+)
+from sspnet.experiments.attack import recorded_data_root
 from sspnet.nn.checkpoints import load_model
-from sspnet.eval.growth import (ADVERSARIES, NOISE_BASELINES, P_NAMES, GrowthConfig, GrowthResult,
-                                growth_of_run)
+
+# concept -> (GrowthConfig field or None, the default in words (None: the field's), extra settings)
+_SHARED: dict[str, tuple[str | None, str | None, dict[str, Any]]] = {
+    "dataset": (None, "the model's", {}),
+    "data_root": (None, "each run's recorded --data-root, else $SSPNET_DATA or ./data", {}),
+    "crit": (None, None, {"default": "final"}),
+    "norm": ("norm", None, {"note": "growth perturbs in linf"}),
+    "eps": (None, per_dataset(lambda spec: spec.train_eps / spec.eps_unit) + " (its training eps)", {}),
+    "alpha": (None, per_dataset(lambda spec: spec.train_alpha / spec.eps_unit) + " (its training alpha)", {}),
+    "pgd_steps": ("steps", None, {}),
+    "random_start": ("random_start", None, {}),
+    "quantize": ("quantize", None, {}),
+    "n_images": ("n_images", None, {}),
+    "eval_batch_size": ("batch_size", None, {}),
+    "seed": ("seed", None, {"note": "of the noise baseline"}),
+    "device": (None, None, {"default": "auto"}),
+    "quiet": (None, None, {"default": False}),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,38 +58,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "random-noise baseline at the same eps. eps/alpha are in the dataset's CLI unit (1/255 for "
                     "cifar10/tiny, pixel units for mnist/fmnist); default: the dataset's training eps/alpha.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or checkpoint files)")
-    p.add_argument("--dataset", default=None, help="dataset of the test images (default: the model's)")
-    p.add_argument("--data-root", default=None, help="folder with the dataset files (default: each run's recorded "
-                   "--data-root, else $SSPNET_DATA or ./data; mnist5k needs none)")
-    p.add_argument("--crit", default="final", choices=("acc", "loss", "final"),
-                   help="checkpoint of a run folder: final (end of training) | acc | loss (best on the run's "
-                        "selection split, validation unless trained with --select-on test) (default final)")
-    p.add_argument("--attack", default="pgd", choices=ADVERSARIES, help="adversary (default pgd)")
-    p.add_argument("--eps", type=float, default=None, help="perturbation size in the dataset's CLI unit (default: "
-                   "the dataset's training eps: 0.3 mnist/mnist5k, 0.1 fmnist, 8 cifar10, 4 tiny)")
-    p.add_argument("--alpha", type=float, default=None, help="PGD step in the dataset's CLI unit (default: the "
-                   "dataset's training alpha: 0.05 mnist/mnist5k, 0.02 fmnist, 2 cifar10, 1 tiny)")
-    p.add_argument("--steps", type=int, default=20, help="PGD steps (default 20)")
-    p.add_argument("--random-start", action="store_true", help="PGD random start (default: none, as the paper)")
-    p.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True,
-                   help="round the adversary's steps to 8-bit levels, as the original (default on)")
-    p.add_argument("--noise", default="sign", choices=NOISE_BASELINES,
-                   help="random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none (default sign)")
-    p.add_argument("--p", nargs="+", default=list(P_NAMES), help="norms: any of 1 2 inf (default all)")
-    p.add_argument("--n", type=int, default=500, help="class-stratified test images (default 500)")
-    p.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise baseline (default 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto: cuda, else "
-                   "mps, else cpu)")
-    add_threads(p)
-    p.add_argument("--label", nargs="+", default=None, help="one label per run for tables and plots (default: "
-                   "the run folder's name)")
-    p.add_argument("--plot", default="growth-compare.png",
-                   help="combined plot when several runs are given (default ./growth-compare.png; its per-group "
-                        "figure next to it, *_groups.png)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress display on stderr (default: one progress line, images done, elapsed, time left)")
+    add_option(p, "--attack", "adversary", default=field_default(GrowthConfig, "adversary"), choices=ADVERSARIES)
+    add_option(p, "--noise", "random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none",
+               default=field_default(GrowthConfig, "noise"), choices=NOISE_BASELINES)
+    add_option(p, "--p", "norms: any of 1 2 inf", nargs="+", default=list(P_NAMES), shown="all")
+    for concept, (field, shown, settings) in _SHARED.items():
+        extra = dict(settings)
+        default = extra.pop("default", None if field is None else field_default(GrowthConfig, field))
+        add_flag(p, "growth", concept, default=default, shown=shown, **extra)
+    add_threads(p, "growth")
+    add_option(p, "--label", "one label per run for tables and plots", nargs="+", shown="the run folder's name")
+    add_option(p, "--plot", "combined plot when several runs are given (its per-group figure next to it, "
+               "*_groups.png)", default="growth-compare.png")
     p.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace, unit: float) -> GrowthConfig:
+    """The GrowthConfig of parsed flags; unit: pixel units per CLI unit of the run's dataset."""
+    threat = dataclasses.replace(field_default(GrowthConfig, "threat"), norm=args.norm,
+                                 eps=None if args.eps is None else args.eps * unit,
+                                 alpha=None if args.alpha is None else args.alpha * unit, steps=args.pgd_steps,
+                                 random_start=args.random_start, quantize=args.quantize)
+    return GrowthConfig(adversary=args.attack, threat=threat, noise=args.noise, ps=tuple(args.p),
+                        n_images=args.n_images, batch_size=args.eval_batch_size, seed=args.seed)
 
 
 def _fmt(v: float) -> str:
@@ -64,13 +89,13 @@ def _fmt(v: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sspnet.data.specs import get_dataset_spec
+    from sspnet.distributed import resolve_device
     from sspnet.experiments.compare.plots import groups_plot_path, growth_results_plot
     from sspnet.io.progress import progress_line
-    from sspnet.distributed import resolve_device
-    from sspnet.data.specs import get_dataset_spec
 
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1 (test images), got {args.n}")
+    if args.n_images < 1:
+        raise ValueError(f"--n-images must be >= 1 (test images), got {args.n_images}")
     if args.label is not None and len(args.label) != len(args.runs):
         raise ValueError(f"--label needs one label per run: got {len(args.label)} labels for {len(args.runs)} runs")
     device = resolve_device(args.device)
@@ -78,13 +103,10 @@ def run(args: argparse.Namespace) -> int:
     for i, run_path in enumerate(args.runs):
         path = Path(run_path)
         if not path.exists():
-            raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --save DIR`")
+            raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --out DIR`")
         dataset = args.dataset or load_model(path, crit=args.crit).config.get("dataset")
         unit = get_dataset_spec(dataset).eps_unit
-        cfg = GrowthConfig(adversary=args.attack, eps=None if args.eps is None else args.eps * unit,
-                           alpha=None if args.alpha is None else args.alpha * unit, steps=args.steps,
-                           random_start=args.random_start, quantize=args.quantize, noise=args.noise,
-                           ps=tuple(args.p), n_images=args.n, batch_size=args.batch_size, seed=args.seed)
+        cfg = config_from_args(args, unit)
         label = args.label[i] if args.label else None
         data_root = args.data_root or recorded_data_root(path)  # default: the folder the run was trained from
         shown = progress_line(f"sspnet growth {label or path.name}" + (f" ({i + 1}/{len(args.runs)})"

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from sspnet.cli._options import add_flag, add_option, add_threads, per_dataset
+from sspnet.nn.architectures import get_architecture
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -11,16 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "from the coefficients), F calls per block and the parameter count on --dataset's "
                     "architecture. Scheme files (YAML/JSON, a Shu-Osher pair or a Butcher tableau) are validated and "
                     "listed with --scheme-file; register them in Python with sspnet.register_scheme.")
-    p.add_argument("--dataset", default="mnist5k", help="architecture to count parameters for (default mnist5k)")
-    p.add_argument("--block", type=int, default=None, help="blocks per group (default: the dataset's, 5 mnist / "
-                   "6 cifar10 and tiny)")
-    p.add_argument("--norm", default=None, help="b | g | l | i (default: the dataset's, g on mnist / b on cifar10 "
-                   "and tiny)")
-    p.add_argument("--scheme-file", action="append", default=[], metavar="FILE",
-                   help="also show a JSON/YAML scheme file (repeatable; default: none)")
-    from sspnet.cli._options import add_threads
-
-    add_threads(p)
+    add_flag(p, "models", "dataset", default="mnist5k", note="the architecture to count parameters for")
+    add_flag(p, "models", "blocks", shown=per_dataset(lambda spec: get_architecture(spec.arch).blocks))
+    add_flag(p, "models", "norm_layer", shown=per_dataset(lambda spec: get_architecture(spec.arch).norm))
+    add_option(p, "--scheme-file", "also show a JSON/YAML scheme file (repeatable)", action="append", default=[],
+               metavar="FILE", shown="none")
+    add_threads(p, "models")
     p.set_defaults(handler=run)
 
 
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'model':<14} {'display':<12} {'stages':>6} {'order':>5} {'SSP C':>6} {'F/block':>7} {'params':>10}  "
           "description")
     for name in names:
-        cost = model_cost(create_model(name, dataset=args.dataset, blocks=args.block, norm=args.norm))
+        cost = model_cost(create_model(name, dataset=args.dataset, blocks=args.blocks, norm=args.norm_layer))
         entry = get_model_entry(name)
         if entry.groups:  # a composite model: one block kind per group
             kinds = entry.blocks_per_group(arch, len(entry.groups[arch]))

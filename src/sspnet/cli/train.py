@@ -3,8 +3,9 @@
 Precedence: TrainConfig defaults < --config FILE (YAML/JSON) < flags given on the command line. With
 --resume RUN_DIR the folder's config.json takes the place of the defaults (flags may extend --epochs etc.;
 defaults that depend on --epochs, the milestones, are derived again for the new budget).
-Flags and config files use the original code's names and units (--eps 8 on cifar10/tiny means 8/255); this
-module converts them to TrainConfig's pixel units.
+Flags are the CLI's vocabulary (`sspnet.cli._options.VOCABULARY`; the original's names such as --eps, --iters,
+--block, --tbsize, --save stay as aliases, in config files too) in the original's units (--train-eps 8 on
+cifar10/tiny means 8/255); this module converts them to TrainConfig's pixel units.
 Exit codes: 0 done, 1 non-finite loss (last good last.pt kept), 2 bad input, 130 interrupted (last.pt saved).
 """
 from __future__ import annotations
@@ -15,101 +16,127 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# CLI dest -> TrainConfig field (flags keep the original code's names)
-_DEST = {"block": "blocks", "tbsize": "batch_size", "checkpoint": "activation_checkpointing",
+from sspnet.cli._options import (
+    add_flag,
+    add_option,
+    add_threads,
+    field_default,
+    per_dataset,
+)
+from sspnet.nn.architectures import get_architecture
+
+# CLI dest or config-file key -> TrainConfig field: the canonical flags (sspnet.cli._options.VOCABULARY) and
+# the original's names (--block, --tbsize, --iters, --eps, --alpha, --norm, --save, --test-limit, --eval-bsize)
+_DEST = {"norm_layer": "norm", "train_pgd_steps": "steps", "train_eps": "eps", "train_alpha": "alpha", "out": "save",
+         "checkpoint": "activation_checkpointing", "block": "blocks", "tbsize": "batch_size",
          "eval_bsize": "eval_batch_size", "iters": "steps", "test_limit": "eval_n_images"}
+# flags of train only: flag -> (help, the default in words (None: TrainConfig's field), argparse settings)
+_OWN: dict[str, tuple[str, str | None, dict[str, Any]]] = {
+    "--model": ("scheme: res | ssp2 | ssp3 | ark | midrk2 | any registered scheme, or a scheme file", None, {}),
+    "--groups": ("one scheme per block group, comma separated (e.g. ark,res,ssp2 on cifar10)",
+                 "--model in every group", {}),
+    "--init": ("original | torch | kaiming", "", {}),
+    "--lr": ("learning rate", ("{lr} on mnist5k without --opt; else 0.1 for sgd, 1e-4 adam on colour / 1e-3 on grey "
+             "data, 1e-3 rms"), {"type": float}),
+    "--decay": ("weight decay", "5e-4 with sgd on cifar10/tiny, else 0", {"type": float}),
+    "--epochs": ("epochs", None, {"type": int}),
+    "--opt": ("sgd | adam | rms (given --opt, mnist5k takes the original's recipe too)",
+              "{opt} on mnist5k, {original_opt} elsewhere", {}),
+    "--milestones": ("epochs where the lr is multiplied by 0.1, comma separated", "the original's", {}),
+    "--schedule": ("multistep | cyclic (one triangular cycle, peak at 2/5)",
+                   "{schedule} on mnist5k without --opt, else {original_schedule}", {}),
+    "--adv": ("training adversary: none | fgsm | pgd | ball | fast", None, {}),
+    "--eps-warmup": (("epochs over which the training eps and alpha grow linearly to their full value (0: full eps "
+                     "from the first step)"), None, {"type": float}),
+    "--ball-copies": ("noisy copies per image for --adv ball", None, {"type": int}),
+    "--steps-per-epoch": ("cap on optimizer steps per epoch", "none, every batch", {"type": int}),
+    "--init-from": ("start from the weights of this checkpoint or run folder", "fresh weights from --seed", {}),
+    "--save-every": ("steps between mid-epoch last.pt saves (0 off)", None, {"type": int}),
+    "--log-interval": ("steps between progress-bar updates", None, {"type": int}),
+    "--val-split": (("fraction of the training images held out (class-stratified, fixed by --seed) as the validation "
+                    "split that selects model_acc.pt / model_loss.pt (0: train on all, no validation split)"), None,
+                    {"type": float}),
+    "--select-on": (("split that selects model_acc.pt / model_loss.pt: val | test (the original's; optimistic for "
+                    "test-set robustness) | none (only model_final.pt)"), ("val with a validation split, none with "
+                    "--val-split 0"), {}),
+    "--train-quantize": (("round fgsm / pgd / fast training adversarial examples to 8-bit levels after each step, as "
+                         "the original"), None, {"action": argparse.BooleanOptionalAction}),
+    "--sync-bn": (("under torchrun, BatchNorm uses the statistics of the whole global batch, so K processes train "
+                  "the model one process would (--no-sync-bn: per-rank statistics)"), None,
+                  {"action": argparse.BooleanOptionalAction}),
+    "--amp": ("mixed precision", "on CUDA", {"action": argparse.BooleanOptionalAction}),
+    "--channels-last": ("channels_last memory format", "on CUDA, and on CPU for models without GroupNorm",
+                        {"action": argparse.BooleanOptionalAction}),
+}
+_SWITCHES = {"--force": "overwrite an existing run folder", "--tensorboard": "TensorBoard scalars + adversarial "
+             "images (RUN/tb)", "--craft-eval": "craft training adversarial examples in eval mode (default: train "
+             "mode, as the original)", "--clean-metrics": "adversarial training: also log the clean loss/accuracy "
+             "of each training batch (one extra forward per step: ~5%% of a PGD-7 step, ~15%% of a FastFGSM step)",
+             "--checkpoint": "activation checkpointing (less memory, more compute)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sspnet.train import TrainConfig
+    from sspnet.train.config import DATASET_RECIPES, ORIGINAL_RECIPE
+
     p = subparsers.add_parser(
         "train", help="train an SSP network (standard or adversarial training)",
         description="Train an SSP / ResNet model; writes a run folder with config.json, metrics.jsonl, train.log, "
                     "model_acc.pt / model_loss.pt (best on the validation split held out of the training images), "
-                    "model_final.pt and last.pt. Unset options take the original code's per-dataset defaults, except on the "
-                    "embedded mnist5k, which without --opt trains with Adam, lr 2e-3, batch 8 and a one-cycle "
-                    "schedule (the original's SGD recipe learns little on 4,000 digits). "
-                    "Multi-process: torchrun --nproc_per_node=K -m sspnet train ...")
-    a = p.add_argument
-    a("--dataset", help="mnist5k (default, bundled) | mnist | fmnist | cifar10 | tiny")
-    a("--data-root", dest="data_root", help="data folder (default $SSPNET_DATA or ./data)")
-    a("--model", help="scheme: res | ssp2 | ssp3 | ark | midrk2 | any registered scheme, or a scheme file "
-                      "(default res)")
-    a("--groups", help="one scheme per block group, comma separated (e.g. ark,res,ssp2 on cifar10; default: "
-                       "--model in every group)")
-    a("--block", type=int, help="blocks per group (default: the dataset's, 5 mnist / 6 cifar10)")
-    a("--norm", help="b (BatchNorm) | g (GroupNorm) | l (GroupNorm(1)) | i (GroupNorm(C)) (default: the "
-                     "dataset's, g on mnist5k/mnist/fmnist, b on cifar10/tiny)")
-    a("--init", help="original | torch | kaiming (default: the dataset's, torch on mnist5k/mnist/fmnist, original "
-                     "on cifar10/tiny)")
-    a("--lr", type=float, help="learning rate (default: 2e-3 on mnist5k without --opt; else 0.1 for sgd, 1e-4 "
-                               "adam on colour / 1e-3 on grey data, 1e-3 rms)")
-    a("--decay", type=float, help="weight decay (default 5e-4 with sgd on cifar10/tiny, else 0)")
-    a("--tbsize", type=int, help="global training batch size (default: 8 on mnist5k without --opt, else 128)")
-    a("--epochs", type=int, help="epochs (default 200)")
-    a("--opt", help="sgd | adam | rms (default: adam on mnist5k, sgd elsewhere; given --opt, mnist5k takes the "
-                    "original's recipe too: batch 128, multistep, its lr)")
-    a("--milestones", help="epochs where the lr is multiplied by 0.1, comma separated (default: the original's)")
-    a("--schedule", help="multistep | cyclic (one triangular cycle, peak at 2/5) (default: cyclic on mnist5k "
-                         "without --opt, else multistep)")
-    a("--adv", help="none (default) | fgsm | pgd | ball | fast")
-    a("--iters", type=int, help="PGD steps of the training adversary for --adv pgd (default 10 mnist, 7 cifar10/tiny)")
-    a("--eps", type=float, help="training perturbation size: 1/255 units on cifar10/tiny (8 = 8/255), [0,1] on grey "
-                                "data (default: 8/255 cifar10, 4/255 tiny, 0.3 mnist, 0.1 fmnist)")
-    a("--alpha", type=float, help="PGD step size of --adv pgd, same unit as --eps (default: 2/255 cifar10, 1/255 "
-                                  "tiny, 0.05 mnist, 0.02 fmnist)")
-    a("--eps-warmup", dest="eps_warmup", type=float,
-      help="epochs over which the training eps and alpha grow linearly to their full value (default 0: full eps "
-           "from the first step)")
-    a("--ball-copies", dest="ball_copies", type=int, help="noisy copies per image for --adv ball (default 5)")
-    a("--save", help="run folder (default runs/DATASET-MODEL-ADV-seedSEED)")
-    a("--seed", type=int, help="random seed (default 0)")
-    a("--device", help="auto (default) | cpu | cuda | mps")
-    a("--config", help="YAML or JSON file of options (keys as the flags); command-line flags override it "
-                       "(default: none)")
-    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (default: a new run)")
-    a("--force", action="store_true", default=None, help="overwrite an existing run folder")
-    a("--quiet", action="store_true", default=None, help="no progress bar or per-epoch lines")
-    a("--tensorboard", action="store_true", default=None, help="TensorBoard scalars + adversarial images (RUN/tb)")
-    a("--craft-eval", dest="craft_eval", action="store_true", default=None,
-      help="craft training adversarial examples in eval mode (default: train mode, as the original)")
-    a("--clean-metrics", dest="clean_metrics", action="store_true", default=None,
-      help="adversarial training: also log the clean loss/accuracy of each training batch (one extra forward "
-           "per step: ~5%% of a PGD-7 step, ~15%% of a FastFGSM step)")
-    a("--checkpoint", action="store_true", default=None, help="activation checkpointing (less memory, more compute)")
-    a("--steps-per-epoch", dest="steps_per_epoch", type=int,
-      help="cap on optimizer steps per epoch (default: none, every batch)")
-    a("--init-from", dest="init_from", help="start from the weights of this checkpoint or run folder (default: "
-                                            "fresh weights from --seed)")
-    a("--test-limit", dest="test_limit", type=int,
-      help="evaluate each epoch on N class-stratified test images only (default: all)")
-    a("--eval-bsize", dest="eval_bsize", type=int, help="test batch size (default 500)")
-    a("--save-every", dest="save_every", type=int, help="steps between mid-epoch last.pt saves (default 100; 0 off)")
-    a("--log-interval", dest="log_interval", type=int, help="steps between progress-bar updates (default 20)")
-    _selection_and_device_flags(a)
-    from sspnet.cli._options import add_threads
+                    "model_final.pt and last.pt. Unset options take the original code's per-dataset defaults, except "
+                    "on the embedded mnist5k, which without --opt trains with its own recipe (the original's SGD "
+                    "recipe learns little on 4,000 digits). Multi-process: torchrun --nproc_per_node=K -m sspnet "
+                    "train ...")
+    recipe = {**DATASET_RECIPES["mnist5k"], "original_opt": ORIGINAL_RECIPE["opt"],
+              "original_schedule": ORIGINAL_RECIPE["schedule"]}
 
-    add_threads(p, "torch intra-op threads per process, an integer >= 1 (default: torch's default, usually the "
-                   "number of cores; on a busy machine 1 can be faster); not part of the run's configuration")
+    def own(flag: str) -> None:  # every default None: TrainConfig's (or the resumed run's) fills it in
+        help, words, settings = _OWN[flag]
+        name = flag[2:].replace("-", "_")
+        add_option(p, flag, help, default=None if words else field_default(TrainConfig, name),
+                   shown=words and words.format(**recipe), argparse_default=None, **settings)
+
+    def shared(concept: str, words: str | None = None, **kwargs) -> None:
+        name = _DEST.get(concept, concept)
+        add_flag(p, "train", concept, default=None if words else field_default(TrainConfig, name), shown=words,
+                 argparse_default=None, **kwargs)
+
+    shared("dataset")
+    shared("data_root", "$SSPNET_DATA or ./data")
+    for flag in ("--model", "--groups"):
+        own(flag)
+    shared("blocks", per_dataset(lambda spec: get_architecture(spec.arch).blocks))
+    shared("norm_layer", per_dataset(lambda spec: get_architecture(spec.arch).norm))
+    add_option(p, "--init", _OWN["--init"][0], shown=per_dataset(lambda spec: get_architecture(spec.arch).init))
+    own("--lr")
+    own("--decay")
+    shared("batch_size", "{batch_size} on mnist5k without --opt, else {b}".format(b=ORIGINAL_RECIPE["batch_size"],
+                                                                                   **recipe))
+    for flag in ("--epochs", "--opt", "--milestones", "--schedule", "--adv"):
+        own(flag)
+    shared("train_pgd_steps", per_dataset(lambda spec: spec.train_iters))
+    shared("train_eps", per_dataset(lambda spec: spec.train_eps / spec.eps_unit))
+    shared("train_alpha", per_dataset(lambda spec: spec.train_alpha / spec.eps_unit))
+    own("--eps-warmup")
+    own("--ball-copies")
+    shared("out", "runs/DATASET-MODEL-ADV-seedSEED")
+    for concept in ("seed", "device", "quiet"):
+        shared(concept)
+    p.add_argument("--config", help="YAML or JSON file of options (keys as the flags, canonical or old names); "
+                   "command-line flags override it (default: none)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (default: a "
+                   "new run)")
+    for flag, help in _SWITCHES.items():
+        p.add_argument(flag, action="store_true", default=None, help=help)
+    for flag in ("--steps-per-epoch", "--init-from"):
+        own(flag)
+    shared("eval_n_images", "all")
+    shared("eval_batch_size")
+    for flag in ("--save-every", "--log-interval", "--val-split", "--select-on", "--train-quantize", "--sync-bn",
+                 "--amp", "--channels-last"):
+        own(flag)
+    add_threads(p, "train", "per process; not part of the run's configuration")
     p.set_defaults(handler=run)
-
-
-def _selection_and_device_flags(a) -> None:
-    """Model selection, the training adversary's rounding, BatchNorm under DDP, AMP and memory layout."""
-    a("--val-split", dest="val_split", type=float,
-      help="fraction of the training images held out (class-stratified, fixed by --seed) as the validation split "
-           "that selects model_acc.pt / model_loss.pt (default 0.1; 0: train on all, no validation split)")
-    a("--select-on", dest="select_on",
-      help="split that selects model_acc.pt / model_loss.pt: val (default with a validation split) | test (the "
-           "original's; optimistic for test-set robustness) | none (only model_final.pt; default with --val-split 0)")
-    a("--train-quantize", dest="train_quantize", action=argparse.BooleanOptionalAction, default=None,
-      help="round fgsm / pgd / fast training adversarial examples to 8-bit levels after each step (default on, as "
-           "the original)")
-    a("--sync-bn", dest="sync_bn", action=argparse.BooleanOptionalAction, default=None,
-      help="under torchrun, BatchNorm uses the statistics of the whole global batch, so K processes train the "
-           "model one process would (default on; --no-sync-bn: per-rank statistics)")
-    a("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on CUDA)")
-    a("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
-      help="channels_last memory format (default: on CUDA, and on CPU for models without GroupNorm)")
 
 
 def _split(text: Any, kind: type, flag: str) -> list | None:
@@ -133,7 +160,7 @@ def _to_pixels(options: dict[str, Any], dataset: str) -> dict[str, Any]:
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"--{name} must be a number, got {v!r}")
+            raise ValueError(f"--train-{name} must be a number, got {v!r}")
         options[name] = to_pixels(v, spec)
     return options
 
@@ -152,8 +179,8 @@ def config_from_args(args: argparse.Namespace):
     base: dict[str, Any] = {}
     if args.resume:
         base = resume_options(args.resume)
-        if args.save and Path(args.save) != Path(args.resume):
-            raise ValueError(f"--resume {args.resume} and --save {args.save} name different folders; "
+        if args.out and Path(args.out) != Path(args.resume):
+            raise ValueError(f"--resume {args.resume} and --out {args.out} name different folders; "
                              "pass only --resume")
     given: dict[str, Any] = {}
     if args.config:

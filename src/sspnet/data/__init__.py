@@ -3,10 +3,10 @@
     images, labels = load("cifar10", root="data", split="train", device="cuda")  # uint8 N x C x H x W, int64 N
     for x, y in Batches(images, labels, 128, seed=0, crop_pad=4, flip=True): ...   # x float32 in [0, 1]
 
-Names as in `sspnet.specs` (mnist5k, mnist, fmnist, cifar10, tiny / tinyimagenet). `mnist5k` (the default
-everywhere) is embedded and ignores `root`. Readers: `idx` (MNIST, Fashion-MNIST), `cifar` (python and binary
-batches), `tiny` (TinyImageNet folder + .npy cache), `mnist5k`. Downloads: `download.download` /
-`sspnet download NAME --root DIR`.
+Names as in `sspnet.data.specs` (mnist5k, mnist, fmnist, cifar10, tiny / tinyimagenet). `mnist5k` (the default
+everywhere) is embedded and ignores `root`. Readers (`readers.get_reader(name)`, one per dataset name): `idx`
+(MNIST, Fashion-MNIST), `cifar` (python and binary batches), `tiny` (TinyImageNet folder + .npy cache),
+`mnist5k`. Downloads: `download.download` / `sspnet download NAME --root DIR`.
 """
 from __future__ import annotations
 
@@ -18,40 +18,25 @@ import torch
 from sspnet.data.specs import get_dataset_spec
 from sspnet.data._common import check_arrays, default_root, resolve_root
 from sspnet.data.batches import Batches, augment, epoch_seed
+from sspnet.data.readers import get_reader, reader_names, register_reader
 
 SPLITS = ("train", "test")
 
-__all__ = ["load", "load_numpy", "Batches", "augment", "epoch_seed", "default_root", "SPLITS"]
+__all__ = ["load", "load_numpy", "Batches", "augment", "epoch_seed", "default_root", "get_reader", "reader_names",
+           "register_reader", "SPLITS"]
 
 
 def load_numpy(name: str, root: str | os.PathLike | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 N x C x H x W, int64 N) numpy arrays of a dataset split, checked against its spec."""
-    spec = get_dataset_spec(name)
+    """(uint8 N x C x H x W, int64 N) numpy arrays of a dataset split (its reader: `readers.get_reader`), checked
+    against its spec."""
+    reader = get_reader(name)
+    spec = get_dataset_spec(reader.name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    if spec.name == "mnist5k":
-        from sspnet.data.mnist5k import load_mnist5k
-
-        return load_mnist5k(split)
-    base = resolve_root(root)
-    if spec.name in ("mnist", "fmnist"):
-        from sspnet.data.idx import load_idx_dataset
-
-        images, labels = load_idx_dataset(spec.name, base, split, spec.num_classes)
-        source = f"{spec.name} {split} split under {base}"
-    elif spec.name == "cifar10":
-        from sspnet.data.cifar import load_cifar10
-
-        images, labels = load_cifar10(base, split)
-        source = f"cifar10 {split} batches under {base}"
-    elif spec.name == "tiny":
-        from sspnet.data.tiny import load_tiny
-
-        images, labels = load_tiny(base, split)
-        source = f"TinyImageNet {split} split under {base}"
-    else:  # pragma: no cover - a spec without a reader
-        raise ValueError(f"no reader for dataset {spec.name!r}")
-    check_arrays(images, labels, source=source, channels=spec.channels, size=spec.size, num_classes=spec.num_classes)
+    base = resolve_root(root) if reader.uses_root else None
+    images, labels = reader.read(base, split)
+    check_arrays(images, labels, source=reader.source.format(split=split, root=base), channels=spec.channels,
+                 size=spec.size, num_classes=spec.num_classes)
     return images, labels
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    arch: str  # "mnist" | "cifar10" | "tinyimagenet"
+    arch: str  # "mnist" | "cifar10" | "tinyimagenet" (widths, default blocks / norm: sspnet.nn.architectures)
     channels: int
     size: int  # height == width, pixels
     num_classes: int
@@ -23,8 +23,6 @@ class DatasetSpec:
     eps_unit: float  # CLI unit of eps/alpha: 1/255 or 1.0
     crop_pad: int  # random-crop zero padding for training augmentation (0: no crop)
     flip: bool  # random horizontal flip for training augmentation
-    blocks: int  # default N (blocks per group)
-    norm: str  # default norm letter
     train_iters: int  # default PGD iterations for adversarial training
     n_train: int  # images in the train split
     n_test: int  # images in the test split
@@ -36,19 +34,18 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.2265)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist5k": DatasetSpec("mnist5k", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 5, "g", 10,
-                           4000, 1000),
-    "mnist": DatasetSpec("mnist", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 5, "g", 10,
-                         60000, 10000),
-    "fmnist": DatasetSpec("fmnist", "mnist", 1, 28, 10, None, None, 0.1, 0.02, 1.0, 4, True, 5, "g", 10,
-                          60000, 10000),
+    "mnist5k": DatasetSpec("mnist5k", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 10, 4000,
+                           1000),
+    "mnist": DatasetSpec("mnist", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 10, 60000,
+                         10000),
+    "fmnist": DatasetSpec("fmnist", "mnist", 1, 28, 10, None, None, 0.1, 0.02, 1.0, 4, True, 10, 60000,
+                          10000),
     "cifar10": DatasetSpec("cifar10", "cifar10", 3, 32, 10, CIFAR10_MEAN, CIFAR10_STD, 8 / 255, 2 / 255,
-                           1 / 255, 4, True, 6, "b", 7, 50000, 10000),
+                           1 / 255, 4, True, 7, 50000, 10000),
     "tiny": DatasetSpec("tiny", "tinyimagenet", 3, 64, 200, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 4 / 255, 1 / 255,
-                        1 / 255, 4, True, 6, "b", 7, 100000, 10000),
+                        1 / 255, 4, True, 7, 100000, 10000),
 }
 ALIASES = {"tinyimagenet": "tiny", "tiny-imagenet": "tiny", "fashion-mnist": "fmnist", "fashionmnist": "fmnist"}
-ARCHS = ("mnist", "cifar10", "tinyimagenet")
 
 
 def dataset_names() -> list[str]:
@@ -65,10 +62,3 @@ def get_dataset_spec(name: str) -> DatasetSpec:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {valid}")
     return DATASETS[key]
 
-
-def arch_spec(arch: str) -> DatasetSpec:
-    """The reference spec of an architecture name (`mnist`, `cifar10`, `tinyimagenet`, or a dataset name)."""
-    for spec in DATASETS.values():
-        if spec.arch == arch:
-            return spec
-    return get_dataset_spec(arch)

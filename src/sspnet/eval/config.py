@@ -1,5 +1,5 @@
-"""What `sspnet.eval.evaluate` runs: `EvalConfig` (attacks, eps in pixel units, PGD settings, image subset,
-early stop) and its validation."""
+"""What `sspnet.eval.evaluate` runs: `EvalConfig` (attacks, the threat model, the radii in pixel units, image
+subset, early stop) and its validation."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,34 +7,35 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sspnet.attacks import ATTACKS
-from sspnet.attacks.base import LEVELS, check_count, check_eps, check_norm, check_positive, sub_quantum
+from sspnet.attacks import DEFAULTS, ThreatModel, attack_names, get_attack, threat_config
+from sspnet.attacks.base import check_count
 from sspnet.eval.results import WORST
-from sspnet.io.jsonio import to_jsonable
 
 ALL_ATTACKS = ("fgsm", "pgd", "ball")  # what attack="all" runs (add autoattack explicitly: "all,autoattack")
 _NORM_P = {"linf": math.inf, "l2": 2.0, "l1": 1.0}
+_USE = DEFAULTS["evaluate"]
 
 
+@threat_config
 @dataclass
 class EvalConfig:
-    """What `evaluate` runs. eps/alpha in pixel units; eps_unit only labels results in the CLI's units."""
+    """What `evaluate` runs. eps / alpha in pixel units; eps_unit only labels results in the CLI's units.
 
-    attack: str = "pgd"  # fgsm | pgd | ball | autoattack | all, or a comma list ("fgsm,pgd")
-    norm: str = "linf"  # linf | l2
-    eps: Sequence[float] = (0.3,)
-    alpha: float | None = None  # PGD step; None: alpha_rel * eps (at least 1/255 when quantised linf)
-    alpha_rel: float = 0.25
-    steps: int = 20  # PGD iterations
-    restarts: int = 1
+    threat: norm, PGD step (alpha, or alpha_rel * eps: `ThreatModel.step`), steps, restarts, random start,
+    8-bit rounding; its fields are also taken and shown flat (`EvalConfig(eps=[0.1], steps=10)`, `cfg.steps`).
+    eps: the radii evaluated (a number or a sequence; None: (threat.eps,)); `validated()` sets threat.eps to
+    the first. Defaults: `sspnet.attacks.DEFAULTS["evaluate"]`.
+    """
+
+    attack: str = "pgd"  # fgsm | pgd | ball | autoattack | square | all, or a comma list ("fgsm,pgd")
+    threat: ThreatModel = _USE.threat
+    eps: Sequence[float] | None = None
     copies: int = 10  # noise-ball copies
-    random_start: bool = False
-    batch_size: int = 100
-    n_images: int | None = None  # class-stratified subset of the split (`sspnet.data.subsets`); None: all
+    batch_size: int = _USE.batch_size
+    n_images: int | None = _USE.n_images  # class-stratified subset of the split (`sspnet.data.subsets`); None: all
     subset_seed: int = 0  # seed of that subset rule
     device: str | None = None  # None: the model's device
-    quantize: bool = True  # round to 8-bit levels after each step (the original's behaviour)
-    seed: int = 0  # random starts and noise
+    seed: int = _USE.seed  # random starts and noise
     keep_adv: int | None = None  # adversarial images kept per eps and rank (CPU); None: all, 0: none
     keep_attack: str = WORST  # whose images are kept: "worst" (per-sample worst case) or an attack name
     eps_unit: float = 1.0
@@ -43,34 +44,32 @@ class EvalConfig:
     queries: int = 5000  # square: model calls per image
 
     def attack_names(self) -> list[str]:
-        """The attacks to run, in order ("all" expanded); ValueError for an unknown name."""
+        """The attacks to run, in order ("all" expanded); ValueError for a name evaluate does not run."""
         names: list[str] = []
         for part in str(self.attack).lower().replace(" ", "").split(","):
             for name in (ALL_ATTACKS if part == "all" else (part,)):
-                if name not in ATTACKS:
-                    raise ValueError(f"unknown attack {part!r}; valid attacks: {', '.join(ATTACKS)}, all")
+                if not _evaluates(name):
+                    valid = ", ".join(attack_names(evaluates=True))
+                    raise ValueError(f"unknown attack {part!r}; valid attacks: {valid}, all")
                 if name not in names:
                     names.append(name)
         return names
 
+    def radii(self) -> list[Any]:
+        """The radii as given (eps, or [threat.eps] when eps is None)."""
+        if self.eps is None:
+            return [self.threat.eps]
+        return [self.eps] if isinstance(self.eps, (int, float)) else list(self.eps)
+
     def validated(self) -> "EvalConfig":
-        """A normalised copy; ValueError naming the bad field otherwise."""
-        norm = check_norm(self.norm)
-        eps = [self.eps] if isinstance(self.eps, (int, float)) else list(self.eps)
+        """A normalised copy (eps a tuple, threat at its first radius); ValueError naming the bad field."""
+        eps = self.radii()
         if not eps:
             raise ValueError("eps: give at least one value")
-        eps = [check_eps(e, norm) for e in eps]
-        for e in eps:
-            if sub_quantum(e, self.quantize):
-                raise ValueError(f"eps={e:.4g} (pixel units) is below one 8-bit level and quantize is on, so every "
-                                 f"perturbation rounds to 0: the smallest eps that moves a pixel is 1/255 = "
-                                 f"{1 / LEVELS:.6f}; or set quantize=False")
-        if self.alpha is not None and check_positive(self.alpha, "alpha") * LEVELS < 0.5 and self.quantize \
-                and norm == "linf":
-            raise ValueError(f"alpha={self.alpha:.4g} (pixel units) is below half an 8-bit level and quantize is on, "
-                             "so every PGD step rounds back: use alpha >= 1/255 or quantize=False")
-        check_positive(self.alpha_rel, "alpha_rel")
-        for name, low in (("steps", 0), ("restarts", 1), ("copies", 1), ("batch_size", 1), ("queries", 1)):
+        threat = self.threat.at(eps[0]) if eps[0] is not None else self.threat
+        threat = threat.validated()
+        eps = [threat.at(e).validated().eps for e in eps]
+        for name, low in (("copies", 1), ("batch_size", 1), ("queries", 1)):
             check_count(getattr(self, name), name, low)
         for name, low in (("n_images", 1), ("keep_adv", 0)):
             if getattr(self, name) is not None:
@@ -79,20 +78,21 @@ class EvalConfig:
         if self.keep_attack != WORST and self.keep_attack not in names:
             raise ValueError(f"keep_attack must be 'worst' or one of the attacks run ({', '.join(names)}), got "
                              f"{self.keep_attack!r}")
-        return dataclasses.replace(self, norm=norm, eps=tuple(eps))
+        return dataclasses.replace(self, threat=threat, eps=tuple(eps))
 
     def uses_early_stop(self) -> bool:
         """Whether `evaluate` stops early (see `early_stop`)."""
         return self.keep_adv == 0 if self.early_stop is None else bool(self.early_stop)
 
     def alpha_for(self, eps: float) -> float:
-        """The PGD step at eps (pixel units)."""
-        if self.alpha is not None:
-            return float(self.alpha)
-        alpha = eps * self.alpha_rel
-        if self.quantize and self.norm == "linf":
-            alpha = max(alpha, 1 / 255)  # a smaller step would be rounded away
-        return max(alpha, 1e-12)
+        """The PGD step at eps (pixel units): `threat.step(eps)`, the one default step rule."""
+        return self.threat.step(eps)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)
+
+def _evaluates(name: str) -> bool:
+    """Whether `name` is the registered name (not an alias) of an attack evaluate runs."""
+    try:
+        entry = get_attack(name)
+    except ValueError:
+        return False
+    return entry.evaluates and entry.name == name

@@ -19,6 +19,7 @@ class-stratified rule of `sspnet.data.subsets` (or the caller's `indices`); `Gro
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from sspnet.attacks import make_attack, random_point
+from sspnet.attacks import DEFAULTS, ThreatModel, dataset_threat, random_point, threat_config
 from sspnet.attacks.base import LEVELS, check_count, sub_quantum
 from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
 from sspnet.eval.selection import select_images
@@ -132,23 +133,25 @@ def sample_ratios(model: nn.Module, x: Tensor, x_pert: Tensor, ps: Sequence[str 
     return out
 
 
+_USE = DEFAULTS["growth"]
+
+
+@threat_config
 @dataclass
 class GrowthConfig:
-    """What `measure_growth` perturbs with. eps/alpha in pixel units (0, 1]; None: the dataset's training
-    eps/alpha (spec.train_eps, spec.train_alpha). adversary: pgd | fgsm | none; noise: sign (+-eps per pixel) |
-    uniform (U(-eps, eps)) | none, clipped to [0, 1]. n_images: class-stratified subset of the split."""
+    """What `measure_growth` perturbs with. threat: the adversary's norm, eps, step, steps, random start and
+    8-bit rounding (its fields are also taken and shown flat, `GrowthConfig(eps=0.1, alpha=0.025)`); eps /
+    alpha in pixel units (0, 1], None: the dataset's training eps / alpha (`resolved`). adversary: pgd | fgsm
+    | none; noise: sign (+-eps per pixel) | uniform (U(-eps, eps)) | none, clipped to [0, 1]. n_images:
+    class-stratified subset of the split. Defaults: `sspnet.attacks.DEFAULTS["growth"]`."""
 
     adversary: str = "pgd"
-    eps: float | None = None
-    alpha: float | None = None
-    steps: int = 20
-    random_start: bool = False
-    quantize: bool = True
+    threat: ThreatModel = _USE.threat
     noise: str = "sign"
     ps: tuple[str, ...] = P_NAMES
-    n_images: int = 500
-    batch_size: int = 100
-    seed: int = 0  # noise baseline and random starts
+    n_images: int = _USE.n_images
+    batch_size: int = _USE.batch_size
+    seed: int = _USE.seed  # noise baseline and random starts
     subset_seed: int = 0  # seed of the image subset rule
 
     def validate(self) -> None:
@@ -159,46 +162,49 @@ class GrowthConfig:
             raise ValueError(f"unknown noise {self.noise!r}; valid: {', '.join(NOISE_BASELINES)}")
         if self.adversary == "none" and self.noise == "none":
             raise ValueError("nothing to measure: adversary and noise are both 'none'")
+        if self.threat.norm != "linf":
+            raise ValueError(f"growth perturbs in linf (its noise is +-eps per pixel): norm must be linf, got "
+                             f"{self.threat.norm!r}")
         for name in ("eps", "alpha"):
-            v = getattr(self, name)
+            v = getattr(self.threat, name)
             if v is not None and not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in pixel units [0, 1], got {v}")
-        if self.eps == 0:
+        if self.threat.eps == 0:
             raise ValueError("eps must be > 0: with no perturbation every growth ratio is 0/0")
         for name in ("steps", "n_images", "batch_size"):
             check_count(getattr(self, name), name, 1)
         for p in self.ps:
             _p_value(p)
 
+    def resolved(self, dataset: str | None) -> ThreatModel:
+        """The threat model with eps / alpha filled in: None takes the dataset's training eps / alpha
+        (`sspnet.attacks.dataset_threat`; a given eps keeps the training alpha). ValueError when one is None
+        and there is no dataset."""
+        t = self.threat
+        if t.eps is None or t.alpha is None:
+            if dataset is None:
+                raise ValueError("eps/alpha not given and the model has no dataset in its config; pass eps and "
+                                 "alpha")
+            train = dataset_threat(dataset)
+            t = dataclasses.replace(t, eps=train.eps if t.eps is None else t.eps,
+                                    alpha=train.alpha if t.alpha is None else t.alpha)
+        return dataclasses.replace(t, eps=float(t.eps), alpha=float(t.alpha))
 
-def build_adversary(model: nn.Module, cfg: GrowthConfig, eps: float, alpha: float
+
+def build_adversary(model: nn.Module, cfg: GrowthConfig, threat: ThreatModel
                     ) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """The attack (x, y) -> x_adv of a config, by `sspnet.attacks.make_attack`; None for adversary 'none'.
+    """The attack (x, y) -> x_adv of a config at its resolved threat model (`GrowthConfig.resolved`), by
+    `sspnet.attacks.make_attack`; None for adversary 'none'.
 
     ValueError when it could not move any pixel: eps below one 8-bit level (1/255) with quantize on.
     """
     if cfg.adversary == "none":
         return None
-    if sub_quantum(eps, cfg.quantize):
-        raise ValueError(f"eps {eps:.4g} is below one 8-bit level (1/255) and quantize is on: the adversarial "
-                         "images would equal the clean ones and every growth ratio would be 0/0; use eps >= 1/255 "
-                         "or quantize=False (--no-quantize)")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    return make_attack(cfg.adversary, model, eps, alpha=alpha, steps=cfg.steps, random_start=cfg.random_start,
-                       quantize=cfg.quantize, generator=gen)
-
-
-def _eps_alpha(cfg: GrowthConfig, dataset: str | None) -> tuple[float, float]:
-    eps, alpha = cfg.eps, cfg.alpha
-    if eps is None or alpha is None:
-        if dataset is None:
-            raise ValueError("eps/alpha not given and the model has no dataset in its config; pass eps and alpha")
-        from sspnet.data.specs import get_dataset_spec
-
-        spec = get_dataset_spec(dataset)
-        eps = spec.train_eps if eps is None else eps
-        alpha = spec.train_alpha if alpha is None else alpha
-    return float(eps), float(alpha)
+    if sub_quantum(threat.eps, threat.quantize):
+        raise ValueError(f"eps {threat.eps:.4g} is below one 8-bit level (1/255) and quantize is on: the "
+                         "adversarial images would equal the clean ones and every growth ratio would be 0/0; use "
+                         "eps >= 1/255 or quantize=False (--no-quantize)")
+    return threat.attack(cfg.adversary, model, generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def _pixels(x: Tensor) -> Tensor:
@@ -269,7 +275,8 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
     _check_structure(model)
     mcfg = getattr(model, "config", {}) or {}
     dataset = dataset or mcfg.get("dataset")
-    eps, alpha = _eps_alpha(cfg, dataset)
+    threat = cfg.resolved(dataset)
+    eps = threat.eps
     idx, subset = select_images(labels, None if indices is not None else cfg.n_images, indices, cfg.subset_seed)
     x, y = _pixels(images[idx.to(images.device)]), labels[idx.to(labels.device)]
     if x_adv is not None:
@@ -278,11 +285,11 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
     elif attack is not None:
         adv_desc = {"name": type(attack).__name__, "eps": eps}
     else:
-        attack = build_adversary(model, cfg, eps, alpha)
+        attack = build_adversary(model, cfg, threat)
         adv_desc = {"name": cfg.adversary}
         if cfg.adversary != "none":
-            adv_desc.update(eps=eps, alpha=alpha, steps=cfg.steps if cfg.adversary == "pgd" else 1,
-                            random_start=cfg.random_start, quantize=cfg.quantize)
+            adv_desc.update(eps=eps, alpha=threat.alpha, steps=threat.steps if cfg.adversary == "pgd" else 1,
+                            random_start=threat.random_start, quantize=threat.quantize)
     adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv, progress)
     return GrowthResult(
         label=label or str(mcfg.get("scheme", type(model).__name__)), dataset=str(dataset), n=len(idx),

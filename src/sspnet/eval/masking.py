@@ -1,13 +1,15 @@
 """Gradient-masking audit: does white-box PGD's robust accuracy hold against attacks that need no gradient of
 the model? Stability-inspired networks have a record of masked gradients, so every check runs on the same images:
 
-* white-box PGD with `steps` and `long_steps` (default 4 x steps) steps, early-stopped (worst case over iterates);
+* white-box PGD with `steps` and `long_steps` (default `LONG_STEPS_FACTOR` = 4 x steps) steps, early-stopped
+  (worst case over iterates);
 * transfer: PGD crafted on a source model (compare: the ResNet of the same seed), evaluated on the model;
 * Square (score-based black box, via pyautoattack) and AutoAttack standard;
 * PGD at a large eps where every image can be turned into the same grey image;
 * the input gradients of the cross-entropy (at PGD's first step).
 
     result = audit(model, images, labels, AuditConfig(eps=0.3, steps=20), indices=idx, source_model=resnet)
+    # AuditConfig(threat=ThreatModel(eps=0.3, steps=20)) is the same config
     result.flags, result.accuracy["square"], result.correct["transfer"]    # bool per image, as result.indices
 
 Flags, AutoAttack's own warnings first (`sspnet.eval.flags.attack_note_flags`), then: zero_input_gradients /
@@ -27,7 +29,8 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from sspnet.attacks.base import check_count, check_eps, check_norm, check_positive
+from sspnet.attacks import DEFAULTS, ThreatModel, threat_config
+from sspnet.attacks.base import check_count, check_eps
 from sspnet.eval.flags import breaking_eps
 from sspnet.eval.results import EvalResult
 from sspnet.eval.config import EvalConfig
@@ -41,58 +44,82 @@ LOSS_PROGRESS = 1e-4  # pgd_steps_no_effect: loss gain over clean below this (re
 _SANITY_FROM = ("pgd", "large_eps")  # runs whose engine sanity flags the audit reports
 
 
+LONG_STEPS_FACTOR = 4  # the long white-box PGD: long_steps = LONG_STEPS_FACTOR x steps unless given
+_USE = DEFAULTS["audit"]
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """One `evaluate` run of the audit: the attack, its eps (pixel units), its PGD steps, whether it is
+    crafted on the transfer source."""
+
+    attack: str
+    eps: float
+    steps: int
+    transfer: bool = False
+
+
+@threat_config
 @dataclass
 class AuditConfig:
-    """What `audit` runs. eps, alpha, large_eps in pixel units (alpha None: eps / 4, at least 1/255 when
-    quantised linf; large_eps None: `breaking_eps`, 0.5 for linf)."""
+    """What `audit` runs. threat: the white-box PGD (norm, eps, step, steps, 8-bit rounding; its fields are
+    also taken and shown flat, `AuditConfig(eps=0.3, steps=20)`); eps / alpha / large_eps in pixel units
+    (alpha None: `ThreatModel.step`, eps / 4, at least 1/255 when quantised linf; large_eps None:
+    `breaking_eps`, 0.5 for linf). Defaults: `sspnet.attacks.DEFAULTS["audit"]`."""
 
-    eps: float = 0.3
-    alpha: float | None = None
-    steps: int = 20  # white-box PGD; long_steps None: 4 x steps
-    long_steps: int | None = None
-    norm: str = "linf"
-    quantize: bool = True
+    threat: ThreatModel = _USE.threat
+    long_steps: int | None = None  # None: LONG_STEPS_FACTOR x steps
     queries: int = 5000  # Square: model calls per image
     autoattack: bool = True  # run AutoAttack standard
     large_eps: float | None = None
-    batch_size: int = 100
-    n_images: int | None = None  # class-stratified subset of the split; or pass indices to `audit`
+    batch_size: int = _USE.batch_size
+    n_images: int | None = _USE.n_images  # class-stratified subset of the split; or pass indices to `audit`
     subset_seed: int = 0
     tolerance: float = 0.01  # fraction of images Square / transfer may beat white-box PGD on without a flag
     autoattack_margin: float = 0.02  # AutoAttack accuracy this far below white-box PGD raises a flag
-    seed: int = 0
+    seed: int = _USE.seed
     device: str | None = None
     early_stop: bool = True  # attacks stop per image at its first misclassified iterate (False: every step)
 
     def validated(self) -> "AuditConfig":
-        """A normalised copy; ValueError naming the bad field otherwise."""
-        norm = check_norm(self.norm)
-        eps = check_eps(self.eps, norm)
-        if eps <= 0:
-            raise ValueError(f"the audit needs eps > 0 (pixel units), got {self.eps!r}")
-        check_count(self.steps, "steps", 1)
-        long_steps = 4 * self.steps if self.long_steps is None else self.long_steps
-        check_count(long_steps, "long_steps", self.steps + 1)
+        """A normalised copy (long_steps filled in); ValueError naming the bad field otherwise."""
+        threat = self.threat.validated(min_steps=1)
+        if threat.eps <= 0:
+            raise ValueError(f"the audit needs eps > 0 (pixel units), got {self.threat.eps!r}")
+        long_steps = LONG_STEPS_FACTOR * threat.steps if self.long_steps is None else self.long_steps
+        check_count(long_steps, "long_steps", threat.steps + 1)
         for name, low in (("queries", 1), ("batch_size", 1)):
             check_count(getattr(self, name), name, low)
-        if self.large_eps is not None and check_eps(self.large_eps, norm, "large_eps") < eps:
-            raise ValueError(f"large_eps must be >= eps ({eps:g}), got {self.large_eps!r}")
+        if self.large_eps is not None and check_eps(self.large_eps, threat.norm, "large_eps") < threat.eps:
+            raise ValueError(f"large_eps must be >= eps ({threat.eps:g}), got {self.large_eps!r}")
         if not 0 <= float(self.tolerance) < 1:
             raise ValueError(f"tolerance must be a fraction of the images in [0, 1), got {self.tolerance!r}")
         if not 0 <= float(self.autoattack_margin) <= 1:
             raise ValueError(f"autoattack_margin must be an accuracy difference in [0, 1], got "
                              f"{self.autoattack_margin!r}")
-        alpha = None if self.alpha is None else check_positive(self.alpha, "alpha")
-        out = dataclasses.replace(self, norm=norm, eps=eps, long_steps=long_steps, alpha=alpha)
-        EvalConfig(norm=norm, eps=(eps,), alpha=alpha, quantize=self.quantize).validated()  # sub-quantum eps/alpha
-        return out
+        return dataclasses.replace(self, threat=threat, long_steps=long_steps)
+
+    def runs(self, large_eps: float, transfer: bool) -> dict[str, AuditRun]:
+        """The audit's `evaluate` runs, by key, in the order they run (a validated config; large_eps: the
+        resolved large eps; transfer: whether a source model is given). `audit` runs exactly these and
+        `sspnet.experiments.compare.estimate` counts their passes."""
+        t = self.threat
+        runs = {"pgd": AuditRun("pgd", t.eps, t.steps), "pgd_long": AuditRun("pgd", t.eps, self.long_steps),
+                "large_eps": AuditRun("pgd", large_eps, t.steps), "square": AuditRun("square", t.eps, t.steps)}
+        if transfer:
+            runs["transfer"] = AuditRun("pgd", t.eps, t.steps, transfer=True)
+        if self.autoattack:
+            runs["autoattack"] = AuditRun("autoattack", t.eps, t.steps)
+        return runs
 
     def engine(self, attack: str, eps: float, steps: int) -> EvalConfig:
-        """The `evaluate` config of one run of the audit (early-stopped unless told otherwise, no images kept)."""
-        alpha = EvalConfig(norm=self.norm, alpha=self.alpha, quantize=self.quantize).alpha_for(self.eps)
-        return EvalConfig(attack=attack, norm=self.norm, eps=(eps,), alpha_rel=alpha / self.eps, steps=steps,
-                          batch_size=self.batch_size, device=self.device, quantize=self.quantize, seed=self.seed,
-                          keep_adv=0, early_stop=self.early_stop, queries=self.queries)
+        """The `evaluate` config of one run of the audit (early-stopped unless told otherwise, no images kept):
+        the threat model at eps with `steps` steps, its step scaled with eps (the step at self.eps times
+        eps / self.eps)."""
+        t = self.threat
+        threat = dataclasses.replace(t, eps=eps, alpha=None, alpha_rel=t.step() / t.eps, steps=steps)
+        return EvalConfig(attack=attack, threat=threat, batch_size=self.batch_size, device=self.device,
+                          seed=self.seed, keep_adv=0, early_stop=self.early_stop, queries=self.queries)
 
 
 @dataclass
@@ -147,30 +174,24 @@ def audit(model: nn.Module, images: Tensor, labels: Tensor, config: AuditConfig,
     cfg = config.validated()
     sel, subset = select_images(labels, cfg.n_images, indices, cfg.subset_seed)
     large = cfg.large_eps if cfg.large_eps is not None else breaking_eps(cfg.norm, int(images[0].numel()))
-    plan = {"pgd": ("pgd", cfg.eps, cfg.steps, None), "pgd_long": ("pgd", cfg.eps, cfg.long_steps, None),
-            "large_eps": ("pgd", large, cfg.steps, None),
-            "square": ("square", cfg.eps, cfg.steps, None)}
-    if source_model is not None:
-        plan["transfer"] = ("pgd", cfg.eps, cfg.steps, source_model)
-    if cfg.autoattack:
-        plan["autoattack"] = ("autoattack", cfg.eps, cfg.steps, None)
+    plan = cfg.runs(large, transfer=source_model is not None)
     runs: dict[str, EvalResult] = {}
     timings: dict[str, float] = {}
     n = len(sel)
-    for k, (key, (attack, eps, steps, source)) in enumerate(plan.items()):
+    for k, (key, run) in enumerate(plan.items()):
         t0 = time.perf_counter()
         part = scaled(progress, k * n, len(plan) * n, f"audit {k + 1}/{len(plan)} {key}: ")
-        runs[key] = evaluate(model, images, labels, cfg.engine(attack, eps, steps), indices=sel, source=source,
-                             progress=part)
+        runs[key] = evaluate(model, images, labels, cfg.engine(run.attack, run.eps, run.steps), indices=sel,
+                             source=source_model if run.transfer else None, progress=part)
         timings[key] = time.perf_counter() - t0
     correct = {"clean": runs["pgd"].correct("clean")}
-    correct.update({key: r.correct(plan[key][0]) for key, r in runs.items()})
+    correct.update({key: r.correct(plan[key].attack) for key, r in runs.items()})
     correct["white_box"] = correct["pgd"] & correct["pgd_long"]
     accuracy = {k: float(v.float().mean()) for k, v in correct.items()}
-    details = {"large_eps": plan["large_eps"][1], "long_steps": cfg.long_steps,
+    details = {"large_eps": plan["large_eps"].eps, "long_steps": cfg.long_steps,
                "loss_gain": _loss_gain(runs["pgd_long"], correct["pgd_long"])}
     flags = _engine_flags(runs) + _audit_flags(cfg, correct, accuracy, details)
-    return AuditResult(n=len(sel), eps=cfg.eps, norm=cfg.norm, config=to_jsonable(cfg),
+    return AuditResult(n=len(sel), eps=cfg.eps, norm=cfg.norm, config=cfg.to_dict(),
                        source=source_model is not None, accuracy=accuracy,
                        flags=[dict(f, name=f["flag"]) for f in flags], details=details, timings=timings,
                        subset=subset, indices=sel, correct=correct)
@@ -225,4 +246,4 @@ def _audit_flags(cfg: AuditConfig, correct: dict[str, Tensor], accuracy: dict[st
     return flags
 
 
-__all__ = ["AuditConfig", "AuditResult", "audit"]
+__all__ = ["LONG_STEPS_FACTOR", "AuditConfig", "AuditResult", "AuditRun", "audit"]

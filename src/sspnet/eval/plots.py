@@ -17,9 +17,10 @@ from torch import Tensor  # noqa: E402
 from sspnet.io.files import atomic_write_bytes  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_png(fig, path: str | Path, tight: bool = True) -> Path:
+    """The one PNG saver: `fig` at 110 dpi (tight: cropped to its content), written atomically, then closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, **({"bbox_inches": "tight"} if tight else {}))
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -60,7 +61,7 @@ def save_image_grid(path: str | Path, natural: Tensor, adversarial: Tensor, labe
             if i == 0:
                 ax.set_ylabel(name, fontsize=9)
     fig.suptitle(title or "true / predicted", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def eps_text(eps: float | None, unit: float = 1.0) -> str:
@@ -126,4 +127,4 @@ def save_sweep_plot(path: str | Path, eps: Sequence[float], acc: Mapping[str, Se
     """Accuracy in % against eps (pixel units), one line per attack name in `acc` (accuracies as fractions 0..1),
     distinct markers; "worst case" (the per-sample worst case) dashed, wide and drawn first so that the attack
     that makes it stays visible; clean accuracy dotted. eps_unit 1/255: ticks read k/255."""
-    return _save(sweep_figure(eps, acc, clean_acc, xlabel, title, eps_unit, norm), path)
+    return save_png(sweep_figure(eps, acc, clean_acc, xlabel, title, eps_unit, norm), path)

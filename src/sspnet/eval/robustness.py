@@ -1,6 +1,7 @@
 """Robustness evaluation: attacks over a test set, per-sample worst case, eps sweeps, sanity flags.
 
     result = evaluate(model, images, labels, EvalConfig(attack="all", eps=[8/255], alpha=2/255, n_images=1000))
+    # or EvalConfig(attack="pgd", threat=ThreatModel(eps=8/255, steps=10, restarts=2), eps=[4/255, 8/255])
     result.to_json("attack_all_8.json")
     result.accuracy("pgd", 8/255), result.correct("fgsm", 8/255)   # per attack and eps, see `EvalResult`
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sspnet.attacks import crafting_mode, make_attack, per_sample_norm
+from sspnet.attacks import crafting_mode, per_sample_norm
 from sspnet.attacks.base import WorstCase
 from sspnet.distributed import get_rank, get_world_size, is_distributed
 from sspnet.eval.config import _NORM_P, ALL_ATTACKS, EvalConfig  # noqa: F401  (EvalConfig: re-exported)
@@ -118,10 +119,8 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     gen.manual_seed(cfg.seed * 1000 + rank)
     net, crafter = _fast(model), _fast(source) if source is not None else None
     early = cfg.uses_early_stop()
-    attacks = {(i, name): make_attack(name, crafter or net, eps, norm=cfg.norm, alpha=cfg.alpha_for(eps),
-                                      steps=cfg.steps, restarts=cfg.restarts, copies=cfg.copies,
-                                      random_start=cfg.random_start, quantize=cfg.quantize, generator=gen,
-                                      seed=cfg.seed, early_stop=early and crafter is None, queries=cfg.queries)
+    attacks = {(i, name): cfg.threat.attack(name, crafter or net, eps=eps, copies=cfg.copies, generator=gen,
+                                            seed=cfg.seed, early_stop=early and crafter is None, queries=cfg.queries)
                for i, eps in enumerate(cfg.eps) for name in names}
     rows, kept, t_start = _Rows(device), 0, time.perf_counter()
     tick = _Ticker(progress, len(local), cfg, names, attacks)

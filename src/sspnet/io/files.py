@@ -18,6 +18,8 @@ from typing import Any, Callable, IO
 
 import torch
 
+from sspnet._version import __version__
+
 
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
@@ -146,6 +148,4 @@ def git_hash() -> str | None:
 
 def provenance() -> dict[str, Any]:
     """Versions and commit to store next to every result."""
-    from sspnet import __version__
-
     return {"sspnet_version": __version__, "torch_version": str(torch.__version__), "git_hash": git_hash()}

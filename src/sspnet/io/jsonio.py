@@ -1,11 +1,13 @@
-"""The one JSON sanitizer and the one YAML/JSON file reader of sspnet.
+"""The one JSON sanitizer, the one canonical-JSON hash and the one YAML/JSON file reader of sspnet.
 
 `to_jsonable` turns results (dataclasses, tensors, paths, tuples, non-finite floats) into plain JSON values;
+`canonical_hash` names a configuration by its content (compare's run hashes, config.json's scheme hashes);
 `read_mapping_file` reads a user's YAML or JSON file (configs, scheme files) with one clear error line.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -28,6 +30,13 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def canonical_hash(obj: Any) -> str:
+    """16 hex digits of the sha256 of obj's canonical JSON dump (keys sorted, no spaces, str() for values JSON
+    lacks): equal for equal content whatever the key order. Cached runs are found by it: never change it."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def from_jsonable_floats(obj: Any, keep_none: tuple[str, ...] = ()) -> Any:

@@ -8,6 +8,7 @@ one every `interval` seconds, with elapsed time and the time left (ETA) from the
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Callable, Optional, TextIO
@@ -15,8 +16,17 @@ from typing import Callable, Optional, TextIO
 Progress = Optional[Callable[[int, int, str], None]]
 
 
-def fmt_seconds(seconds: float) -> str:
-    """'0:42', '12:05', '1:02:03'."""
+def fmt_seconds(seconds: float | None, style: str = "clock") -> str:
+    """The one duration formatter. style "clock" (progress lines): '0:42', '12:05', '1:02:03'; "words" (time
+    estimates): '40 s', '13 min', '5.2 h', '3.1 days'. '?' for None, NaN or inf; negative times count as 0."""
+    if style not in ("clock", "words"):
+        raise ValueError(f"unknown duration style {style!r}; valid: clock, words")
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    if style == "words":
+        s, m = max(0.0, seconds), max(0.0, seconds) / 60
+        return (f"{s:.0f} s" if s < 90 else f"{m:.0f} min" if m < 120 else f"{m / 60:.1f} h" if m < 2880
+                else f"{m / 1440:.1f} days")
     s = max(0, int(round(seconds)))
     h, m = divmod(s, 3600)
     m, s = divmod(m, 60)

@@ -3,9 +3,10 @@
 Own format: torch.save of {"format": "sspnet", "format_version": 1, "model_config": create_model kwargs,
 "state_dict": ..., "provenance": versions, ...extra}; `sspnet train` adds "epoch", "selected_on" (val | test |
 final), "criterion" (acc | loss | final) and the epoch's val / test metrics, which `describe_checkpoint`
-reports. A run folder loads model_final.pt unless crit says otherwise. Everything is loaded with `weights_only=True`;
-the original files (a dict with "state_dict" and an argparse.Namespace "args") are admitted by allowing
-exactly argparse.Namespace, so a file whose pickle would run code is refused before anything executes.
+reports. A run folder (its file names: `sspnet.io.runlayout.RunLayout`) loads model_final.pt unless crit says
+otherwise. Everything is loaded with `weights_only=True`; the original files (a dict with "state_dict" and an
+argparse.Namespace "args") are admitted by allowing exactly argparse.Namespace, so a file whose pickle would run
+code is refused before anything executes.
 """
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sspnet.io.files import atomic_torch_save, provenance
-from sspnet.nn.models import create_model
 from sspnet.data.specs import get_dataset_spec
+from sspnet.io.files import atomic_torch_save, provenance
+from sspnet.io.runlayout import RunLayout
+from sspnet.nn.architectures import get_architecture
+from sspnet.nn.models import create_model
 
 FORMAT = "sspnet"
-RUN_FILES = {"acc": "model_acc.pt", "loss": "model_loss.pt", "final": "model_final.pt", "last": "model_final.pt"}
 _F_INDEX = {"0": "n1", "2": "conv1", "3": "n2", "5": "conv2"}
 _ORIG_SCHEMES = {"res": "res", "ssp2": "ssp2", "ssp3": "ssp3", "ark": "ark", "midrk2": "midrk2-orig"}
 
@@ -93,19 +95,20 @@ def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:
     the files it holds."""
     path = Path(path)
     if path.is_dir():
-        if crit not in RUN_FILES:
-            raise ValueError(f"unknown crit {crit!r}; valid: {', '.join(RUN_FILES)}")
-        for name in dict.fromkeys((RUN_FILES[crit], "model_final.pt")):
+        run = RunLayout(path)
+        wanted = run.checkpoint_name(crit)  # ValueError for an unknown crit
+        for name in dict.fromkeys((wanted, run.checkpoint_name("final"))):
             if (path / name).is_file():
                 return path / name
-        held = [n for n in ("model_acc.pt", "model_loss.pt") if (path / n).is_file()]
+        held = [k for k in ("acc", "loss") if run.checkpoint(k).is_file()]
         if held:
-            hint = f"it holds {', '.join(held)}: pass crit / --crit {held[0][6:-3]} to load it"
-        elif (path / "last.pt").is_file():
-            hint = "it holds only last.pt: the run has not finished an epoch yet"
+            hint = (f"it holds {', '.join(run.checkpoint_name(k) for k in held)}: pass crit / --crit {held[0]} to "
+                    "load it")
+        elif run.state_file.is_file():
+            hint = f"it holds only {run.STATE}: the run has not finished an epoch yet"
         else:
             hint = "train one with `sspnet train --save DIR`"
-        raise FileNotFoundError(f"run folder {path} has no {RUN_FILES[crit]}; {hint}")
+        raise FileNotFoundError(f"run folder {path} has no {wanted}; {hint}")
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint or run folder at {path}")
     return path
@@ -157,16 +160,17 @@ def describe_checkpoint(path: str | Path, crit: str = "final") -> dict[str, Any]
     file = resolve_checkpoint(path, crit)
     obj = safe_load(file)
     obj = obj if isinstance(obj, dict) else {}
-    inferred = {"model_acc.pt": ("test", "acc"), "model_loss.pt": ("test", "loss"),
-                "model_final.pt": ("final", "final")}.get(file.name, ("unknown", None))
+    names = RunLayout.CHECKPOINTS
+    inferred = {names["acc"]: ("test", "acc"), names["loss"]: ("test", "loss"),
+                names["final"]: ("final", "final")}.get(file.name, ("unknown", None))
     recorded = obj.get("format") == FORMAT and obj.get("selected_on") is not None
     selected_on, criterion = (obj["selected_on"], obj.get("criterion")) if recorded else inferred
     epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
     out = {"file": str(file), "crit": crit, "epoch": epoch, "selected_on": selected_on, "criterion": criterion,
            **{k: obj.get(k) if obj.get("format") == FORMAT else None
               for k in ("val_acc", "val_loss", "test_acc", "test_loss")}, "note": None, "warning": None}
-    if Path(path).is_dir() and file.name != RUN_FILES.get(crit):
-        out["note"] = f"{path} has no {RUN_FILES.get(crit)}; {file.name} was used"
+    if Path(path).is_dir() and file.name != RunLayout.checkpoint_name(crit):
+        out["note"] = f"{path} has no {RunLayout.checkpoint_name(crit)}; {file.name} was used"
     if selected_on == "test":
         what = {"acc": "best test accuracy", "loss": "best test loss"}.get(criterion, "the test set")
         out["warning"] = (f"{file.name} was selected on the test set ({what}{f' at epoch {epoch}' if epoch else ''}"
@@ -218,11 +222,8 @@ def _guess(state: dict[str, Tensor]) -> str:
     if any(k.endswith(".b10") for k in keys):
         hints.append("--model ark")
     if arch:
-        hints.append(f"--eval {_ARCH_DATASET[arch]}")
+        hints.append(f"--eval {get_architecture(arch).dataset}")
     return f"The checkpoint looks like: {' '.join(hints)}." if hints else ""
-
-
-_ARCH_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "tinyimagenet": "tiny"}
 
 
 def _infer_arch(state: dict[str, Tensor]) -> str:
@@ -300,11 +301,12 @@ def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -
     dataset = overrides.pop("dataset", None) or args.get("eval") or args.get("dataset")
     inferred = _infer_arch(state)
     if dataset in (None, "tiny_imagenet"):
-        dataset = _ARCH_DATASET[inferred] if dataset is None else "tiny"
+        dataset = get_architecture(inferred).dataset if dataset is None else "tiny"
     spec = get_dataset_spec(dataset)
     if spec.arch != inferred:
         raise ValueError(f"{file} holds a {inferred}-architecture network but dataset {spec.name!r} needs the "
-                         f"{spec.arch} architecture; use --eval {_ARCH_DATASET[inferred]} (or a matching dataset)")
+                         f"{spec.arch} architecture; use --eval {get_architecture(inferred).dataset} (or a matching "
+                         "dataset)")
     scheme = overrides.pop("scheme", None) or args.get("model")
     if scheme is None:
         raise ValueError(f"{file}: the checkpoint's args name no model; pass --model "
@@ -313,7 +315,7 @@ def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -
     blocks = overrides.pop("blocks", None) or args.get("block")
     if blocks is None:
         idx = {int(m.group(1)) for k in state if (m := re.match(r"groups\.\d+\.(\d+)\.", k))}
-        blocks = max(idx) + 1 if idx else spec.blocks
+        blocks = max(idx) + 1 if idx else get_architecture(spec.arch).blocks
     has_bn = any(k.endswith("running_mean") for k in state)
     norm = overrides.pop("norm", None) or args.get("norm") or ("b" if has_bn else "g")
     model = create_model(scheme, dataset=spec.name, blocks=int(blocks), norm=norm, **overrides)

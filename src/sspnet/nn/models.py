@@ -13,12 +13,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sspnet.data.specs import DatasetSpec, get_dataset_spec
-from sspnet.nn.blocks import TransitionBlock, frozen_batchnorm_stats, init_kaiming, init_original, make_norm
+from sspnet.nn.architectures import get_architecture
+from sspnet.nn.blocks import frozen_batchnorm_stats, init_kaiming, init_original, make_norm
 from sspnet.nn.inference import inference_copy, preferred_memory_format  # noqa: F401  (re-exported)
 from sspnet.nn.registry import BlockEntry, get_block, get_model_entry, list_models, model_identity  # noqa: F401
 from sspnet.nn.schemes import PRESETS, Scheme, get_scheme
 
-WIDTHS = {"mnist": (64,), "cifar10": (16, 32, 64), "tinyimagenet": (16, 32, 64, 128)}
 MAX_BLOCKS = 1000  # per group; far beyond any published SSP network, small enough to fail with a message
 INITS = ("original", "torch", "kaiming")
 
@@ -88,21 +88,11 @@ class SSPNet(nn.Module):
 
 def _build(spec: DatasetSpec, groups: Sequence[BlockEntry], blocks: int, norm: str, options: dict[str, Any],
            config: dict[str, Any], activation_checkpointing: bool) -> SSPNet:
-    arch = spec.arch
-    widths = WIDTHS[arch]
-    if arch == "mnist":
-        c = widths[0]
-        stem = nn.Sequential(nn.Conv2d(spec.channels, c, 3, 1, 0), make_norm(norm, c), nn.ReLU(inplace=True),
-                             nn.Conv2d(c, c, 4, 2, 1), make_norm(norm, c), nn.ReLU(inplace=True),
-                             nn.Conv2d(c, c, 4, 2, 1))
-        head = nn.Sequential(make_norm(norm, c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(c, spec.num_classes))
-        transitions = []
-    else:
-        stem = nn.Sequential(nn.Conv2d(spec.channels, widths[0], 3, 1, 1, bias=True))
-        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.num_classes))
-        transitions = [TransitionBlock(widths[j], widths[j + 1], norm) for j in range(len(widths) - 1)]
-    group_mods = [nn.Sequential(*[entry.build(widths[j], norm, arch, options) for _ in range(blocks)])
+    arch = get_architecture(spec.arch)
+    stem = arch.build_stem(spec.channels, norm)  # built in this order: the seeded parameters depend on it
+    head = arch.build_head(spec.num_classes, norm)
+    transitions = arch.build_transitions(norm)
+    group_mods = [nn.Sequential(*[entry.build(arch.widths[j], norm, arch.name, options) for _ in range(blocks)])
                   for j, entry in enumerate(groups)]
     return SSPNet(spec, stem, group_mods, transitions, head, config, activation_checkpointing)
 
@@ -130,7 +120,7 @@ def create_model(scheme: str | Scheme | dict = "ssp2", dataset: str = "cifar10",
     blocks, norm, init = _checked_options(spec, blocks, norm, init)
     upscale = True if upscale is None else bool(upscale)
     scheme_key = _model_key(scheme)
-    n_groups = len(WIDTHS[spec.arch])
+    n_groups = get_architecture(spec.arch).n_groups
     if groups is None:
         entry = get_model_entry(scheme)
         kinds = ([_model_key(b) for b in entry.blocks_per_group(spec.arch, n_groups)] if entry.groups
@@ -157,15 +147,16 @@ def create_model(scheme: str | Scheme | dict = "ssp2", dataset: str = "cifar10",
 
 def _checked_options(spec: DatasetSpec, blocks: int | None, norm: str | None, init: str | None
                      ) -> tuple[int, str, str]:
-    """(blocks, norm, init) with None replaced by the dataset's defaults; ValueError for bad values."""
-    blocks = spec.blocks if blocks is None else blocks
+    """(blocks, norm, init) with None replaced by the architecture's defaults; ValueError for bad values."""
+    arch = get_architecture(spec.arch)
+    blocks = arch.blocks if blocks is None else blocks
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
         raise ValueError(f"blocks must be an integer >= 1 (blocks per group), got {blocks!r}")
     if blocks > MAX_BLOCKS:
         raise ValueError(f"blocks must be at most {MAX_BLOCKS} per group, got {blocks}")
-    norm = spec.norm if norm is None else norm
+    norm = arch.norm if norm is None else norm
     make_norm(norm, 4)  # validates the letter
-    init = ("torch" if spec.arch == "mnist" else "original") if init is None else init
+    init = arch.init if init is None else init
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; valid inits: {', '.join(INITS)}")
     return blocks, norm, init

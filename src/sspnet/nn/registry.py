@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
+from sspnet.nn.architectures import get_architecture
 from sspnet.nn.blocks import ARKBlock, RKBlock
 from sspnet.nn.schemes import PRESETS, RESERVED_NAMES, Scheme, get_scheme
 
@@ -133,13 +134,13 @@ def check_model(name: str | Scheme | dict | Path) -> None:
 
 
 def f_calls_per_group(name: str | Scheme | dict | Path, arch: str) -> list[int]:
-    """F calls of one block in each block group of model `name` on architecture `arch`."""
-    from sspnet.nn.models import WIDTHS
-
+    """F calls of one block in each block group of model `name` on architecture `arch` (or a dataset's)."""
+    arch_entry = get_architecture(arch)
+    arch, n_groups = arch_entry.name, arch_entry.n_groups
     entry = get_model_entry(name)
-    blocks = entry.blocks_per_group(arch, len(WIDTHS[arch])) if entry.groups else None
+    blocks = entry.blocks_per_group(arch, n_groups) if entry.groups else None
     if blocks is None:
-        return [get_block(name).f_calls] * len(WIDTHS[arch])
+        return [get_block(name).f_calls] * n_groups
     return [get_block(b).f_calls for b in blocks]
 
 
@@ -157,11 +158,8 @@ def display_name(name: str | Scheme | dict | Path) -> str:
 
 
 # ---- the adaptive RK block and the SSP-adap model ----------------------------------------------------------
-ARK_DEFAULTS = {"mnist": (-1.0, 0.5), "cifar10": (0.25, 1.0), "tinyimagenet": (0.25, 1.0)}  # (a21, b10)
-
-
 def _build_ark(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
-    a21, b10 = ARK_DEFAULTS[arch]
+    a21, b10 = get_architecture(arch).ark  # the architecture's defaults (a21, b10)
     return ARKBlock(channels, norm, a21=options.get("a21", a21), b10=options.get("b10", b10),
                     freeze_a=options.get("freeze_a", True), freeze_b=options.get("freeze_b", False))
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sspnet.attacks import ThreatModel, dataset_threat
 from sspnet.data.specs import DatasetSpec, get_dataset_spec
 from sspnet.train.optim import OPTIMIZERS, SCHEDULES, default_decay, default_lr, default_milestones
+from sspnet.train.step import ADVERSARIES, adversary_threat
 
-ADVERSARIES = ("none", "fgsm", "pgd", "ball", "fast")
 SELECT_ON = ("val", "test", "none")
 # Fields that define the computation: a resumed run must agree with the folder on all of them.
 IDENTITY_FIELDS = ("dataset", "model", "groups", "blocks", "norm", "init", "adv", "opt", "lr", "decay", "milestones",
@@ -270,12 +271,13 @@ class TrainConfig:
             c.decay = default_decay(spec.arch, c.opt)
         if c.milestones is None:
             c.milestones = default_milestones(spec.arch, c.epochs, c.adv != "none", c.lr, c.model)
+        train = dataset_threat(spec.name)  # the dataset's training threat model
         if c.steps is None:
-            c.steps = spec.train_iters
+            c.steps = train.steps
         if c.eps is None:
-            c.eps = spec.train_eps
+            c.eps = train.eps
         if c.alpha is None:
-            c.alpha = spec.train_alpha
+            c.alpha = train.alpha
         if c.groups is not None:
             c.groups = [str(g) for g in c.groups]
         if c.save is None:
@@ -285,6 +287,12 @@ class TrainConfig:
         c.val_split = float(c.val_split)
         return c
 
+    def threat(self) -> ThreatModel | None:
+        """The training adversary's threat model with the dataset's defaults filled in (`adversary_threat`
+        of the resolved adv, eps, alpha, steps, train_quantize); None for adv none."""
+        c = self.resolved()
+        return adversary_threat(c.adv, c.eps, c.alpha, c.steps, c.train_quantize)
+
     def defaulted(self) -> list[str]:
         """The options left at None that `resolved()` fills in (config.json records them)."""
         r = self.resolved()
@@ -293,6 +301,7 @@ class TrainConfig:
 
 
 _NOT_NONE = {f.name for f in dataclasses.fields(TrainConfig) if f.default is not None}
+
 
 
 def _has_type(v: Any, expected: str) -> bool:

@@ -1,4 +1,5 @@
-"""The run folder of `sspnet train`: every file of a run, written only by rank 0, each atomically.
+"""The run folder of `sspnet train`: every file of a run, written only by rank 0, each atomically. The file names
+are `sspnet.io.runlayout.RunLayout`'s (RunFolder is a RunLayout); the readers use the same table.
 
     config.json     {"format_version": 2, "config": resolved TrainConfig (eps/alpha in pixel units),
                      "defaulted": the options filled from defaults, "budget_history": [{"epochs": E,
@@ -21,7 +22,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 import time
@@ -31,11 +31,11 @@ from typing import Any
 from sspnet import distributed as dist
 from sspnet.data.specs import get_dataset_spec
 from sspnet.io import files as fileio
+from sspnet.io.jsonio import canonical_hash
+from sspnet.io.runlayout import RunLayout
 from sspnet.train.config import (CONFIG_FORMAT_VERSION, EPOCH_DEPENDENT, IDENTITY_FIELDS, TrainConfig, read_run_config,
                                  read_run_meta, to_cli_units)
 from sspnet.train.state import TrainState
-
-RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "model_acc.pt", "model_loss.pt", "model_final.pt", "last.pt")
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
@@ -55,13 +55,13 @@ def scheme_hashes(cfg: TrainConfig) -> dict[str, str]:
     for name in [cfg.model, *(cfg.groups or [])]:
         identity = model_identity(name)
         if isinstance(identity, dict):
-            text = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
-            out[str(name)] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+            out[str(name)] = canonical_hash(identity)
     return out
 
 
-class RunFolder:
-    """The files of one run (cfg.save). Every method that writes is a no-op on ranks other than 0.
+class RunFolder(RunLayout):
+    """The files of one run (cfg.save; their paths: the `RunLayout` attributes). Every method that writes is a
+    no-op on ranks other than 0.
 
     Use: `check()` before loading anything, `open()` once data and model are known good (clears the old run
     with --force, returns the last.pt state with --resume), then the writers. defaulted: the options of cfg
@@ -69,8 +69,8 @@ class RunFolder:
     """
 
     def __init__(self, cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None = None):
+        super().__init__(cfg.save)
         self.cfg, self.info = cfg, info
-        self.path = Path(cfg.save)
         self.main = info.is_main
         self.existing: list[str] = []
         self.defaulted = list(defaulted or [])
@@ -99,7 +99,7 @@ class RunFolder:
 
     def _check(self) -> None:
         run, cfg = self.path, self.cfg
-        self.existing = [n for n in RUN_FILES if (run / n).exists()]
+        self.existing = self.train_files()
         if cfg.resume:
             self.saved, self.meta = read_run_config(run), read_run_meta(run)
             saved = dict(self.saved)
@@ -128,7 +128,7 @@ class RunFolder:
 
     def _read_last(self) -> dict[str, Any]:
         """Resume: last.pt, checked against --epochs; one-line errors saying what to do."""
-        run, last = self.path, self.path / "last.pt"
+        run, last = self.path, self.state_file
         if not last.is_file():
             raise FileNotFoundError(f"cannot resume {run}: it has no last.pt (the run saved no training state "
                                     "yet); start it over with --force instead of --resume")
@@ -167,14 +167,13 @@ class RunFolder:
         lines of epochs after `epoch` (redone after a crash). epoch / step: the position the run starts at.
         Returns the metrics records kept (the history)."""
         history: list[dict[str, Any]] = []
-        metrics = self.path / "metrics.jsonl"
+        metrics = self.metrics
         if self.cfg.resume and metrics.is_file():
-            lines = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            history = [r for r in map(json.loads, lines) if r["epoch"] <= epoch]
+            history = [r for r in self.read_metrics() if r["epoch"] <= epoch]
         if self.main:
             if self.cfg.resume and metrics.is_file():
                 fileio.atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in history))
-            fileio.atomic_write_json(self.path / "config.json", {
+            fileio.atomic_write_json(self.config, {
                 "format_version": CONFIG_FORMAT_VERSION, "config": dataclasses.asdict(self.cfg),
                 "defaulted": self._defaulted(), "budget_history": self._budgets(epoch, step),
                 "world_size": self.info.world_size, "model_config": model_config,
@@ -205,7 +204,7 @@ class RunFolder:
         """A timestamped train.log line, echoed to stderr unless quiet."""
         if not self.main:
             return
-        fileio.append_line(self.path / "train.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
+        fileio.append_line(self.log_file, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
         if not self.cfg.quiet:
             from tqdm import tqdm
 
@@ -220,7 +219,7 @@ class RunFolder:
         except ImportError:
             self.log("tensorboard is not installed (pip install tensorboard); continuing without it")
             return None
-        return SummaryWriter(str(self.path / "tb"))
+        return SummaryWriter(str(self.tensorboard_dir))
 
     def save_state(self, state: TrainState) -> None:
         """last.pt = state.state_dict(), atomically (a crash while saving keeps the previous one), with the
@@ -230,7 +229,7 @@ class RunFolder:
         if self.info.distributed and state.step:
             sums = dist.all_reduce_sum(sums.detach().clone())
         if self.main:
-            fileio.atomic_torch_save({**state.state_dict(), "sums": sums.detach().cpu()}, self.path / "last.pt")
+            fileio.atomic_torch_save({**state.state_dict(), "sums": sums.detach().cpu()}, self.state_file)
 
     def end_epoch(self, rec: dict[str, Any], state: TrainState) -> None:
         """The metrics line, best / final checkpoints, then last.pt (a crash in between redoes the epoch)."""
@@ -238,14 +237,14 @@ class RunFolder:
             return
         from sspnet.nn.checkpoints import save_checkpoint
 
-        fileio.append_line(self.path / "metrics.jsonl", json.dumps(rec))
+        fileio.append_line(self.metrics, json.dumps(rec))
         extra = {"args": original_args(self.cfg), "epoch": rec["epoch"], "val_split": self.cfg.val_split,
                  **{k: rec[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss")}}
         for key in ("acc", "loss"):
             if rec["best_" + key]:
-                save_checkpoint(self.path / f"model_{key}.pt", state.model, **extra, selected_on=self.cfg.select_on,
+                save_checkpoint(self.checkpoint(key), state.model, **extra, selected_on=self.cfg.select_on,
                                 criterion=key)
-        save_checkpoint(self.path / "model_final.pt", state.model, **extra, selected_on="final", criterion="final")
+        save_checkpoint(self.checkpoint("final"), state.model, **extra, selected_on="final", criterion="final")
         self.save_state(state)
 
 

@@ -104,9 +104,9 @@ def _prepare(cfg: TrainConfig, info: dist.DistInfo, device: torch.device, folder
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     state = TrainState(model, optimizer, scheduler, scaler, Meter(TRAIN_SUMS, device),
                        config=dataclasses.asdict(cfg))
-    adversary = None if cfg.adv == "none" else Adversary(cfg.adv, model, cfg.eps, cfg.alpha, cfg.steps,
-                                                         cfg.ball_copies, cfg.craft_eval, amp_dtype,
-                                                         quantize=cfg.train_quantize)
+    threat = cfg.threat()  # the training adversary's threat model (None: no adversary)
+    adversary = None if threat is None else Adversary(cfg.adv, model, threat, cfg.ball_copies, cfg.craft_eval,
+                                                      amp_dtype)
     saved = folder.open()
     if saved is not None:
         state.load_state_dict(saved, str(folder.path / "last.pt"))

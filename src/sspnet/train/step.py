@@ -12,7 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sspnet.attacks import FastFGSM, ThreatModel
 from sspnet.train.meter import EVAL_SUMS, Meter
+
+# the training adversaries: fgsm / pgd / fast are attacks of `sspnet.attacks.registry` (fast: the original's
+# name of fastfgsm), ball trains on noisy copies (`sspnet.attacks.ball_copies`); `adversary_threat` says how
+ADVERSARIES = ("none", "fgsm", "pgd", "ball", "fast")
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):
@@ -23,30 +28,25 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None):
 class Adversary:
     """The training adversary: `adversary(x, y, generator) -> (x_train, y_train)`.
 
-    kind: fgsm | pgd (random start, `steps` steps of alpha) | fast (FastFGSM: random start, one step of
-    1.25 eps) through `sspnet.attacks.make_attack`, crafted in the model's current (train) mode as the
-    original, or in eval mode with craft_eval; ball: `copies` uniformly noisy copies of every image
-    (`sspnet.attacks.ball_copies`; x_train has copies * B images). All randomness comes from `generator`.
-    amp_dtype: bfloat16 crafts under autocast (float16 crafts in float32: it has no gradient scaling).
-    quantize: fgsm / pgd / fast round their random start and every step to the 8-bit grid k / 255, inside
-    the eps-ball (`sspnet.attacks.Ball`), as the original's training adversaries did; ball's noise is never
-    rounded (the original's was not).
+    kind: fgsm | pgd | fast, built by the attack registry from `threat` (`ThreatModel.attack`; fast is the
+    original's name of fastfgsm), crafted in the model's current (train) mode as the original, or in eval
+    mode with craft_eval; ball: `copies` uniformly noisy copies of every image at threat.eps
+    (`sspnet.attacks.ball_copies`; x_train has copies * B images). threat: `TrainConfig.threat()` /
+    `adversary_threat` (pgd: random start, steps of alpha; fast: FastFGSM's 1.25 eps;
+    8-bit rounding of the random start and every step as train_quantize, never for ball's noise). All
+    randomness comes from `generator`. amp_dtype: bfloat16 crafts under autocast (float16 crafts in float32:
+    it has no gradient scaling).
     """
 
-    def __init__(self, kind: str, model: nn.Module, eps: float, alpha: float, steps: int, copies: int = 1,
-                 craft_eval: bool = False, amp_dtype: torch.dtype | None = None, *, quantize: bool = False):
-        from sspnet import attacks
-
-        self.kind, self.eps, self.alpha = kind, eps, alpha
+    def __init__(self, kind: str, model: nn.Module, threat: ThreatModel, copies: int = 1, craft_eval: bool = False,
+                 amp_dtype: torch.dtype | None = None):
+        self.kind, self.threat = kind, threat
+        self.eps = threat.eps
         self.copies = copies if kind == "ball" else 1
         self.amp_dtype = amp_dtype if amp_dtype == torch.bfloat16 else None
         self.attack = None
         if kind != "ball":
-            name = {"fast": "fastfgsm"}.get(kind, kind)
-            # fast keeps FastFGSM's own step (1.25 eps) as the original; alpha is pgd's step
-            self.attack = attacks.make_attack(name, model, eps, alpha=alpha if kind == "pgd" else None,
-                                              steps=steps, random_start=True, quantize=quantize,
-                                              mode="eval" if craft_eval else "keep")
+            self.attack = threat.attack(kind, model, mode="eval" if craft_eval else "keep")
         self.fraction = 1.0
         self._full_alpha = None if self.attack is None else self.attack.alpha  # fgsm: eps; fast: 1.25 eps
 
@@ -66,6 +66,26 @@ class Adversary:
         with autocast(x.device, self.amp_dtype):
             x_adv = self.attack(x, y)
         return x_adv.detach(), y
+
+
+def adversary_threat(adv: str, eps: float, alpha: float, steps: int, quantize: bool) -> ThreatModel | None:
+    """The threat model of training adversary `adv` (`ADVERSARIES`; None for none): linf at eps (pixel units),
+    rounded to the 8-bit grid as `quantize` (train_quantize). pgd: `steps` steps of alpha from a random start;
+    fgsm: one step of eps from x; fast: FastFGSM, one step of its own 1.25 eps from a random start (alpha is
+    pgd's step only, as the original); ball: uniform noise in the eps-ball, never rounded (as the original)."""
+    kind = str(adv).lower()
+    if kind == "none":
+        return None
+    if kind == "pgd":
+        return ThreatModel(eps=eps, alpha=alpha, steps=steps, random_start=True, quantize=quantize)
+    if kind == "fgsm":
+        return ThreatModel(eps=eps, alpha=eps, steps=1, quantize=quantize)
+    if kind == "fast":  # (eps 0: no step; an alpha of 0 would be refused)
+        step = FastFGSM.ALPHA_REL * eps if eps > 0 else None
+        return ThreatModel(eps=eps, alpha=step, steps=1, random_start=True, quantize=quantize)
+    if kind == "ball":
+        return ThreatModel(eps=eps, alpha=None, steps=0, random_start=True, quantize=False)
+    raise ValueError(f"unknown adversary {adv!r}; valid adversaries: {', '.join(ADVERSARIES)}")
 
 
 def warmup_fraction(done_steps: int, warmup_steps: float) -> float:

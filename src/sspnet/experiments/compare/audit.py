@@ -1,6 +1,7 @@
-"""The gradient-masking audit of compare's runs (`sspnet.eval`'s audit), after every run is trained and
-evaluated: each run on `EvalSettings.audit_images` class-stratified test images, with the baseline run of the
-same seed as the transfer source (for the baseline itself, the baseline of the next seed; none with one seed).
+"""The gradient-masking audit of compare's runs (`sspnet.eval`'s audit), done by the job (`jobs.run_job`)
+that completes the pair of a run and its transfer source: each run on `EvalSettings.audit_images`
+class-stratified test images, with the baseline run of the same seed as the transfer source (for the baseline
+itself, the baseline of the next seed; none with one seed).
 Each audit is cached in RUN_DIR/audit.json under a key of the evaluation settings and both runs' training
 hashes; its flags go into the record, the report's audit section and the Findings."""
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Callable
 from sspnet.experiments.compare.comparisons import baseline_of
 from sspnet.experiments.compare.findings import short_name
 from sspnet.experiments.compare.plan import PlannedRun, config_hash
+from sspnet.io.runlayout import RunLayout
 
-AUDIT_FILE = "audit.json"
+AUDIT_FILE = RunLayout.AUDIT
 
 
 @dataclass
@@ -90,52 +92,6 @@ def execute_audit(job: AuditJob, ev: Any, dataset: str, device: str, data_root: 
     return json.loads((job.run.run_dir / AUDIT_FILE).read_text(encoding="utf-8"))
 
 
-def _worker(args: tuple) -> dict[str, Any]:
-    import torch
-
-    from sspnet.experiments.compare.executor import worker_threads
-
-    torch.set_num_threads(worker_threads())  # 1 unless compare was given --threads (pool_map's initializer)
-    return execute_audit(*args)
-
-
-def run_audits(plan: list[PlannedRun], records: dict[int, dict[str, Any]], settings: dict[str, Any], device: str,
-               data_root: str | None, jobs: int, say: Callable[[str], None], threads: int = 1) -> str | None:
-    """Audit every run (cached ones read back) and put each audit in records[index]["audit"]; returns why
-    the audit did not run (None when it did)."""
-    from sspnet.experiments.compare.executor import pool_map
-
-    ev = settings["eval"]
-    if ev.audit == "off":
-        return "switched off (audit off)"
-    if audit_function() is None:
-        return "this version of sspnet.eval has no gradient-masking audit"
-    todo = []
-    for job in plan_audits(plan, settings["eval_hash"], ev):
-        cached = read_cached(job)
-        if cached is None:
-            todo.append(job)
-        else:
-            merge_audit(records[job.run.index], cached)
-
-    def start(job: AuditJob) -> None:
-        say(f"audit {_name(job.run)} (transfer source: {_name(job.source) if job.source else 'none'})...")
-
-    def done(job: AuditJob, out: dict[str, Any]) -> None:
-        merge_audit(records[job.run.index], out)
-        flags = ", ".join(f.get("name", "?") for f in out.get("flags") or []) or "no flag"
-        say(f"audit {_name(job.run)}: {flags} ({out['seconds']:.0f} s)")
-
-    common = (ev, settings["dataset"], device, data_root)
-    if jobs == 1 or len(todo) < 2:
-        for job in todo:
-            start(job)
-            done(job, execute_audit(job, *common))
-    else:
-        pool_map(todo, _worker, common, min(jobs, len(todo)), start, done, threads=threads)
-    return None
-
-
 def merge_audit(record: dict[str, Any], audit: dict[str, Any]) -> None:
     """Put an audit into a run record; its AutoAttack (when it ran) becomes the record's AutoAttack result:
     accuracy in %, image count, the audit's image set and per-image bits (AutoAttack runs once per run)."""
@@ -156,13 +112,9 @@ def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: 
     """`sspnet.eval.audit` of `model` on images idx at compare's eps and PGD settings (transfer from `source`;
     AutoAttack as ev.autoattack): {"flags", "accuracy", "details", "timings", "config", "subset", "correct":
     per-image bits of every attack (`perimage.pack`, in the order of subset["indices"])}."""
-    from sspnet.eval import AuditConfig
-    from sspnet.experiments.compare.evaluation import use_autoattack
     from sspnet.experiments.compare.perimage import pack
 
-    cfg = AuditConfig(eps=ev.eps, alpha=ev.alpha, steps=ev.steps, quantize=ev.quantize, queries=ev.audit_queries,
-                      autoattack=use_autoattack(ev.autoattack), batch_size=ev.batch_size, early_stop=ev.early_stop)
-    r = audit_function()(model, images, labels, cfg, indices=idx, source_model=source)
+    r = audit_function()(model, images, labels, ev.audit_config(), indices=idx, source_model=source)
     return {"flags": r.flags, "accuracy": r.accuracy, "details": r.details, "timings": r.timings,
             "config": r.config, "subset": r.subset, "correct": {k: pack(v) for k, v in r.correct.items()}}
 

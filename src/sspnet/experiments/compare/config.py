@@ -22,6 +22,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from sspnet.attacks import DEFAULTS, ThreatModel, threat_config
+from sspnet.attacks.defaults import default_of, format_default
+from sspnet.attacks.threat import check_config_names, flat_dict
+
 DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")  # the paper presets
 AUTOATTACK_MODES = ("auto", "on", "off")
 AUDIT_MODES = ("on", "off")
@@ -39,20 +43,142 @@ RENAMED_EVAL = {"pgd_steps": "steps", "n": "n_images", "sweep_n": "sweep_images"
 ADVERSARIAL_MNIST5K = {"blocks": 2, "epochs": 8, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
                        "adv": "pgd", "eps": 0.2, "steps": 3, "alpha": 2.5 * 0.2 / 3, "eps_warmup": 2}
 
+_USE = DEFAULTS["compare"]  # the threat model, batch size and images of the default preset
+# what the hash of the evaluation leaves out: the relative defaults (their resolved values are hashed), the norm
+# (compare evaluates linf only) and the random start (derived: restarts > 1); the audit has its own cache key
+NOT_HASHED = ("sweep_rel", "alpha_rel", "norm", "random_start", *AUDIT_FIELDS)
+PIXEL_OPTIONS = ("eps", "alpha", "sweep")  # in pixel units; a --help text shows them in the dataset's CLI unit
+
+
+@threat_config
+@dataclass
+class EvalSettings:
+    """Evaluation of every run; its defaults are the default preset's (`sspnet.attacks.DEFAULTS["compare"]`
+    and the fields below), the other presets list what they change. eps / alpha / sweep in pixel units
+    (None: from the dataset, see `resolve`).
+
+    threat: the linf PGD (eps, alpha or alpha_rel * eps: `ThreatModel.step`, steps: iterations, restarts,
+    8-bit rounding); its fields are also taken and shown flat (`EvalSettings(eps=0.2, steps=10)`); the PGD
+    starts at random points exactly when it restarts (restarts > 1). n_images: test images of clean / FGSM /
+    PGD at eps (None: all). sweep_images, growth_images, autoattack_images, audit_images: the images of the eps
+    sweep, of the growth ratios (the PGD examples at eps, plus `growth_noise` noise of the same eps), of
+    AutoAttack and of the gradient-masking audit (audit: on | off; audit_queries: model calls per image of its
+    Square attack; it runs AutoAttack as `autoattack` says). Every image set is chosen by
+    `sspnet.data.subsets.subset_indices` over the whole test split: class-stratified and nested, so each
+    smaller set lies inside the n_images set.
+    crit: the checkpoint of each run folder evaluated (`sspnet.nn.checkpoints.load_model`). early_stop: the
+    sweep, AutoAttack and the audit skip clean-misclassified images and stop PGD per image at its first
+    misclassified iterate (same or lower accuracy, see `sspnet.eval`); the main PGD at eps runs in full, as
+    its examples feed the growth ratios.
+    """
+
+    threat: ThreatModel = _USE.threat
+    n_images: int | None = _USE.n_images
+    sweep: tuple[float, ...] | None = None
+    sweep_rel: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    sweep_images: int = 300
+    growth_images: int = 300
+    growth_noise: str = "sign"
+    autoattack: str = "off"
+    autoattack_images: int = 100
+    audit: str = "on"
+    audit_images: int = 100
+    audit_queries: int = 1000
+    batch_size: int = _USE.batch_size
+    crit: str = "final"
+    early_stop: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalSettings":
+        """From a dict of options (the threat model's flat, as before it existed); ValueError naming an
+        unknown (or renamed) option."""
+        for key in d:
+            if key in RENAMED_EVAL:
+                raise ValueError(f"evaluation option {key!r} is now called {RENAMED_EVAL[key]!r}")
+            if key == "random_start":
+                raise ValueError("random_start is not a compare option: its PGD starts at random points exactly "
+                                 "when it restarts (restarts > 1)")
+        return cls(**check_config_names(cls, d, what="evaluation option"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat options (JSON-able) that `from_dict` takes back: random_start, derived, left out."""
+        return {k: v for k, v in flat_dict(self).items() if k != "random_start"}
+
+    def resolve(self, dataset: str) -> "EvalSettings":
+        """A copy with eps / alpha / sweep / random start filled in for `dataset`, checked (ValueError naming
+        the option). alpha: `ThreatModel.step` (alpha_rel * eps, at least 1/255 when quantised)."""
+        from sspnet.data.specs import get_dataset_spec
+
+        spec = get_dataset_spec(dataset)
+        t = self.threat
+        if t.eps is None:
+            t = t.at(BUDGET_EPS.get(spec.arch, spec.train_eps))
+        e = dataclasses.replace(self, threat=dataclasses.replace(t, alpha=t.step()) if t.alpha is None else t)
+        if e.sweep is None:
+            e.sweep = tuple(round(e.eps * r, 10) for r in e.sweep_rel)
+        e.sweep = tuple(float(v) for v in e.sweep)
+        e._check()
+        e.random_start = e.restarts > 1
+        return e
+
+    def _check(self) -> None:
+        if self.autoattack not in AUTOATTACK_MODES:
+            raise ValueError(f"unknown autoattack mode {self.autoattack!r}; valid: {', '.join(AUTOATTACK_MODES)}")
+        if self.audit not in AUDIT_MODES:
+            raise ValueError(f"unknown audit mode {self.audit!r}; valid: {', '.join(AUDIT_MODES)}")
+        if self.norm != "linf":
+            raise ValueError(f"compare evaluates linf threat models only (its sweep, growth and report are linf), "
+                             f"got norm {self.norm!r}")
+        for name in ("steps", "restarts", "sweep_images", "growth_images", "autoattack_images", "audit_images",
+                     "audit_queries", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        n = self.n_images
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"n_images (test images) must be an integer >= 1 or None (all), got {n!r}")
+        for v in (self.eps, *self.sweep):
+            if not 0 < v <= 1:
+                raise ValueError(f"eps values must be in (0, 1] pixel units, got {v}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha (--alpha, the PGD step) must be in (0, 1] pixel units, got {self.alpha!r}")
+
+    def audit_config(self) -> Any:
+        """The `sspnet.eval.AuditConfig` of every run's audit (resolved settings): this threat model with one PGD
+        run per image from the image itself (the audit's long PGD, Square and transfer are its strength),
+        audit_queries, AutoAttack as `autoattack` says, batch_size, early_stop. `compare.audit.call_audit` runs
+        it and `compare.estimate` counts its passes."""
+        from sspnet.eval.masking import AuditConfig
+        from sspnet.experiments.compare.evaluation import use_autoattack
+
+        return AuditConfig(threat=dataclasses.replace(self.threat, restarts=1, random_start=False),
+                           queries=self.audit_queries, autoattack=use_autoattack(self.autoattack),
+                           batch_size=self.batch_size, early_stop=self.early_stop)
+
+    def key(self) -> dict[str, Any]:
+        """What the evaluation hash covers: the resolved flat options less `NOT_HASHED` (the same dict as
+        before the threat model was one field, so cached runs keep their hash)."""
+        from sspnet.data.subsets import SUBSET_RULE
+
+        d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        d["sweep"] = list(d["sweep"] or [])
+        d["subset_rule"] = SUBSET_RULE  # a new image rule re-evaluates the runs
+        d["record_version"] = RECORD_VERSION  # so does a record that holds more
+        return d
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "dataset": "mnist5k", "models": ("res", "ssp2"), "seeds": 3, "grid": None,
         "train": ADVERSARIAL_MNIST5K,
-        "eval": {"eps": 0.2, "alpha_rel": 0.25, "steps": 10, "restarts": 2, "n_images": None,
-                 "sweep_rel": (0.5, 1.0, 1.5, 2.0), "sweep_images": 300, "growth_images": 300,
-                 "autoattack": "off", "audit_images": 100, "audit_queries": 1000},
+        "eval": {"eps": 0.2},  # the rest: EvalSettings' defaults
         "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 9 minutes on 2 "
                  "CPU cores)",
     },
     "paper-mnist": {
         "dataset": "mnist", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
         "train": {"blocks": 5, "epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "ball", "eps": 0.3},
-        "eval": {"eps": 0.3, "alpha": 0.05, "steps": 20, "n_images": None, "sweep": (0.1, 0.2, 0.3, 0.4),
+        "eval": {"eps": 0.3, "alpha": 0.05, "steps": 20, "restarts": 1, "sweep": (0.1, 0.2, 0.3, 0.4),
                  "sweep_images": 1000, "growth_images": 1000, "autoattack": "auto", "audit_images": 1000,
                  "audit_queries": 5000},
         "about": "the original's MNIST settings: ball training, 200 epochs on full MNIST (GPU hours)",
@@ -60,7 +186,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar10": {
         "dataset": "cifar10", "models": DEFAULT_MODELS, "seeds": 3, "grid": [(6, 7), (6, 12), (10, 7), (10, 12)],
         "train": {"epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "pgd"},
-        "eval": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 20, "n_images": None,
+        "eval": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 20, "restarts": 1,
                  "sweep": (2 / 255, 4 / 255, 8 / 255, 16 / 255), "sweep_images": 1000, "growth_images": 1000,
                  "autoattack": "auto", "audit_images": 1000, "audit_queries": 5000},
         "about": "the paper's CIFAR-10 grid N x K in {6, 10} x {7, 12}, PGD-K training, 200 epochs (GPU days; "
@@ -78,101 +204,28 @@ PRESETS["cpu-hour"] = {
 }
 
 
-@dataclass
-class EvalSettings:
-    """Evaluation of every run. eps / alpha / sweep in pixel units (None: from the dataset, see `resolve`).
+def preset_value(preset: str, name: str, section: str = "eval") -> Any:
+    """Option `name` as preset `preset` sets it: eval, its resolved-before-the-dataset EvalSettings value
+    (the default where the preset says nothing); train, the preset's TrainConfig option (None: not set)."""
+    p = PRESETS[preset]
+    if section == "train":
+        return p["train"].get(name)
+    return default_of(EvalSettings.from_dict(dict(p["eval"])), name)
 
-    steps: PGD iterations; n_images: test images of clean / FGSM / PGD at eps (None: all). sweep_images,
-    growth_images, autoattack_images, audit_images: the images of the eps sweep, of the growth ratios (the PGD
-    examples at eps, plus `growth_noise` noise of the same eps), of AutoAttack and of the gradient-masking
-    audit (audit: on | off; audit_queries: model calls per image of its Square attack; it runs AutoAttack as
-    `autoattack` says). Every image set is chosen by `sspnet.data.subsets.subset_indices` over the whole
-    test split: class-stratified and nested, so each smaller set lies inside the n_images set.
-    crit: the checkpoint of each run folder evaluated (`sspnet.nn.checkpoints.load_model`). early_stop: the
-    sweep, AutoAttack and the audit skip clean-misclassified images and stop PGD per image at its first
-    misclassified iterate (same or lower accuracy, see `sspnet.eval`); the main PGD at eps runs in full, as
-    its examples feed the growth ratios.
-    """
 
-    eps: float | None = None
-    alpha: float | None = None
-    alpha_rel: float = 0.25
-    steps: int = 10
-    restarts: int = 1
-    n_images: int | None = 500
-    sweep: tuple[float, ...] | None = None
-    sweep_rel: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
-    sweep_images: int = 200
-    growth_images: int = 200
-    growth_noise: str = "sign"
-    autoattack: str = "off"
-    autoattack_images: int = 100
-    audit: str = "on"
-    audit_images: int = 100
-    audit_queries: int = 1000
-    quantize: bool = True
-    batch_size: int = 250
-    crit: str = "final"
-    early_stop: bool = True
+def preset_help(name: str, section: str = "eval", *, none: str = "none") -> str:
+    """'default 10; paper-mnist, paper-cifar10 20': option `name` of every preset for a --help text, the
+    default preset's first, then the presets that differ (eps / alpha / sweep in each preset dataset's CLI
+    unit; none: the words for None)."""
+    from sspnet.data.specs import get_dataset_spec
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalSettings":
-        """From a dict of options; ValueError naming an unknown (or renamed) option."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key in RENAMED_EVAL:
-                raise ValueError(f"evaluation option {key!r} is now called {RENAMED_EVAL[key]!r}")
-            if key not in names:
-                raise ValueError(f"unknown evaluation option {key!r}; valid options: {', '.join(names)}")
-        return cls(**d)
-
-    def resolve(self, dataset: str) -> "EvalSettings":
-        """A copy with eps / alpha / sweep filled in for `dataset`, checked (ValueError naming the option)."""
-        from sspnet.data.specs import get_dataset_spec
-
-        spec = get_dataset_spec(dataset)
-        e = dataclasses.replace(self)
-        if e.eps is None:
-            e.eps = BUDGET_EPS.get(spec.arch, spec.train_eps)
-        if e.alpha is None:
-            e.alpha = max(e.eps * e.alpha_rel, 1 / 255 if e.quantize else 1e-12)
-        if e.sweep is None:
-            e.sweep = tuple(round(e.eps * r, 10) for r in e.sweep_rel)
-        e.sweep = tuple(float(v) for v in e.sweep)
-        e._check()
-        return e
-
-    def _check(self) -> None:
-        if self.autoattack not in AUTOATTACK_MODES:
-            raise ValueError(f"unknown autoattack mode {self.autoattack!r}; valid: {', '.join(AUTOATTACK_MODES)}")
-        if self.audit not in AUDIT_MODES:
-            raise ValueError(f"unknown audit mode {self.audit!r}; valid: {', '.join(AUDIT_MODES)}")
-        for name in ("steps", "restarts", "sweep_images", "growth_images", "autoattack_images", "audit_images",
-                     "audit_queries", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        n = self.n_images
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"n_images (test images) must be an integer >= 1 or None (all), got {n!r}")
-        for v in (self.eps, *self.sweep):
-            if not 0 < v <= 1:
-                raise ValueError(f"eps values must be in (0, 1] pixel units, got {v}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha (--alpha, the PGD step) must be in (0, 1] pixel units, got {self.alpha!r}")
-
-    def key(self) -> dict[str, Any]:
-        """What the evaluation hash covers (the resolved values; the relative defaults are not needed; the
-        audit settings are cached with the audit)."""
-        from sspnet.data.subsets import SUBSET_RULE
-
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in AUDIT_FIELDS}
-        d["sweep"] = list(d["sweep"] or [])
-        d.pop("sweep_rel")
-        d.pop("alpha_rel")
-        d["subset_rule"] = SUBSET_RULE  # a new image rule re-evaluates the runs
-        d["record_version"] = RECORD_VERSION  # so does a record that holds more
-        return d
+    shown: dict[str, list[str]] = {}
+    for preset, p in PRESETS.items():
+        unit = get_dataset_spec(p["dataset"]).eps_unit if name in PIXEL_OPTIONS else 1.0
+        text = format_default(preset_value(preset, name, section), unit=unit, none=none)
+        shown.setdefault(text, []).append(preset)
+    first = next(t for t, presets in shown.items() if "default" in presets)
+    return "; ".join([f"default {first}"] + [f"{', '.join(ps)} {t}" for t, ps in shown.items() if t != first])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ AutoAttack, audit) count in full; AutoAttack as APGD-CE 100 + APGD-T 9 x 100 fwd
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -40,6 +39,9 @@ class Passes:
 
     def seconds(self, c: Costs) -> float:
         return (self.train * c.train + self.attack * c.attack + self.forward * c.forward) / 1000.0
+
+    def __add__(self, other: "Passes") -> "Passes":
+        return Passes(self.train + other.train, self.attack + other.attack, self.forward + other.forward)
 
 
 @dataclass
@@ -72,10 +74,10 @@ class Estimate:
 
 
 def fmt_duration(s: float) -> str:
-    """'40 s', '13 min', '5.2 h', '3.1 days'."""
-    m = s / 60
-    return (f"{s:.0f} s" if s < 90 else f"{m:.0f} min" if m < 120 else f"{m / 60:.1f} h" if m < 2880
-            else f"{m / 1440:.1f} days")
+    """'40 s', '13 min', '5.2 h', '3.1 days': `sspnet.io.progress.fmt_seconds` in words."""
+    from sspnet.io.progress import fmt_seconds
+
+    return fmt_seconds(s, "words")
 
 
 def training_passes(cfg: Any, epochs: int) -> Passes:
@@ -93,41 +95,69 @@ def training_passes(cfg: Any, epochs: int) -> Passes:
     return Passes(train=epochs * images * per_image, forward=epochs * (n_val + tests + clean))
 
 
-def _attack(p: Passes, images: int, steps: int | None, restarts: int = 1, early: bool = True,
-            forwards: int = 0) -> None:
-    """PGD (steps x restarts fwd+bwd; forwards judging restarts and results), or AutoAttack with steps=None."""
+def _attack(p: Passes, images: int, steps: int | None, restarts: int = 1, early: bool = True) -> None:
+    """PGD (steps x restarts fwd+bwd; forwards judging restarts and results), or AutoAttack with steps=None
+    (its own forwards and the result's)."""
     if steps is None:
-        p.attack, p.forward = p.attack + images * AA_FWD_BWD, p.forward + images * (AA_FORWARDS + 3)
+        p.attack, p.forward = p.attack + images * AA_FWD_BWD, p.forward + images * (AA_FORWARDS + 2)
         return
     p.attack += images * steps * restarts
-    p.forward += images * (forwards + (restarts if early else (restarts if restarts > 1 else 0) + 1))
+    p.forward += images * (restarts if early else (restarts if restarts > 1 else 0) + 1)
+
+
+def call_passes(cfg: Any, images: int, source: Passes | None = None) -> Passes:
+    """The passes of one `sspnet.eval.evaluate(cfg)` call on `images` images: the clean forward, then every
+    attack at every eps (fgsm: one step; pgd: `_attack`, early-stopped as the config says; square: its
+    queries; autoattack: `_attack` with steps=None; ball: its copies and the result). source: the transfer
+    source's passes (the attacks crafted there without early stop, their results forwarded here)."""
+    cfg = cfg.validated()
+    p = Passes(forward=images)
+    early = cfg.uses_early_stop() and source is None
+    for _ in cfg.eps:
+        for name in cfg.attack_names():
+            crafter = p if source is None else source
+            if name in ("fgsm", "pgd"):
+                steps, restarts = (1, 1) if name == "fgsm" else (cfg.steps, cfg.restarts)
+                _attack(crafter, images, steps, restarts, early=early)
+            elif name == "autoattack":
+                _attack(crafter, images, None)
+            elif name == "square":
+                crafter.forward += images * cfg.queries
+            else:
+                crafter.forward += images * (cfg.copies + 1)
+            if source is not None:
+                p.forward += images
+    return p
 
 
 def evaluation_passes(ev: Any, n_test: int, autoattack: bool) -> Passes:
-    """`compare.evaluation.evaluate_run` with resolved EvalSettings on a test split of n_test images."""
+    """`compare.evaluation.evaluate_run` with resolved EvalSettings on a test split of n_test images: its
+    engine calls (`compare.evaluation.engine_passes`) and the growth ratios' forwards."""
+    from sspnet.experiments.compare.evaluation import engine_passes
+
     n = min(ev.n_images or n_test, n_test)
-    p = Passes(attack=n, forward=2 * n)  # clean forward; FGSM and its result
-    _attack(p, n, ev.steps, ev.restarts, early=False)  # the main PGD keeps its images: no early stop
-    sweep, others = min(ev.sweep_images, n), [e for e in ev.sweep if abs(e - ev.eps) >= 1e-12]
-    for i, _ in enumerate(others):
-        _attack(p, sweep, ev.steps, ev.restarts, forwards=int(i == 0))  # + the sweep's clean forward
-    if autoattack:  # + the engine's clean forward, AutoAttack's own and the result's
-        _attack(p, min(ev.autoattack_images, n), None)
+    sizes = {"eval": n, "sweep": min(ev.sweep_images, n), "autoattack": min(ev.autoattack_images, n)}
+    p = Passes()
+    for call in engine_passes(ev, autoattack):
+        p = p + call_passes(call.config, sizes[call.images])
     p.forward += min(ev.growth_images, n) * 2 * (2 if ev.growth_noise != "none" else 1)  # clean + perturbed
     return p
 
 
-def audit_passes(ev: Any, n_test: int, autoattack: bool, transfer: bool) -> tuple[Passes, Passes]:
-    """(the audited model's passes, the transfer source's) of `sspnet.eval.audit` as compare calls it."""
+def audit_passes(ev: Any, n_test: int, autoattack: bool, transfer: bool, input_dim: int = 784
+                 ) -> tuple[Passes, Passes]:
+    """(the audited model's passes, the transfer source's) of `sspnet.eval.audit` as compare calls it: the
+    runs of `AuditConfig.runs` of `EvalSettings.audit_config` (input_dim: pixels x channels of an image, for
+    the large eps; the counts do not depend on it)."""
+    import dataclasses
+
+    from sspnet.eval.flags import breaking_eps
+
+    cfg = dataclasses.replace(ev.audit_config(), autoattack=autoattack).validated()
     m = min(ev.audit_images, ev.n_images or ev.audit_images, n_test)
-    p, src = Passes(forward=m + m * ev.audit_queries), Passes()  # Square's clean forward and queries
-    for steps in (ev.steps, 4 * ev.steps, ev.steps):  # PGD, long PGD, PGD at the large eps
-        _attack(p, m, steps, forwards=1)
-    if transfer:  # clean and transferred images on the audited model, PGD without early stop on the source
-        p.forward += 2 * m
-        _attack(src, m, ev.steps, early=False)
-    if autoattack:
-        _attack(p, m, None)
+    p, src = Passes(), Passes()
+    for run in cfg.runs(breaking_eps(cfg.norm, input_dim), transfer).values():
+        p = p + call_passes(cfg.engine(run.attack, run.eps, run.steps), m, src if run.transfer else None)
     return p, src
 
 
@@ -137,10 +167,13 @@ def _key(run: Any) -> tuple[str, Any]:
 
 def _epochs_left(run: Any) -> int:
     """Epochs to train: all; for a run that resumes, those not in its metrics.jsonl."""
-    epochs, path = run.train_config.epochs, run.run_dir / "metrics.jsonl"
-    if run.status != "resume" or not path.is_file():
+    from sspnet.io.runlayout import RunLayout
+
+    layout = RunLayout(run.run_dir)
+    epochs = run.train_config.epochs
+    if run.status != "resume" or not layout.metrics.is_file():
         return epochs
-    done = [json.loads(ln).get("epoch") or 0 for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    done = [rec.get("epoch") or 0 for rec in layout.read_metrics()]
     return max(0, epochs - max(done, default=0))
 
 
@@ -165,7 +198,8 @@ def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: 
     from sspnet.experiments.compare.audit import audit_function, plan_audits, read_cached
     from sspnet.experiments.compare.evaluation import autoattack_in_evaluation, use_autoattack
 
-    ev, n_test = settings["eval"], get_dataset_spec(settings["dataset"]).n_test
+    spec = get_dataset_spec(settings["dataset"])
+    ev, n_test, pixels = settings["eval"], spec.n_test, spec.channels * spec.size ** 2
     threads = (worker_threads if worker_threads is not None else
                1 if jobs > 1 and torch.device(device).type == "cpu" else torch.get_num_threads())
     runs = [r for r in plan if r.status != "cached"]
@@ -185,7 +219,7 @@ def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: 
                  for r in runs]
         on = aa and use_autoattack(ev.autoattack)
         return evals, [a.seconds(costs[_key(j.run)]) + (s.seconds(costs[_key(j.source)]) if j.source else 0.0)
-                       for j in audits for a, s in [audit_passes(ev, n_test, on, j.source is not None)]]
+                       for j in audits for a, s in [audit_passes(ev, n_test, on, j.source is not None, pixels)]]
 
     evals, audit = evaluation(True)
     total = _makespan([t + e for t, e in zip(train, evals)] or [0.0], jobs) + _makespan(audit or [0.0], jobs)

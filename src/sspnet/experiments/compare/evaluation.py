@@ -8,7 +8,9 @@ reuses the clean and PGD results at eps and growth the PGD examples of the main 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
@@ -51,30 +53,58 @@ def describe_images(labels: Tensor, chosen: dict[str, Tensor]) -> dict[str, dict
     return {table: describe_subset(labels, idx) for table, idx in chosen.items()}
 
 
-def _config(ev: Any, attack: str, eps: list[float], **kw: Any):
-    """An engine EvalConfig with compare's common settings: a random start only with restarts > 1, 8-bit
-    rounding as ev.quantize, early stop as ev.early_stop where no images are kept (keep_adv=0)."""
+@dataclass(frozen=True)
+class EnginePass:
+    """One `sspnet.eval.evaluate` call of `evaluate_run`: its key, the `choose_images` table it runs on and its
+    engine config."""
+
+    key: str
+    images: str
+    config: Any  # sspnet.eval.EvalConfig
+
+
+def engine_passes(ev: Any, autoattack: bool) -> list[EnginePass]:
+    """The engine calls of `evaluate_run` with resolved EvalSettings, in order; `evaluate_run` runs exactly
+    these and `estimate` counts their passes. main: FGSM and PGD at eps on the "eval" images, in full (PGD's
+    images are kept: they feed the growth ratios); sweep: PGD at the sweep's other eps, the step scaled with
+    eps (alpha * eps / ev.eps, at least 1/255 when quantised), only when there are such eps; autoattack: when
+    it runs in the evaluation (`autoattack_in_evaluation`)."""
+    passes = [EnginePass("main", "eval", _config(ev, "fgsm,pgd", [ev.eps], keep_attack="pgd"))]
+    others = sweep_others(ev)
+    if others:
+        passes.append(EnginePass("sweep", "sweep", _config(ev, "pgd", others, relative=True, keep_adv=0)))
+    if autoattack:
+        passes.append(EnginePass("autoattack", "autoattack", _config(ev, "autoattack", [ev.eps], keep_adv=0)))
+    return passes
+
+
+def sweep_others(ev: Any) -> list[float]:
+    """The sweep's eps other than ev.eps (at ev.eps the main PGD results are reused)."""
+    return [e for e in ev.sweep if abs(e - ev.eps) >= 1e-12]
+
+
+def _config(ev: Any, attack: str, eps: list[float], relative: bool = False, **kw: Any):
+    """An engine EvalConfig of compare's threat model (`ev.threat`: random starts exactly when it restarts,
+    8-bit rounding as ev.quantize) at radii eps; relative: the step alpha / eps of ev scaled with each eps;
+    early stop as ev.early_stop where no images are kept (keep_adv=0)."""
     from sspnet.eval.config import EvalConfig
 
+    threat = dataclasses.replace(ev.threat, random_start=ev.restarts > 1)
+    if relative:
+        threat = dataclasses.replace(threat, alpha=None, alpha_rel=ev.alpha / ev.eps)
     kw.setdefault("early_stop", ev.early_stop if kw.get("keep_adv") == 0 else False)
-    return EvalConfig(attack=attack, eps=eps, steps=ev.steps, restarts=ev.restarts, random_start=ev.restarts > 1,
-                      quantize=ev.quantize, batch_size=ev.batch_size, **kw)
+    return EvalConfig(attack=attack, threat=threat, eps=eps, batch_size=ev.batch_size, **kw)
 
 
-def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor
+def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor, sweep: Any
            ) -> tuple[dict[str, float], dict[str, Tensor], list[dict[str, Any]]]:
     """PGD accuracy (%) per sweep eps on images idx (eps 0: clean), the per-image correctness behind it
-    (keyed `sweep_key(eps)`) and the engine's sanity flags.
-
-    At each eps the step is alpha * eps / ev.eps (at least 1/255 when quantised); at ev.eps the main PGD
-    results are reused."""
+    (keyed `sweep_key(eps)`) and the engine's sanity flags; sweep: the sweep's `EnginePass` (None: every
+    sweep eps is ev.eps, whose main PGD results are reused)."""
     from sspnet.eval.robustness import evaluate
 
-    others = [e for e in ev.sweep if abs(e - ev.eps) >= 1e-12]
-    sw = None
-    if others:
-        cfg = _config(ev, "pgd", others, alpha_rel=ev.alpha / ev.eps, keep_adv=0)
-        sw = evaluate(model, images, labels, cfg, indices=idx)
+    sw = None if sweep is None else evaluate(model, images, labels, sweep.config, indices=idx)
+    others = sweep_others(ev)
     correct = {sweep_key(0): main.correct("clean", indices=idx)}
     for e in ev.sweep:
         correct[sweep_key(e)] = sw.correct("pgd", e) if e in others else main.correct("pgd", ev.eps, indices=idx)
@@ -92,8 +122,8 @@ def _growth(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any
     from sspnet.eval.growth import GrowthConfig, measure_growth
     from sspnet.nn.models import inference_copy
 
-    cfg = GrowthConfig(eps=ev.eps, alpha=ev.alpha, steps=ev.steps, quantize=ev.quantize, noise=ev.growth_noise,
-                       batch_size=ev.batch_size)
+    cfg = GrowthConfig(threat=dataclasses.replace(ev.threat, restarts=1, random_start=False), noise=ev.growth_noise,
+                       batch_size=ev.batch_size)  # the threat model describes the given PGD examples
     return measure_growth(inference_copy(model), images, labels, cfg, indices=idx,
                           x_adv=main.adversarial_images(ev.eps, idx), adversary_info=main.attack_info("pgd", ev.eps),
                           label=label, dataset=dataset, run_dir=run_dir)
@@ -112,17 +142,16 @@ def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, data
 
     t0 = time.perf_counter()
     chosen = choose_images(labels, ev, autoattack_in_evaluation(ev))
-    main = evaluate(model, images, labels, _config(ev, "fgsm,pgd", [ev.eps], alpha=ev.alpha, keep_attack="pgd"),
-                    indices=chosen["eval"])
+    passes = {p.key: p for p in engine_passes(ev, "autoattack" in chosen)}
+    main = evaluate(model, images, labels, passes["main"].config, indices=chosen["eval"])
     correct = {"clean": main.correct("clean"), **{a: main.correct(a, ev.eps) for a in ("fgsm", "pgd")}}
-    sweep, sweep_correct, sweep_flags = _sweep(model, images, labels, ev, main, chosen["sweep"])
+    sweep, sweep_correct, sweep_flags = _sweep(model, images, labels, ev, main, chosen["sweep"], passes.get("sweep"))
     out: dict[str, Any] = {"n_images": main.n, "eps": ev.eps, "alpha": ev.alpha, "steps": ev.steps,
                            **{k: _percent(ok) for k, ok in correct.items()}, "sweep_images": len(chosen["sweep"]),
                            "sweep": sweep, "autoattack": None}
     flags = main.flags + sweep_flags
-    if "autoattack" in chosen:
-        aa = evaluate(model, images, labels, _config(ev, "autoattack", [ev.eps], keep_adv=0),
-                      indices=chosen["autoattack"])
+    if "autoattack" in passes:
+        aa = evaluate(model, images, labels, passes["autoattack"].config, indices=chosen["autoattack"])
         correct["autoattack"] = aa.correct("autoattack", ev.eps)
         out["autoattack"], out["autoattack_images"] = _percent(correct["autoattack"]), aa.n
         flags += aa.flags

@@ -10,15 +10,17 @@ changes the result, so a re-run finds its runs again. A run's status, read from 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sspnet.experiments.compare.config import CompareConfig
+from sspnet.experiments.compare.context import CompareContext
+from sspnet.io.jsonio import canonical_hash
+from sspnet.io.runlayout import RunLayout
 
-RECORD_FILE = "compare.json"
+RECORD_FILE = RunLayout.COMPARE
 STATUSES = ("cached", "evaluate", "resume", "train")
 # TrainConfig options hashed under their names before the rename, so runs trained before it stay cached (the
 # values are the same: eps / alpha were already pixel units on the grey datasets, where the unit is 1)
@@ -44,9 +46,8 @@ class PlannedRun:
 
 
 def config_hash(obj: Any) -> str:
-    """sha256 (16 hex digits) of a canonical JSON dump."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """sha256 (16 hex digits) of a canonical JSON dump: `sspnet.io.jsonio.canonical_hash`."""
+    return canonical_hash(obj)
 
 
 def train_key(cfg: Any) -> dict[str, Any]:
@@ -71,12 +72,13 @@ def cost_units(model: str, dataset: str, blocks: int | None) -> float:
     """Relative cost of a run: stem + transitions + F calls of all blocks (MNIST's stem weighs about 5 F
     calls)."""
     from sspnet.data.specs import get_dataset_spec
+    from sspnet.nn.architectures import get_architecture
     from sspnet.nn.registry import f_calls_per_group
 
     spec = get_dataset_spec(dataset)
     calls = f_calls_per_group(model, spec.arch)
     stem = 5.0 if spec.arch == "mnist" else 1.0
-    return stem + (len(calls) - 1) + (blocks or spec.blocks) * sum(calls)
+    return stem + (len(calls) - 1) + (blocks or get_architecture(spec.arch).blocks) * sum(calls)
 
 
 def _variants(grid: list[tuple[int, int]] | None) -> list[tuple[str, dict[str, int]]]:
@@ -85,44 +87,55 @@ def _variants(grid: list[tuple[int, int]] | None) -> list[tuple[str, dict[str, i
     return [(f"N{n}-K{k}", {"blocks": int(n), "steps": int(k)}) for n, k in grid]
 
 
-def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], dict[str, Any]]:
-    """The plan of runs and the resolved settings; every run's status read from its folder.
+def make_context(config: CompareConfig) -> CompareContext:
+    """The typed context of `config`: the preset filled in and every choice checked (ValueError with one line
+    naming the option), the evaluation hash."""
+    res = config.resolved()
+    threads = config.threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads must be an integer >= 1, got {threads!r}")
+    eval_hash = config_hash({**res.eval.key(), **({"threads": threads} if threads not in (None, 1) else {})})
+    return CompareContext(preset=config.preset, dataset=res.dataset, models=res.models, seeds=res.seeds,
+                          train=res.train, eval=res.eval, eval_hash=eval_hash, grid=res.grid, out=str(config.out),
+                          device=config.device, data_root=config.data_root, threads=threads, quiet=config.quiet)
 
-    settings: preset, dataset, models, seeds, train (options), eval (EvalSettings), eval_hash, grid, out.
-    """
+
+def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
+    """The runs of a context, every run's status read from its folder."""
     from sspnet.train import TrainConfig
 
-    res = config.resolved()
-    runs_dir = Path(config.out) / "runs"
+    runs_dir = Path(ctx.out) / "runs"
     plan: list[PlannedRun] = []
-    for label, extra in _variants(res.grid):
-        for model in res.models:
-            for seed in range(res.seeds):
-                opts = {**res.train, **extra, "dataset": res.dataset, "model": model, "seed": seed,
-                        "data_root": config.data_root, "device": config.device, "quiet": True}
+    for label, extra in _variants(ctx.grid):
+        for model in ctx.models:
+            for seed in range(ctx.seeds):
+                opts = {**ctx.train, **extra, "dataset": ctx.dataset, "model": model, "seed": seed,
+                        "data_root": ctx.data_root, "device": ctx.device, "quiet": True}
                 tc = TrainConfig.from_dict(opts)
                 tc.validate()
                 key = train_key(tc)
-                if config.threads not in (None, 1):  # CPU float results depend on the thread count
-                    key["threads"] = config.threads
+                if ctx.threads not in (None, 1):  # CPU float results depend on the thread count
+                    key["threads"] = ctx.threads
                 h = config_hash(key)
                 name = f"{label + '-' if label else ''}{Path(model).stem}-s{seed}-{h[:8]}"
                 tc.save = str(runs_dir / name)
                 plan.append(PlannedRun(len(plan) + 1, model, seed, label, tc, h, runs_dir / name,
-                                       cost_units=cost_units(model, res.dataset, tc.blocks)))
-    eval_hash = config_hash({**res.eval.key(), **({"threads": config.threads}
-                                                 if config.threads not in (None, 1) else {})})
+                                       cost_units=cost_units(model, ctx.dataset, tc.blocks)))
     for run in plan:
-        run.status = run_status(run, eval_hash)
-    settings = {"preset": config.preset, "dataset": res.dataset, "models": res.models, "seeds": res.seeds,
-                "train": res.train, "eval": res.eval, "eval_hash": eval_hash, "grid": res.grid,
-                "out": str(config.out)}
-    return plan, settings
+        run.status = run_status(run, ctx.eval_hash)
+    return plan
+
+
+def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], CompareContext]:
+    """The plan of runs (every run's status read from its folder) and the typed context
+    (`context.CompareContext`: the resolved settings, eval_hash, device, data_root, threads, out)."""
+    ctx = make_context(config)
+    return plan_runs(ctx), ctx
 
 
 def _training_finished(run_dir: Path, epochs: int) -> bool:
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.is_file() or not (run_dir / "model_final.pt").is_file():
+    metrics = RunLayout(run_dir).metrics
+    if not metrics.is_file() or not RunLayout(run_dir).checkpoint("final").is_file():
         return False
     for line in metrics.read_text(encoding="utf-8").splitlines():
         if line.strip() and json.loads(line).get("epoch") == epochs:
@@ -142,7 +155,7 @@ def run_status(run: PlannedRun, eval_hash: str) -> str:
     """cached (trained and evaluated with these settings) | evaluate | resume | train."""
     d = run.run_dir
     if _training_finished(d, run.train_config.epochs):
-        rec = d / RECORD_FILE
+        rec = RunLayout(d).compare_record
         if rec.is_file():
             try:
                 data = json.loads(rec.read_text(encoding="utf-8"))
@@ -151,7 +164,7 @@ def run_status(run: PlannedRun, eval_hash: str) -> str:
             if data.get("eval_hash") == eval_hash and data.get("train_hash") == run.train_hash:
                 return "cached"
         return "evaluate"
-    if (d / "config.json").is_file() and (d / "last.pt").is_file():
+    if RunLayout(d).config.is_file() and RunLayout(d).state_file.is_file():
         return "resume"
     return "train"
 
@@ -161,17 +174,16 @@ def status_counts(plan: list[PlannedRun]) -> dict[str, int]:
     return {s: sum(r.status == s for r in plan) for s in STATUSES}
 
 
-def format_plan(plan: list[PlannedRun], settings: dict[str, Any], estimate: Any = None) -> str:
+def format_plan(plan: list[PlannedRun], ctx: CompareContext, estimate: Any = None) -> str:
     """The plan as a text table (what --dry-run prints); estimate: its expected time
     (`compare.estimate.Estimate`; None: not estimated)."""
-    ev = settings["eval"]
-    grid = settings["grid"]
+    ev, grid = ctx.eval, ctx.grid
     aa_where = ("" if ev.autoattack == "off" else " in the audit" if ev.audit == "on"
                 else f" on {ev.autoattack_images}")
-    lines = [f"plan: preset {settings['preset']}, dataset {settings['dataset']}, {len(plan)} runs "
-             f"({len(settings['models'])} models x {settings['seeds']} seeds"
+    lines = [f"plan: preset {ctx.preset}, dataset {ctx.dataset}, {len(plan)} runs "
+             f"({len(ctx.models)} models x {ctx.seeds} seeds"
              f"{' x ' + str(len(grid)) + ' grid points' if grid else ''})",
-             "training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
+             "training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
              f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps}"
              f"{f' x {ev.restarts} restarts' if ev.restarts > 1 else ''} at eps {ev.eps:.4g} "
              f"(step {ev.alpha:.4g}), PGD sweep eps {', '.join(f'{e:.4g}' for e in ev.sweep)} on "

@@ -10,12 +10,9 @@
 """
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
-
-from sspnet.io.files import atomic_write_bytes
 
 
 def _plt():
@@ -28,11 +25,9 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> Path:
-    plt = _plt()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    from sspnet.eval.plots import save_png
+
+    return save_png(fig, path, tight=False)
 
 
 def _finite(v: Sequence[float]) -> list[float]:

@@ -14,6 +14,7 @@ from typing import Any
 from sspnet.experiments.compare import tables
 from sspnet.experiments.compare.audit import audit_section, audit_summary
 from sspnet.experiments.compare.comparisons import compare_to_baseline
+from sspnet.experiments.compare.context import CompareContext
 from sspnet.experiments.compare.findings import at_chance, chance_text, checkpoints, findings, short_name
 from sspnet.experiments.compare.perimage import FORMAT, share_images
 from sspnet.experiments.compare.stats import METRICS, aggregate, run_metrics
@@ -82,36 +83,38 @@ def _eps_unit(dataset: str | None) -> float:
         return 1.0
 
 
-def write_report(out: Path, records: list[dict[str, Any]], settings: dict[str, Any], elapsed: float,
-                 command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int = 1,
+def write_report(out: Path, records: list[dict[str, Any]], ctx: CompareContext | dict[str, Any], elapsed: float,
+                 command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int | str = 1,
                  audit_note: str | None = None, missing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write OUT/results.json, OUT/REPORT.md and OUT/*.png; returns the results dict. audit_note: why the
     gradient-masking audit did not run (None: it ran, or see the records); jobs: parallel jobs, or a text
     saying where the runs ran; missing: the planned runs not finished ({"model", "seed", "variant", "status",
-    "run_dir"}): the report covers the finished runs and lists these."""
+    "run_dir"}): the report covers the finished runs and lists these. ctx: the comparison's context (an old
+    settings dict is converted, `CompareContext.from_settings`)."""
+    ctx = CompareContext.from_settings(ctx)
     out = Path(out)
     missing = missing or []
-    ev = settings["eval"]
+    ev = ctx.eval
     agg, comp = aggregate(records), compare_to_baseline(records)
     has_aa = any(r["eval"].get("autoattack") is not None for r in records)
     metrics = [(k, name) for k, name in METRICS if k != "autoattack" or has_aa]
-    plots = {variant: _variant_plots(out, variant, rows, ev, settings.get("dataset"))
+    plots = {variant: _variant_plots(out, variant, rows, ev, ctx.dataset)
              for variant, rows in agg.items()}
     audit = audit_summary(records, audit_note)
     n_images = records[0]["eval"]["n_images"] if records else "?"
-    lines = [f"# sspnet compare: {settings['dataset']}, preset {settings['preset']}", ""]
+    lines = [f"# sspnet compare: {ctx.dataset}, preset {ctx.preset}", ""]
     lines += _incomplete(records, missing)
-    lines += findings(comp, records, _seeds(records, settings, missing), n_images, audit)
-    lines += _header(records, settings, elapsed, command, statuses or {}, jobs)
+    lines += findings(comp, records, _seeds(records, ctx, missing), n_images, audit)
+    lines += _header(records, ctx, elapsed, command, statuses or {}, jobs)
     chance = at_chance(records)
     for variant, rows in agg.items():
         lines += _variant_section(variant, rows, comp, metrics, ev, plots.get(variant, []),
                                   [d for d in chance if d["variant"] == (variant or "")],
-                                  _eps_unit(settings.get("dataset")))
+                                  _eps_unit(ctx.dataset))
     lines += _runs_table(records) + _missing_section(missing) + audit_section(records, audit) + _flags(records)
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     images, slim = share_images(records)
-    summary = {"settings": {**settings, "eval": ev.key()}, "elapsed_seconds": elapsed, "aggregate": agg,
+    summary = {"settings": ctx.summary(), "elapsed_seconds": elapsed, "aggregate": agg,
                "comparisons": comp, "audit": audit, "machine": _machine(), "provenance": provenance(),
                "per_image_format": FORMAT, "images": images, "records": slim,
                "missing": [to_jsonable(m) for m in missing]}
@@ -142,22 +145,22 @@ def _images_line(records: list[dict[str, Any]]) -> str:
             f"{first['rule']}, seed {first['seed']}; indices in each run's compare.json): " + "; ".join(parts))
 
 
-def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
-    ev = settings["eval"]
+def _header(records, ctx, elapsed, command, statuses, jobs) -> list[str]:
+    ev = ctx.eval
     total_train = sum(r["train_seconds"] for r in records)
     total_runs = sum(r.get("run_wall_seconds") or 0.0 for r in records)
     done = ", ".join(f"{v} {k}" for k, v in statuses.items() if v) or f"{len(records)} runs"
     n = records[0]["eval"]["n_images"] if records else "?"
     from sspnet.eval.plots import eps_text
 
-    unit = _eps_unit(settings.get("dataset"))
+    unit = _eps_unit(ctx.dataset)
     return ["## Settings", "", f"- command: `{command}`",
             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {_machine()}",
             f"- wall time of this invocation: {elapsed:.0f} s ({done}; {_how(records, jobs)}); when each run was "
             "made, training + "
             f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
             f"{total_train:.0f} s)",
-            "- training: " + ", ".join(f"{k}={v}" for k, v in settings["train"].items()),
+            "- training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
             f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
             f"{eps_text(ev.eps, unit)}: FGSM, PGD-{ev.steps} (step {eps_text(ev.alpha, unit)}, {_restarts(ev)}, "
             "8-bit rounding "
@@ -169,7 +172,7 @@ def _header(records, settings, elapsed, command, statuses, jobs) -> list[str]:
             f"||h(x') - h(x)||_p (group input h after the stem / transition, x' = the PGD example at eps "
             f"{eps_text(ev.eps, unit)}; noise: random {ev.growth_noise} noise of the same eps). 'PGR L2' = mean over "
             "block groups of the L2 ratio.",
-            f"- mean ± std over {settings['seeds']} seed(s) (the value alone with one seed); differences to the "
+            f"- mean ± std over {ctx.seeds} seed(s) (the value alone with one seed); differences to the "
             "baseline: mean over seeds of (model - baseline) of the same seed, tested at the seed and the image "
             "level (see the tests under each results table).", ""]
 
@@ -181,10 +184,10 @@ def _how(records: list[dict[str, Any]], jobs: int | str) -> str:
     return f"{jobs} parallel job(s){_threads_each(records) if jobs > 1 else ''}"
 
 
-def _seeds(records: list[dict[str, Any]], settings: dict[str, Any], missing: list[dict[str, Any]]) -> int:
+def _seeds(records: list[dict[str, Any]], ctx: CompareContext, missing: list[dict[str, Any]]) -> int:
     """The seeds the Findings may claim: the planned ones, or with runs missing the fewest any model has."""
     if not missing:
-        return settings["seeds"]
+        return ctx.seeds
     from sspnet.experiments.compare.stats import groups
 
     return min(len(recs) for models in groups(records).values() for recs in models.values())

@@ -1,32 +1,31 @@
 """The comparison experiment: train several schemes under one budget for several seeds, evaluate, report.
 
     from sspnet.experiments.compare import CompareConfig, run_compare
-    summary = run_compare(CompareConfig(out="compare"))        # the default: 5 models x 3 seeds on mnist5k
+    summary = run_compare(CompareConfig(out="compare"))        # the default: 2 models x 3 seeds on mnist5k
 
-The flow: `config` (presets, settings) -> `plan` (one cached run folder per variant x model x seed, each with
-a status: cached / evaluate / resume / train) -> `executor` (train or resume, then `evaluation`, in worker
-processes) -> `audit` (gradient masking, cached in each run folder) -> `report` (Findings, statistics and
-tests, REPORT.md, results.json, plots). Results: OUT/runs/*/compare.json and audit.json, OUT/results.json,
-OUT/REPORT.md and the PNG plots. On a cluster (`backends`, `jobs`; docs/cluster.md) each run to do is one job
-(train, evaluate, audit) of a Slurm array or a Ray task, or a line of `--emit-jobs`; `--report-only` reports
-the finished runs.
+The flow: `config` (presets, settings) -> `plan.make_plan` (the typed `context.CompareContext` and one cached
+run folder per variant x model x seed, each with a status: cached / evaluate / resume / train) -> `drive`:
+every run to do is one job (`jobs.run_job`: train or resume, evaluate, the audits it completes) submitted to
+an executor (`executors`: local processes, submitit, Ray, or the commands of --emit-jobs) -> `drive.
+report_finished` (records and audits collected; REPORT.md, results.json, plots; `report`). Results:
+OUT/runs/*/compare.json and audit.json, OUT/results.json, OUT/REPORT.md and the PNG plots. `--only-run` does
+one job; `--report-only` reports the finished runs.
 """
 from __future__ import annotations
 
-import sys
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from sspnet.experiments.compare.config import CompareConfig
-from sspnet.experiments.compare.executor import Progress, default_jobs, fmt_time, read_record, run_pool, run_serial
+from sspnet.experiments.compare.context import CompareContext
+from sspnet.experiments.compare.drive import JobLines, execute, report_finished, say_to
+from sspnet.experiments.compare.executor import Progress, default_jobs, fmt_time
+from sspnet.experiments.compare.executors import make_executor
+from sspnet.experiments.compare.executors.base import require
+from sspnet.experiments.compare.jobs import job_config, needs_work, run_job
 from sspnet.experiments.compare.plan import PlannedRun, format_plan, make_plan, status_counts
-
-
-def _dry_run(plan: list[PlannedRun], text: str) -> dict[str, Any]:
-    print(text)
-    return {"plan": text, "runs": [{"model": r.model, "seed": r.seed, "variant": r.variant, "status": r.status,
-                                    "run_dir": str(r.run_dir)} for r in plan]}
 
 
 def _jobs(config: CompareConfig, device: str, todo: int) -> int:
@@ -36,105 +35,118 @@ def _jobs(config: CompareConfig, device: str, todo: int) -> int:
     return min(jobs, max(1, todo))
 
 
-def _threads(config: CompareConfig) -> int:
-    """Torch threads per worker process: --threads, else 1 (parallel runs instead of parallel convolutions)."""
-    threads = 1 if config.threads is None else config.threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"--threads must be an integer >= 1, got {threads!r}")
-    return threads
-
-
 def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict[str, Any]:
-    """Run (or with dry_run, print) the plan; write the records, results.json, REPORT.md and plots.
+    """Run (or with dry_run, print) the plan; write the records, results.json, REPORT.md and plots. Returns the
+    summary of results.json (with "missing", "failed"; "submitted" with a cluster executor).
 
     One comparison at a time per output folder: OUT/.sspnet.lock holds this process's PID while it runs, and a
     second `run_compare` on the same OUT raises `sspnet.io.lock.FolderLockedError` before doing anything (a dry
-    run takes no lock). See `_run_compare` for train_fn and the return value.
-
-    The other modes (`jobs`, `backends`): config.executor submitit / ray runs each run to do as a job there;
-    emit_jobs writes their commands; only_run does one of them (no lock on OUT: jobs run at once); report_only
-    reports the finished runs. ValueError in one line for a missing extra or modes that exclude each other.
+    run, --emit-jobs and --only-run take no lock). train_fn: the training function of a local run with one job
+    (default `sspnet.train.train`). The other modes: config.executor submitit / ray runs each run to do as a
+    job there; emit_jobs writes their commands; only_run does one of them ({"name", "state", ...} of
+    `jobs.run_job`); report_only reports the finished runs. ValueError in one line for a missing extra or
+    modes that exclude each other.
     """
-    from sspnet.experiments.compare import jobs
     from sspnet.io.lock import FolderLock
 
     config.check_modes()
     if config.only_run:
-        return jobs.run_job(config, config.only_run)
+        return run_job(make_plan(config)[1], config.only_run)
     if config.emit_jobs:
-        return jobs.emit_jobs(config)
+        return _emit_jobs(config)
     if config.executor != "local" and not config.report_only:
-        from sspnet.experiments.compare.backends import require
-
         require(config.executor)  # before anything else: one line naming the extra
+    plan, ctx = make_plan(config)
     if config.dry_run:
-        return _run_compare(config, train_fn)
+        return _dry_run(config, plan, ctx)
     with FolderLock(config.out, "sspnet compare"):
         if config.report_only:
-            return jobs.report_only(config)
+            return report_finished(ctx, 0.0, "report only: nothing run", status_counts(plan), say=say_to(ctx))
         if config.executor != "local":
-            from sspnet.experiments.compare.backends import run_remote
-
-            return run_remote(config, *make_plan(config))  # the workers choose their device
-        return _run_compare(config, train_fn)
+            return _run_remote(config, plan, ctx)
+        return _run_local(config, plan, ctx, train_fn)
 
 
-def _run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict[str, Any]:
-    """Run (or with dry_run, print) the plan; write the records, results.json, REPORT.md and plots.
-
-    train_fn: the training function (default `sspnet.train.train`; with jobs > 1 always the default, in
-    worker processes). Returns the summary dict of results.json ({"plan": text, "runs": [...]} with dry_run).
-    """
-    import torch
-
+def _local_setup(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext,
+                 todo: list[PlannedRun]) -> tuple[str | None, int, str]:
+    """(device, jobs, the plan's text with the expected time) of a local run; device None: a dry run's plan
+    for another machine (no estimate)."""
     from sspnet.distributed import resolve_device
-    from sspnet.experiments.compare.audit import run_audits
     from sspnet.experiments.compare.estimate import estimate_plan
-    from sspnet.experiments.compare.report import write_report
 
-    plan, settings = make_plan(config)
     try:
         device = resolve_device(config.device)
     except ValueError:
         if not config.dry_run:
             raise
-        device = None  # a plan for another machine: no estimate here
-    jobs = _jobs(config, device or "cpu", sum(r.status != "cached" for r in plan))
+        device = None
+    jobs = _jobs(config, device or "cpu", len(todo))
     # the expected time from costs measured now (a few seconds); not for a quiet run, which prints nothing
-    threads = _threads(config)
-    cpu = str(device or "cpu").startswith("cpu")
-    estimate = (estimate_plan(plan, settings, device, jobs, worker_threads=threads if cpu else config.threads)
+    threads = ctx.run_threads(pooled=jobs > 1) if str(device or "cpu").startswith("cpu") else config.threads
+    estimate = (estimate_plan(plan, ctx, device, jobs, worker_threads=threads)  # type: ignore[arg-type]
                 if device is not None and (config.dry_run or not config.quiet) else None)
-    text = format_plan(plan, settings, estimate)
-    if config.dry_run:
-        return _dry_run(plan, text)
-    prog = Progress(plan, config.quiet)
+    return device, jobs, format_plan(plan, ctx, estimate)
+
+
+def _dry_run(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext) -> dict[str, Any]:
+    text = _local_setup(config, plan, ctx, [r for r in plan if r.status != "cached"])[2]
+    print(text)
+    return {"plan": text, "runs": [{"model": r.model, "seed": r.seed, "variant": r.variant, "status": r.status,
+                                    "run_dir": str(r.run_dir)} for r in plan]}
+
+
+def _run_local(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext,
+               train_fn: Callable | None) -> dict[str, Any]:
+    """The plan's jobs on this machine (`executors.local`), then the report."""
+    todo = needs_work(plan, ctx)
+    device, jobs, text = _local_setup(config, plan, ctx, todo)
+    prog = Progress(plan, config.quiet, todo)
     prog.say(text)
-    records = {r.index: read_record(r) for r in plan if r.status == "cached"}
     t_start = time.perf_counter()
-    common = (settings["eval"], settings["dataset"], settings["eval_hash"], device, config.data_root)
-    own_threads = torch.get_num_threads()
-    if jobs == 1 and (config.threads is not None or cpu):
-        # the runs train in this process, on a CPU with the threads a worker has: a run's numbers must not depend
-        # on --jobs (CPU float results depend on the thread count, and the run cache does not know --jobs)
-        torch.set_num_threads(threads)
-    try:
-        if jobs == 1:
-            run_serial(prog, common, records, train_fn)
-        else:
-            run_pool(prog, jobs, common, records, threads=threads)
-        audit_note = run_audits(plan, records, settings, device, config.data_root, jobs, prog.say, threads=threads)
-    except KeyboardInterrupt:
-        prog.say("interrupted: finished runs are kept, the interrupted ones resume from their last.pt; "
-                 "run the same command again to continue")
-        raise
-    finally:
-        torch.set_num_threads(own_threads)
+    job_ctx = ctx.replace(device=device, quiet=True)  # the driver prints the progress
+    execute(job_ctx, todo, make_executor(config, job_ctx, jobs, train_fn), prog, prog.say)
     elapsed = time.perf_counter() - t_start
     statuses = status_counts(plan)
-    summary = write_report(Path(config.out), [records[r.index] for r in plan], settings, elapsed,
-                           command=" ".join(["sspnet"] + sys.argv[1:]), statuses=statuses, jobs=jobs,
-                           audit_note=audit_note)
+    summary = report_finished(ctx, elapsed, jobs, statuses)
     prog.say(f"done: {len(plan)} runs ({statuses['cached']} cached) in {fmt_time(elapsed)} with {jobs} job(s); "
              f"report: {Path(config.out) / 'REPORT.md'}")
     return summary
+
+
+def _run_remote(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext) -> dict[str, Any]:
+    """Every run to do as one job of submitit / Ray (the workers choose their device), then the report of the
+    finished runs listing the missing ones."""
+    say = say_to(ctx)
+    say(format_plan(plan, ctx))
+    todo = needs_work(plan, ctx)
+    t0, how = time.perf_counter(), "nothing to run"
+    failed: list[str] = []
+    submitted: list[str] = []
+    if todo:
+        job_ctx = make_plan(job_config(config))[1]  # OUT absolute, the data folder explicit
+        executor = make_executor(config, job_ctx, cwd=os.getcwd())
+        how = executor.describe(len(todo))
+        failed, submitted = execute(job_ctx, todo, executor, JobLines(len(todo), say), say)
+    else:
+        say(f"nothing to run: all {len(plan)} runs are finished")
+    summary = report_finished(ctx, time.perf_counter() - t0, how, status_counts(plan), failed, say)
+    summary["submitted"] = submitted
+    return summary
+
+
+def _emit_jobs(config: CompareConfig) -> dict[str, Any]:
+    """Write one job command per run to do into config.emit_jobs (one a line); run nothing."""
+    plan, ctx = make_plan(config)
+    todo = needs_work(plan, ctx)
+    executor = make_executor(config, ctx)
+    for run in todo:
+        executor.submit(ctx, run)
+    executor.close()
+    path, lines, say = Path(str(config.emit_jobs)), executor.lines, say_to(ctx)
+    if lines:
+        say(f"wrote {len(lines)} job command(s) for {len(plan)} planned runs to {path}; run them in any order "
+            f"(e.g. `parallel -j 4 < {path}`, or a Slurm array --array=1-{len(lines)} running "
+            f"`sed -n ${{SLURM_ARRAY_TASK_ID}}p {path} | bash`), then the same options with --report-only")
+    else:
+        say(f"nothing to do: all {len(plan)} runs are finished ({path} is empty); --report-only writes the report")
+    return {"emit_jobs": str(path), "commands": lines, "runs": [r.run_dir.name for r in todo]}
