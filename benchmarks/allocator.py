@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from sspnet.io.runlayout import RunLayout
+
 
 def _train_args(model: str, steps: int, save: Path) -> list[str]:
     return [sys.executable, "-m", "sspnet", "train", "--dataset", "mnist5k", "--model", model, "--block", "2",
@@ -45,8 +47,9 @@ def _run(tuned: bool, model: str, steps: int, folder: Path, parallel: int) -> di
 
 
 def _same_weights(a: Path, b: Path) -> bool:
-    sa = torch.load(a / "model_final.pt", weights_only=True)["state_dict"]
-    sb = torch.load(b / "model_final.pt", weights_only=True)["state_dict"]
+    final = RunLayout.checkpoint_name("final")
+    sa = torch.load(a / final, weights_only=True)["state_dict"]
+    sb = torch.load(b / final, weights_only=True)["state_dict"]
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

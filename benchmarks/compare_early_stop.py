@@ -26,9 +26,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from sspnet import data
     from sspnet.data.subsets import subset_indices
-    from sspnet.experiments.compare.audit import call_audit
+    from sspnet.experiments.compare.work.audit import call_audit
     from sspnet.experiments.compare.config import PRESETS, EvalSettings
-    from sspnet.experiments.compare.evaluation import evaluate_run
+    from sspnet.experiments.compare.work.evaluation import evaluate_run
     from sspnet.nn.checkpoints import load_model
 
     base = EvalSettings.from_dict(dict(PRESETS["default"]["eval"])).resolve("mnist5k")

@@ -1,9 +1,10 @@
-"""The layering of the package: every module imports only the subpackages below it (the README's
-"Architecture" section), no module imports itself through a circle of imports, and `import sspnet` reaches every
-subpackage."""
+"""The layering of the package: every module imports only the subpackages below it (docs/architecture.md), no
+module imports itself through a circle of imports, and `import sspnet` reaches every subpackage."""
 import ast
 import textwrap
 from pathlib import Path
+
+import pytest
 
 import sspnet
 
@@ -59,6 +60,16 @@ def test_every_subpackage_is_reachable_from_the_package():
     assert callable(sspnet.experiments.compare.run_compare) and callable(sspnet.io.to_jsonable)
     assert sspnet.nn.registry.display_name("ark") == "SSP-adap"
     assert callable(sspnet.data.load) and callable(sspnet.cli.main)
+
+
+def test_experiments_export_the_attack_experiment_lazily():
+    import sspnet.experiments as experiments
+    from sspnet.experiments.attack import AttackRunConfig, run_attack
+
+    assert experiments.run_attack is run_attack and experiments.AttackRunConfig is AttackRunConfig
+    assert experiments.attack.run_attack is run_attack and {"attack", "compare", "run_attack"} <= set(dir(experiments))
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        experiments.no_such_name  # noqa: B018
 
 
 def _module_graph(src: Path) -> dict[str, set[str]]:

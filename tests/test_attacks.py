@@ -283,6 +283,19 @@ def test_worst_case_order_masks_and_caller_tensors_untouched():
     assert worst.x[:, 0].tolist() == [1.0, 0.0, 1.0, 0.0]
     assert worst.wrong.tolist() == [False, True, True, True] and worst.loss.tolist() == [2.0, 1.0, 0.5, 1.0]
     assert not first_x.any() and first_loss.tolist() == [1.0, 1.0, 3.0, 1.0]  # the first candidate was copied
+    assert worst.best is worst.x
+    with pytest.raises(RuntimeError, match="before any candidate"):
+        _ = WorstCase().best
+
+
+def test_threat_model_without_eps_is_named_whether_or_not_alpha_is_set():
+    from sspnet.attacks import ThreatModel
+
+    model = small_model()
+    for tm in (ThreatModel(eps=None), ThreatModel(eps=None, alpha=0.01)):
+        with pytest.raises(ValueError, match="the threat model has no eps yet"):
+            tm.attack("pgd", model)
+        assert tm.attack("pgd", model, eps=0.1).eps == 0.1
 
 
 def test_noise_ball_closed_form_and_copies():

@@ -165,7 +165,7 @@ def test_original_checkpoint_with_overrides_and_mismatch_hint(tmp_path):
     torch.save({"state_dict": sd, "args": argparse.Namespace(model="ssp2", lr=0.1)}, path)
     net = sspnet.load_model(path, dataset="cifar10", block=2, model="ssp2")
     assert net.config["blocks"] == 2
-    with pytest.raises(ValueError, match=r"missing keys .*--block 2"):
+    with pytest.raises(ValueError, match=r"missing keys .*The checkpoint looks like: --blocks 2 --dataset cifar10\.$"):
         sspnet.load_model(path, blocks=3)
     with pytest.raises(ValueError, match=r"does not fit a cifar10 ark model"):
         sspnet.load_model(path, model="ark", blocks=2)
@@ -201,7 +201,7 @@ def test_code_running_pickle_is_refused_and_never_runs(tmp_path):
 def test_missing_and_unreadable_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint or run folder"):
         sspnet.load_model(tmp_path / "nope.pt")
-    with pytest.raises(FileNotFoundError, match="sspnet train --save"):
+    with pytest.raises(FileNotFoundError, match="sspnet train --out DIR"):
         sspnet.load_model(tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
@@ -211,7 +211,8 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
 def test_architecture_mismatch_is_named(tmp_path):
     sd = original_state("mnist", "res", 1, "g")
     torch.save({"state_dict": sd, "args": argparse.Namespace(model="res", block=1, norm="g")}, tmp_path / "m.pt")
-    with pytest.raises(ValueError, match=r"holds a mnist-architecture network but dataset 'cifar10' needs the cifar10"):
+    with pytest.raises(ValueError, match=r"holds a mnist-architecture network but dataset 'cifar10' needs the cifar10 "
+                                         r"architecture; use --dataset mnist \("):
         sspnet.load_model(tmp_path / "m.pt", dataset="cifar10")
     assert sspnet.load_model(tmp_path / "m.pt", dataset="fmnist").config["dataset"] == "fmnist"
     save_checkpoint(tmp_path / "own.pt", sspnet.create_model("res", dataset="mnist5k", blocks=1))

@@ -127,6 +127,22 @@ def test_train_aliases_reach_the_same_training_options():
             new.eval_n_images, new.save) == (2, "b", 4 / 255, 1 / 255, 3, 32, 50, 20, "r")
 
 
+def test_train_messages_name_the_canonical_flag_of_every_option():
+    """`sspnet.train.config.flag(field)`, the flag TrainConfig's messages name, is train's canonical flag of that
+    field (no alias), and the flag parses to that field."""
+    import dataclasses
+
+    from sspnet.cli.train import _DEST
+    from sspnet.train import TrainConfig
+    from sspnet.train.config import flag
+
+    actions = _actions("train")
+    for field in dataclasses.fields(TrainConfig):
+        action = actions[flag(field.name)]
+        assert flag(field.name) not in getattr(action, "aliases", ()), field.name
+        assert _DEST.get(action.dest, action.dest) == field.name
+
+
 def test_config_file_takes_canonical_and_old_keys(tmp_path):
     from sspnet.cli.train import config_from_args
 

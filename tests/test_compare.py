@@ -9,9 +9,9 @@ import pytest
 
 import sspnet.train
 from sspnet.experiments.compare import CompareConfig, make_plan, run_compare
-from sspnet.experiments.compare.perimage import sweep_key, unpack_results
-from sspnet.experiments.compare.significance import mcnemar, signflip_test
-from sspnet.experiments.compare.stats import mean_std, paired_ci
+from sspnet.experiments.compare.work.perimage import sweep_key, unpack_results
+from sspnet.experiments.compare.analysis.significance import mcnemar, signflip_test
+from sspnet.experiments.compare.analysis.stats import mean_std, paired_ci
 
 from tiny_compare import TINY_EVAL, TINY_TRAIN, tiny_config
 
@@ -143,7 +143,7 @@ def test_every_subset_covers_every_class_of_a_label_sorted_split():
     import torch
 
     from sspnet.experiments.compare import EvalSettings
-    from sspnet.experiments.compare.evaluation import choose_images, describe_images
+    from sspnet.experiments.compare.work.evaluation import choose_images, describe_images
 
     labels = torch.arange(10).repeat_interleave(100)  # 1000 images, sorted by label
     ev = EvalSettings(autoattack="on", n_images=500, sweep_images=200, growth_images=200).resolve("mnist5k")
@@ -282,7 +282,7 @@ def test_every_accuracy_can_be_recomputed_from_results_json(tmp_path):
 
 
 def test_audit_source_is_the_baseline_run_of_the_same_seed(tmp_path):
-    from sspnet.experiments.compare.audit import plan_audits
+    from sspnet.experiments.compare.work.audit import plan_audits
 
     def sources(models, seeds, grid=None):
         plan, ctx = make_plan(CompareConfig(models=models, seeds=seeds, grid=grid, out=str(tmp_path)))
@@ -302,7 +302,7 @@ def test_audit_flags_reach_the_report_and_audits_are_cached(tmp_path, monkeypatc
     """compare's side of the audit (sspnet.eval's audit replaced by a stand-in): every run audited on the
     stated images with the right source, flags in the record, the report and its Findings; a re-run reads
     audit.json back."""
-    from sspnet.experiments.compare import audit as audit_mod
+    from sspnet.experiments.compare.work import audit as audit_mod
 
     calls = []
 
@@ -333,7 +333,7 @@ def test_audit_flags_reach_the_report_and_audits_are_cached(tmp_path, monkeypatc
 
 def test_the_real_audit_runs_on_every_run(tmp_path):
     """sspnet.eval.audit through compare: the stated images, the transfer source, per-image bits."""
-    from sspnet.experiments.compare.perimage import unpack
+    from sspnet.experiments.compare.work.perimage import unpack
 
     out = tmp_path / "cmp"
     summary = run_compare(tiny_config(out, eval={**TINY_EVAL, "audit_images": 6, "audit_queries": 20}))
@@ -356,7 +356,7 @@ def test_early_stop_reaches_the_sweep_and_audit_but_not_the_growth_examples():
     import dataclasses
 
     from sspnet.experiments.compare.config import EvalSettings
-    from sspnet.experiments.compare.evaluation import _config
+    from sspnet.experiments.compare.work.evaluation import _config
 
     ev = EvalSettings(eps=0.2, restarts=2).resolve("mnist5k")
     sweep = _config(ev, "pgd", [0.1], keep_adv=0)

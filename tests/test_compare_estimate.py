@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sspnet.experiments.compare import CompareConfig, make_plan
-from sspnet.experiments.compare.audit import plan_audits
-from sspnet.experiments.compare.estimate import Costs, estimate_plan
+from sspnet.experiments.compare.work.audit import plan_audits
+from sspnet.experiments.compare.plan.estimate import Costs, estimate_plan
 
 # every option the counts depend on, so a change of the default preset does not change them
 TRAIN = {"epochs": 2, "batch_size": 64, "steps_per_epoch": 10, "adv": "pgd", "steps": 3, "eps": 0.2, "alpha": 0.05,
@@ -47,16 +47,16 @@ def fake_measure(calls):
 
 
 def test_pass_counting_by_hand(tmp_path):
-    plan, settings = plan_of(tmp_path)
+    plan, ctx = plan_of(tmp_path)
     calls = []
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure(calls))
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure(calls))
     assert calls == [([("res", 1), ("ssp2", 1)], torch.get_num_threads())]
     train, evals = RES_TRAIN * 11 / 1000, RES_EVAL * 11 / 1000
     assert est.train_s == pytest.approx(train)
     assert est.eval_s == pytest.approx(evals + (RES_AUDIT + SSP2_AUDIT) / 1000)
     assert est.total_s == pytest.approx(est.train_s + est.eval_s) and est.runs == 2 and est.autoattack_s == 0
     # two workers: the ssp2 run and then its audit are the longest of their phases
-    two = estimate_plan(plan, settings, "cpu", 2, measure=fake_measure(calls))
+    two = estimate_plan(plan, ctx, "cpu", 2, measure=fake_measure(calls))
     assert two.total_s == pytest.approx((10 * (RES_TRAIN + RES_EVAL) + SSP2_AUDIT) / 1000) and calls[-1][1] == 1
     text = est.describe()
     assert text.startswith("expected time: about 78 s on this machine")
@@ -65,49 +65,49 @@ def test_pass_counting_by_hand(tmp_path):
 
 def test_autoattack_and_ball_counts(tmp_path):
     per_image = (1000 * 2.0 + 5003 * 0.5) / 1000  # APGD-CE + APGD-T fwd+bwd, Square + 3 forwards per image
-    plan, settings = plan_of(tmp_path, models=("res",), audit="off", autoattack="on", autoattack_images=7)
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure([]))
+    plan, ctx = plan_of(tmp_path, models=("res",), audit="off", autoattack="on", autoattack_images=7)
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure([]))
     assert est.autoattack_s == pytest.approx(7 * per_image)  # in the evaluation, on its 7 images
     assert est.eval_s == pytest.approx(RES_EVAL / 1000 + 7 * per_image)
-    plan, settings = plan_of(tmp_path, models=("res",), autoattack="on", autoattack_images=7)
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure([]))
+    plan, ctx = plan_of(tmp_path, models=("res",), autoattack="on", autoattack_images=7)
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure([]))
     assert est.autoattack_s == pytest.approx(10 * per_image)  # once per run: in the audit, on its 10 images
     assert est.eval_s == pytest.approx((RES_EVAL + RES_AUDIT) / 1000 + 10 * per_image)
     for r in plan:
         r.train_config.adv, r.train_config.ball_copies = "ball", 5
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure([]))
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure([]))
     assert est.train_s == pytest.approx((2 * 640 * 5 * 1.0 + 2 * 450 * 0.5) / 1000)  # the 5 noisy copies only
 
 
 def test_cached_evaluate_and_resume_runs(tmp_path):
-    plan, settings = plan_of(tmp_path)
+    plan, ctx = plan_of(tmp_path)
     res, ssp2 = plan
     res.status = "cached"
-    jobs = {j.run.model: j for j in plan_audits(plan, settings["eval_hash"], settings["eval"])}
+    jobs = {j.run.model: j for j in plan_audits(plan, ctx.eval_hash, ctx.eval)}
     res.run_dir.mkdir(parents=True)
     (res.run_dir / "audit.json").write_text(json.dumps({"key": jobs["res"].key}))
     calls = []
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure(calls))
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure(calls))
     assert est.runs == 1 and calls[-1][0] == [("res", 1), ("ssp2", 1)]  # res: the transfer source
     assert est.total_s == pytest.approx(10 * (RES_TRAIN + RES_EVAL) / 1000 + SSP2_AUDIT / 1000)
     ssp2.status = "evaluate"
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure(calls))
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure(calls))
     assert est.train_s == 0 and est.total_s == pytest.approx(10 * RES_EVAL / 1000 + SSP2_AUDIT / 1000)
     ssp2.status = "resume"
     ssp2.run_dir.mkdir(parents=True)
     (ssp2.run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
-    est = estimate_plan(plan, settings, "cpu", 1, measure=fake_measure(calls))
+    est = estimate_plan(plan, ctx, "cpu", 1, measure=fake_measure(calls))
     assert est.train_s == pytest.approx(10 * RES_TRAIN / 2 / 1000)  # one epoch of two left
     ssp2.status = "cached"
     (ssp2.run_dir / "audit.json").write_text(json.dumps({"key": jobs["ssp2"].key}))
     n = len(calls)
-    est = estimate_plan(plan, settings, "cpu", 2, measure=fake_measure(calls))
+    est = estimate_plan(plan, ctx, "cpu", 2, measure=fake_measure(calls))
     assert est.total_s == 0 and len(calls) == n and est.describe().startswith("expected time: none")
 
 
 def test_more_jobs_divide_the_wall_time(tmp_path):
-    plan, settings = plan_of(tmp_path, models=("res",), seeds=4)
-    one, two, four = (estimate_plan(plan, settings, "cpu", j, measure=fake_measure([])) for j in (1, 2, 4))
+    plan, ctx = plan_of(tmp_path, models=("res",), seeds=4)
+    one, two, four = (estimate_plan(plan, ctx, "cpu", j, measure=fake_measure([])) for j in (1, 2, 4))
     # every res seed is audited with another res seed as the transfer source: 2 x 10 forwards more, and the
     # source's PGD-2: 20 fwd+bwd and 10 forwards
     one_run = RES_TRAIN + RES_EVAL + RES_AUDIT + 20 * 0.5 + (20 * 2.0 + 10 * 0.5)

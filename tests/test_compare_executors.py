@@ -91,7 +91,7 @@ def test_emit_jobs_then_report_only_reproduce_a_normal_run(tmp_path, local_numbe
 
 def _interrupted_plan(out):
     """res finished (with its audit), ssp2 trained 1 of its 2 epochs: a job that died mid-run."""
-    from sspnet.experiments.compare.jobs import run_job
+    from sspnet.experiments.compare.work.job import run_job
 
     cfg = tiny_config(out, train={**TINY_TRAIN, "epochs": 2})
     plan, ctx = make_plan(cfg)
@@ -129,7 +129,7 @@ def test_rerun_submits_only_the_unfinished_run_and_not_one_in_progress(tmp_path)
 
 
 def test_a_second_job_on_a_run_does_nothing(tmp_path, monkeypatch):
-    from sspnet.experiments.compare.jobs import busy, run_job
+    from sspnet.experiments.compare.work.job import busy, run_job
     from sspnet.io.lock import FolderLock
 
     def no_training(cfg):
@@ -193,17 +193,15 @@ def test_cluster_options_reach_submitit(tmp_path):
 def test_the_context_is_typed_picklable_and_keeps_the_settings_block(tmp_path):
     import pickle
 
-    from sspnet.experiments.compare.context import SUMMARY_FIELDS, CompareContext
+    from sspnet.experiments.compare.plan.context import SUMMARY_FIELDS, CompareContext
 
     plan, ctx = make_plan(tiny_config(tmp_path / "cmp"))
     assert pickle.loads(pickle.dumps(ctx)) == ctx and pickle.loads(pickle.dumps(plan))[1].run_dir == plan[1].run_dir
     summary = ctx.summary()
     assert tuple(summary) == SUMMARY_FIELDS and summary["eval"] == ctx.eval.key() and summary["models"] == ["res",
                                                                                                            "ssp2"]
-    assert ctx["eval_hash"] == ctx.eval_hash and CompareContext.from_settings(dict(summary, eval=ctx.eval)) == \
+    assert CompareContext.from_settings(dict(summary, eval=ctx.eval)) == \
         ctx.replace(device="auto", data_root=None, threads=None, quiet=False)
-    with pytest.raises(KeyError):
-        ctx["device"]  # not one of the old settings keys
     # torch threads of a run: --threads, else 1 on a CPU or in a worker process, else torch's own
     assert [ctx.replace(device=d, threads=t).run_threads(p) for d, t, p in
             [("cpu", None, False), ("cuda:0", None, False), ("cuda:0", None, True), ("cuda:0", 3, False)]] == \

@@ -9,11 +9,11 @@ import pytest
 from scipy import stats
 
 from sspnet.experiments.compare import EvalSettings
-from sspnet.experiments.compare.comparisons import compare_to_baseline
-from sspnet.experiments.compare.perimage import pack, share_images, unpack, unpack_results
-from sspnet.experiments.compare.report import write_report
-from sspnet.experiments.compare.significance import holm, mcnemar, mdd_images, mdd_t, signflip_test, t_test
-from sspnet.experiments.compare.stats import paired_ci
+from sspnet.experiments.compare.analysis.comparisons import compare_to_baseline
+from sspnet.experiments.compare.work.perimage import pack, share_images, unpack, unpack_results
+from sspnet.experiments.compare.report.writer import write_report
+from sspnet.experiments.compare.analysis.significance import holm, mcnemar, mdd_images, mdd_t, signflip_test, t_test
+from sspnet.experiments.compare.analysis.stats import paired_ci
 
 
 def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_images():

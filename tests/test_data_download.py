@@ -133,7 +133,7 @@ def test_cli_download_mnist_layout_and_round_trip(tmp_path, server, monkeypatch,
                   for r in SOURCES["mnist"])
     monkeypatch.setitem(dl.SOURCES, "mnist", table)
     root = tmp_path / "root"
-    assert cli.main(["download", "mnist", "--root", str(root), "--quiet"]) == 0
+    assert cli.main(["download", "mnist", "--data-root", str(root), "--quiet"]) == 0
     assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(files)
     x, y = data.load("mnist", root, "test")
     ref = synthetic.write_mnist(tmp_path / "again", n_train=30, n_test=20, seed=4)
@@ -212,3 +212,18 @@ def test_official_sources_table():
     assert SOURCES["tiny"][0].md5 == "90528d7ca1a48142e341f4ef8d21d0de"
     assert {r.filename for r in SOURCES["mnist"]} == {r.filename for r in SOURCES["fmnist"]}
     assert all(len(r.md5) == 32 for rs in SOURCES.values() for r in rs)
+
+
+def test_a_dataset_without_a_source_is_one_line(tmp_path, monkeypatch, capsys):
+    """A registered dataset with no download source (CONTRIBUTING's "how to add a dataset") gets one line naming
+    the downloadable ones, not a KeyError; nothing is written."""
+    import dataclasses
+
+    from sspnet.data.specs import DATASETS
+
+    monkeypatch.setitem(DATASETS, "toy32", dataclasses.replace(DATASETS["cifar10"], name="toy32"))
+    with pytest.raises(ValueError, match=r"^no download source for dataset 'toy32'; downloadable: .*cifar10"):
+        dl.download("toy32", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert cli.main(["download", "toy32", "--data-root", str(tmp_path)]) == 2
+    assert "no download source for dataset 'toy32'" in capsys.readouterr().err

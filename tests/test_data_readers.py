@@ -84,7 +84,7 @@ def test_missing_dataset_names_paths_and_command(tmp_path, name):
     msg = str(info.value)
     assert str(tmp_path / "empty") in msg
     canonical = "tiny" if name.startswith("tiny") else name
-    assert f"sspnet download {canonical} --root {tmp_path / 'empty'}" in msg
+    assert f"sspnet download {canonical} --data-root {tmp_path / 'empty'}" in msg
 
 
 def test_unknown_name_and_split():

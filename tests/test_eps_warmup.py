@@ -46,7 +46,7 @@ def test_without_warmup_every_step_uses_the_full_radius(tmp_path, monkeypatch):
 
 
 def test_a_run_without_warmup_keeps_its_cache_hash():
-    from sspnet.experiments.compare.plan import config_hash, train_key
+    from sspnet.experiments.compare.plan.runs import config_hash, train_key
 
     base = TrainConfig(**TINY, epochs=2)
     zero = TrainConfig(**TINY, epochs=2, eps_warmup=0.0)
@@ -80,22 +80,22 @@ def test_ball_training_noise_is_warmed_up_too():
 def test_compare_presets_warm_up_and_the_flag_overrides_them(tmp_path):
     from sspnet.cli import build_parser
     from sspnet.cli.compare import build_config
-    from sspnet.experiments.compare.plan import make_plan
+    from sspnet.experiments.compare.plan.runs import make_plan
 
     for preset in ("default", "cpu-hour"):
-        plan, settings = make_plan(build_config(build_parser().parse_args(
+        plan, ctx = make_plan(build_config(build_parser().parse_args(
             ["compare", "--preset", preset, "--out", str(tmp_path / preset)])))
-        assert settings["train"]["eps_warmup"] == 2 and plan[0].train_config.eps_warmup == 2
+        assert ctx.train["eps_warmup"] == 2 and plan[0].train_config.eps_warmup == 2
     cfg = build_config(build_parser().parse_args(["compare", "--eps-warmup", "0", "--out", str(tmp_path / "c")]))
-    from sspnet.experiments.compare.plan import train_key
+    from sspnet.experiments.compare.plan.runs import train_key
 
-    plan, settings = make_plan(cfg)
+    plan, ctx = make_plan(cfg)
     assert plan[0].train_config.eps_warmup == 0 and "eps_warmup" not in train_key(plan[0].train_config)
 
 
 def test_other_epochs_keep_the_presets_share_of_warmup(tmp_path):
     from sspnet.experiments.compare import CompareConfig
-    from sspnet.experiments.compare.plan import make_plan
+    from sspnet.experiments.compare.plan.runs import make_plan
 
     def warmup(**train):
         return make_plan(CompareConfig(out=str(tmp_path / "c"), seeds=1, train=train))[0][0].train_config.eps_warmup

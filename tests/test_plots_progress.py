@@ -179,7 +179,7 @@ def _close(fig):
 
 
 def test_growth_figure_of_one_block_has_an_integer_tick_and_both_markers():
-    from sspnet.experiments.compare.plots import growth_figure
+    from sspnet.eval.growth_plots import growth_figure
 
     fig = growth_figure({"res": {"2": [3.0]}}, baselines={"res": {"2": [1.5]}})
     ax = fig.axes[0]
@@ -191,7 +191,7 @@ def test_growth_figure_of_one_block_has_an_integer_tick_and_both_markers():
 
 
 def test_depth_plot_marks_group_boundaries():
-    from sspnet.experiments.compare.plots import group_boundaries, growth_figure
+    from sspnet.eval.growth_plots import group_boundaries, growth_figure
 
     assert group_boundaries([3, 3, 3]) == ([3.5, 6.5], [(2.0, "group 1"), (5.0, "group 2"), (8.0, "group 3")])
     assert group_boundaries([2]) == ([], []) and group_boundaries(None) == ([], [])
@@ -232,7 +232,7 @@ def test_sweep_plot_is_in_percent_with_the_worst_case_under_pgd_and_cifar_eps_in
 
 
 def test_compare_accuracy_plot_reads_percent_and_k_255():
-    from sspnet.experiments.compare.plots import accuracy_figure
+    from sspnet.experiments.compare.report.plots import accuracy_figure
 
     fig = accuracy_figure({"res": ([0.0, 4 / 255, 8 / 255], [80.0, 50.0, 30.0], [1.0, 2.0, 3.0])}, eps_unit=1 / 255)
     ax = fig.axes[0]
@@ -244,7 +244,7 @@ def test_compare_accuracy_plot_reads_percent_and_k_255():
 
 def test_growth_caption_names_attack_and_eps_in_the_datasets_unit():
     from sspnet.eval.growth_results import GrowthProfile, GrowthResult
-    from sspnet.experiments.compare.plots import growth_caption
+    from sspnet.eval.growth_plots import growth_caption
 
     def result(dataset, eps):
         return GrowthResult(label="m", dataset=dataset, n=500, ps=["2"],
@@ -259,8 +259,8 @@ def test_growth_caption_names_attack_and_eps_in_the_datasets_unit():
 # ---- REPORT.md -----------------------------------------------------------------------------------------------------
 
 def test_report_names_a_scheme_file_by_its_stem(tmp_path):
-    from sspnet.experiments.compare.findings import short_name
-    from sspnet.experiments.compare.tables import model_label
+    from sspnet.experiments.compare.analysis.findings import short_name
+    from sspnet.experiments.compare.report.tables import model_label
 
     path = tmp_path / "deep" / "ralston.yaml"
     path.parent.mkdir()
@@ -270,7 +270,7 @@ def test_report_names_a_scheme_file_by_its_stem(tmp_path):
 
 
 def test_f_calls_are_written_unambiguously():
-    from sspnet.experiments.compare.tables import f_calls_text
+    from sspnet.experiments.compare.report.tables import f_calls_text
 
     assert f_calls_text([2, 2, 1, 1, 2, 2], [2, 2, 2]) == "2, 1, 2 per group"  # SSP-adap on CIFAR-10
     assert f_calls_text([2, 2]) == "2" and f_calls_text([]) == "-"
@@ -280,7 +280,7 @@ def test_f_calls_are_written_unambiguously():
 
 
 def test_report_warns_about_a_model_at_chance():
-    from sspnet.experiments.compare.findings import at_chance, findings
+    from sspnet.experiments.compare.analysis.findings import at_chance, findings
 
     def rec(model, seed, clean):
         return {"model": model, "seed": seed, "variant": "", "eval": {"clean": clean},
@@ -297,7 +297,7 @@ def test_report_warns_about_a_model_at_chance():
 def test_report_sweep_table_reads_cifar_eps_in_k_255():
     from types import SimpleNamespace
 
-    from sspnet.experiments.compare.tables import sweep_table
+    from sspnet.experiments.compare.report.tables import sweep_table
 
     rows = {"res": {"n": 2, "sweep": {"0.0": (80.0, 1.0), str(8 / 255): (30.0, 2.0)}}}
     ev = SimpleNamespace(steps=10, sweep_images=300)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sspnet.nn.blocks import rk_step
-from sspnet.nn.schemes import PRESETS, Scheme, get_scheme, load_scheme_file, register_scheme
+from sspnet.nn.schemes import SCHEME_PRESETS, Scheme, get_scheme, load_scheme_file, register_scheme
 from sspnet.nn.models import create_model
 
 D = torch.float64
@@ -36,7 +36,7 @@ CLOSED_FORMS = {
 def test_block_equals_closed_form(name):
     F = _F()
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1), dtype=D)
-    s = PRESETS[name]
+    s = SCHEME_PRESETS[name]
     calls = []
 
     def counted(u):
@@ -49,7 +49,7 @@ def test_block_equals_closed_form(name):
 
 
 def test_every_preset_has_a_closed_form_test():
-    assert set(PRESETS) == set(CLOSED_FORMS)
+    assert set(SCHEME_PRESETS) == set(CLOSED_FORMS)
 
 
 def _error(scheme, n, lam=-1.0, T=1.0):
@@ -60,23 +60,23 @@ def _error(scheme, n, lam=-1.0, T=1.0):
     return abs(y.item() - math.exp(lam * T))
 
 
-@pytest.mark.parametrize("name", [n for n, s in PRESETS.items() if s.consistent])
+@pytest.mark.parametrize("name", [n for n, s in SCHEME_PRESETS.items() if s.consistent])
 def test_measured_order_matches_declared(name):
-    s = PRESETS[name]
+    s = SCHEME_PRESETS[name]
     e1, e2 = _error(s, 16), _error(s, 32)
     assert math.log2(e1 / e2) == pytest.approx(s.order, abs=0.15)
 
 
 def test_inconsistent_legacy_scheme_does_not_converge():
-    s = PRESETS["midrk2-orig"]
+    s = SCHEME_PRESETS["midrk2-orig"]
     assert s.order == 0 and sum(s.butcher_b) == pytest.approx(1.5)
     assert _error(s, 64) > 0.1
 
 
-@pytest.mark.parametrize("name", [n for n, s in PRESETS.items() if s.ssp_coefficient])
+@pytest.mark.parametrize("name", [n for n, s in SCHEME_PRESETS.items() if s.ssp_coefficient])
 def test_ssp_no_norm_growth_within_ssp_step(name):
     """F(u) = h L u with ||I + L||_inf <= 1 (forward Euler contractive at step 1): no growth for h <= C."""
-    s = PRESETS[name]
+    s = SCHEME_PRESETS[name]
     g = torch.Generator().manual_seed(2)
     for trial in range(20):
         P = torch.rand(8, 8, generator=g, dtype=D) ** 4
@@ -90,7 +90,7 @@ def test_ssp_no_norm_growth_within_ssp_step(name):
 
 
 def test_butcher_round_trip_and_same_step():
-    for name, s in PRESETS.items():
+    for name, s in SCHEME_PRESETS.items():
         t = Scheme.from_butcher(name + "-b", s.butcher_A, s.butcher_b, order=s.order, consistent=s.consistent)
         for ra, rb in zip(t.butcher_A, s.butcher_A):
             assert ra == pytest.approx(rb)
@@ -160,7 +160,7 @@ def test_register_scheme_adds_a_model_name():
         with pytest.raises(ValueError, match="already registered"):
             register_scheme(s)
     finally:
-        PRESETS.pop("ralston2-test")
+        SCHEME_PRESETS.pop("ralston2-test")
 
 
 # SSPRK(5,4) of Spiteri & Ruuth (2002), Butcher form as published (14 digits); its SSP coefficient is 1.508.
@@ -178,7 +178,7 @@ def test_ssp_coefficients_and_orders_computed_from_coefficients():
     expected = {"res": (1, 1.0), "ssp2": (2, 1.0), "ssp3": (3, 1.0), "midrk2": (2, 0.0), "ssp43": (3, 2.0),
                 "rk4": (4, 0.0), "midrk2-orig": (0, None)}
     for name, (order, c) in expected.items():
-        s = PRESETS[name]
+        s = SCHEME_PRESETS[name]
         assert s.computed_order == order == s.order, name
         if c is not None:  # every declared preset value is what its coefficients give
             assert s.computed_ssp_coefficient == pytest.approx(c, abs=1e-6) and s.ssp_coefficient == c, name

@@ -38,16 +38,16 @@ HEAD_PLANS = {
 
 @pytest.mark.parametrize("preset", list(HEAD_PLANS))
 def test_presets_plan_the_runs_and_hashes_of_before(tmp_path, preset):
-    from sspnet.experiments.compare.audit import plan_audits
+    from sspnet.experiments.compare.work.audit import plan_audits
 
-    plan, settings = make_plan(CompareConfig(preset=preset, out=str(tmp_path)))
+    plan, ctx = make_plan(CompareConfig(preset=preset, out=str(tmp_path)))
     want = HEAD_PLANS[preset]
     names = [r.run_dir.name for r in plan]
-    assert settings["eval_hash"] == want["eval_hash"]
+    assert ctx.eval_hash == want["eval_hash"]
     assert set(want["runs"]) <= set(names) and (preset != "default" or names == want["runs"])
-    keys = [j.key for j in plan_audits(plan, settings["eval_hash"], settings["eval"])]
+    keys = [j.key for j in plan_audits(plan, ctx.eval_hash, ctx.eval)]
     assert keys[:3] == want["audit_keys"]
-    assert "threat" not in settings["eval"].key() and "norm" not in settings["eval"].key()
+    assert "threat" not in ctx.eval.key() and "norm" not in ctx.eval.key()
 
 
 def linear_model() -> nn.Module:
@@ -194,7 +194,7 @@ def test_the_estimate_counts_the_audit_runs_the_audit_runs(monkeypatch):
     """estimate's audit passes come from AuditConfig.runs: the long PGD's steps follow AuditConfig's rule
     (LONG_STEPS_FACTOR), not a copy of it."""
     import sspnet.eval.masking as masking
-    from sspnet.experiments.compare.estimate import audit_passes
+    from sspnet.experiments.compare.plan.estimate import audit_passes
 
     ev = EvalSettings(eps=0.2, steps=2, audit_images=10, audit_queries=30, n_images=100).resolve("mnist5k")
     p, _ = audit_passes(ev, 1000, False, False)

@@ -16,9 +16,10 @@ BASE = ["train", "--dataset", "mnist5k", "--block", "1", "--tbsize", "16", "--ep
     (["--epochs", "0"], "--epochs must be an integer >= 1"),
     (["--opt", "lbfgs"], "unknown optimizer 'lbfgs'; valid optimizers: sgd, adam, rms"),
     (["--adv", "cw"], "unknown adversary 'cw'; valid adversaries: none, fgsm, pgd, ball, fast"),
-    (["--tbsize", "5000"], "--tbsize 5000 is larger than the 3600 training images of mnist5k (4000 less the "
+    (["--tbsize", "5000"], "--batch-size 5000 is larger than the 3600 training images of mnist5k (4000 less the "
                            "--val-split 0.1 held out)"),
-    (["--tbsize", "5000", "--val-split", "0"], "--tbsize 5000 is larger than the 4000 training images of mnist5k;"),
+    (["--batch-size", "5000", "--val-split", "0"],
+     "--batch-size 5000 is larger than the 4000 training images of mnist5k;"),
     (["--val-split", "1"], "--val-split must be a fraction in [0, 1) of the training images"),
     (["--val-split", "0.0001"], "--val-split 0.0001 holds out no image of the 4000 training images"),
     (["--val-split", "0", "--select-on", "val"], "--select-on val needs a validation split but --val-split is 0"),
@@ -125,4 +126,4 @@ def test_bad_config_file_and_eps_exit_2_with_one_line(tmp_path, capsys):
     assert "config file" in capsys.readouterr().err
     assert main(["train", "--dataset", "cifar10", "--eps", "300", "--save", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "--eps 300" in err and "units of 1/255" in err and "Traceback" not in err
+    assert "--train-eps 300" in err and "units of 1/255" in err and "Traceback" not in err

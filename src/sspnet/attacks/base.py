@@ -139,10 +139,11 @@ class Ball:
         if self.norm == "linf":
             z.clamp_(self.lo, self.hi)
             if self.quantize:
-                keep = z.clone() if self.empty is not None else None
+                empty = self.empty
+                keep = z.clone() if empty is not None else None
                 z.mul_(LEVELS).round_().clamp_(self.k_lo, self.k_hi).div_(LEVELS)
-                if keep is not None:
-                    z.copy_(torch.where(self.empty, keep, z))
+                if empty is not None and keep is not None:
+                    z.copy_(torch.where(empty, keep, z))
                 z.clamp_(self.lo, self.hi)
             return z
         delta = z.sub_(self.x)
@@ -324,10 +325,18 @@ class WorstCase:
 
     def update(self, cand: Tensor, loss: Tensor, wrong: Tensor) -> Tensor:
         """Take the candidate where it is worse; returns the mask of samples it replaced (all for the first)."""
-        if self.x is None:
+        best, best_wrong, best_loss = self.x, self.wrong, self.loss
+        if best is None or best_wrong is None or best_loss is None:  # the first candidate (all three are set together)
             self.x, self.wrong, self.loss = cand.clone(), wrong.clone(), loss.clone()
             return torch.ones_like(wrong)
-        return keep_worst_(self.x, self.wrong, self.loss, cand, wrong, loss)
+        return keep_worst_(best, best_wrong, best_loss, cand, wrong, loss)
+
+    @property
+    def best(self) -> Tensor:
+        """The worst-case batch so far; RuntimeError before the first `update`."""
+        if self.x is None:
+            raise RuntimeError("WorstCase.best read before any candidate was offered")
+        return self.x
 
 
 def keep_worst_(best: Tensor, best_wrong: Tensor, best_loss: Tensor, cand: Tensor, wrong: Tensor,

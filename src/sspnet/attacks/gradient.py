@@ -49,7 +49,7 @@ class PGD(Attack):
             if self.restarts == 1:
                 return cand
             worst.update(cand, *self._loss_and_wrong(cand, y))
-        return worst.x
+        return worst.best
 
     def craft(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
         return self._craft_early_stop(x, y) if self.early_stop else (self.perturb(x, y), None)
@@ -98,6 +98,7 @@ class PGD(Attack):
             with torch.no_grad():
                 self._ascend_(cur, g, self.alpha)
                 ball.project_(cur)
+        assert out_logits is not None  # set in the first iteration (the loop runs steps + 1 >= 1 times)
         return out, out_logits
 
     def _start(self, x: Tensor, ball: Ball, start_random: bool) -> Tensor:

@@ -28,7 +28,7 @@ class NoiseBall(Attack):
         for _ in range(self.copies):
             cand = ball.random_point(self.generator)
             worst.update(cand, *self._loss_and_wrong(cand, y))
-        return worst.x
+        return worst.best
 
 
 def random_point(x: Tensor, eps: float, kind: str = "uniform", norm: str = "linf",

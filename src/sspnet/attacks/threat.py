@@ -24,6 +24,9 @@ from sspnet.attacks.base import DEFAULT_ALPHA_REL, LEVELS, check_count, check_ep
 from sspnet.attacks.base import default_step, sub_quantum
 from sspnet.attacks.registry import make_attack
 
+_NO_EPS = "the threat model has no eps yet: give eps (pixel units) or a dataset to take it from"
+
+
 @dataclass(frozen=True)
 class ThreatModel:
     """The attack settings: norm, radius eps, PGD step (alpha, or alpha_rel * eps), steps, restarts, random
@@ -49,7 +52,7 @@ class ThreatModel:
             return float(self.alpha)
         e = self.eps if eps is None else eps
         if e is None:
-            raise ValueError("the threat model has no eps yet: give eps (pixel units) or a dataset to take it from")
+            raise ValueError(_NO_EPS)
         return default_step(e, alpha_rel=self.alpha_rel, quantize=self.quantize, norm=self.norm)
 
     def at(self, eps: float) -> "ThreatModel":
@@ -85,6 +88,8 @@ class ThreatModel:
         """`sspnet.attacks.make_attack(name, model, ...)` with this threat model's settings at eps (default
         self.eps); `options` are the attack's other keywords (mode, generator, early_stop, seed, ...)."""
         e = self.eps if eps is None else float(eps)
+        if e is None:
+            raise ValueError(_NO_EPS)
         return make_attack(name, model, e, norm=self.norm, alpha=self.step(e), steps=self.steps,
                            restarts=self.restarts, random_start=self.random_start, quantize=self.quantize,
                            **options)
@@ -136,7 +141,7 @@ class _ThreatField:
         obj.threat = dataclasses.replace(obj.threat, **{self.name: value})
 
 
-def threat_config(cls: type) -> type:
+def threat_config(cls: type[Any]) -> type[Any]:
     """Class decorator (above @dataclass) for a config with a `threat: ThreatModel` field.
 
     The threat model's fields that are not fields of the config itself become the config's too: the
@@ -161,16 +166,16 @@ def threat_config(cls: type) -> type:
         if given:
             self.threat = dataclasses.replace(self.threat, **given)
 
-    cls.__init__ = __init__  # type: ignore[misc]
+    cls.__init__ = __init__
     for name in flat:
         descriptor = _ThreatField()
         descriptor.__set_name__(cls, name)
         setattr(cls, name, descriptor)
-    cls.THREAT_FLAT = flat  # type: ignore[attr-defined]
+    cls.THREAT_FLAT = flat
     if "from_dict" not in cls.__dict__:
-        cls.from_dict = classmethod(lambda c, d: c(**check_config_names(c, d)))  # type: ignore[attr-defined]
+        cls.from_dict = classmethod(lambda c, d: c(**check_config_names(c, d)))
     if "to_dict" not in cls.__dict__:
-        cls.to_dict = flat_dict  # type: ignore[attr-defined]
+        cls.to_dict = flat_dict
     return cls
 
 

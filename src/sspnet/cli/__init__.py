@@ -26,7 +26,7 @@ DISK_ERRNOS = {errno.ENOSPC: "the disk is full; free some space or write elsewhe
                errno.EACCES: "permission denied; use files and folders you can read and write",
                errno.EPERM: "operation not permitted; use files and folders you can read and write"}
 # the flag naming where each command writes (named when the OS error carries no path)
-OUTPUT_FLAGS = (("resume", "--resume"), ("out", "--out"), ("root", "--root"))
+OUTPUT_FLAGS = (("resume", "--resume"), ("out", "--out"), ("data_root", "--data-root"))
 
 
 def _disk_error(command: str, args: argparse.Namespace, exc: OSError) -> str:

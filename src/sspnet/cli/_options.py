@@ -71,7 +71,8 @@ VOCABULARY: dict[str, Concept] = {
                       {"train": ("--block",), "models": ("--block",), "attack": ("--block",)}),
     "dataset": Concept("--dataset", "dataset: mnist5k (embedded) | mnist | fmnist | cifar10 | tiny", {},
                        {"attack": ("--eval",)}),
-    "data_root": Concept("--data-root", "folder with the dataset files (mnist5k needs none)", {"metavar": "DIR"}),
+    "data_root": Concept("--data-root", "folder with the dataset files (mnist5k needs none)", {"metavar": "DIR"},
+                         {"download": ("--root",)}),
     "norm_layer": Concept("--norm-layer", "normalisation layers: b (BatchNorm) | g (GroupNorm) | l (GroupNorm(1)) "
                           "| i (GroupNorm(C))", {"metavar": "{b,g,l,i}"},
                           {"train": ("--norm",), "models": ("--norm",), "attack": ("--model-norm",)}),

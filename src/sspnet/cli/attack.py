@@ -23,7 +23,7 @@ from sspnet.experiments.attack import L2_DEFAULT_EPS, AttackRunConfig, run_attac
 
 # flags of attack only: flag -> (help, the default in words (None: AttackRunConfig's field), argparse settings)
 _OWN: dict[str, tuple[str, str | None, dict[str, Any]]] = {
-    "--attack": ("fgsm | pgd | ball | autoattack | square | all, or a comma list (all = fgsm,pgd,ball)", None, {}),
+    "--attack": ("{names} | all, or a comma list (all = {all})", None, {}),  # names: the attack registry's
     "--copies": ("noise-ball copies", None, {"type": int}),
     "--early-stop": (("stop attacking an image once it is misclassified and never attack images misclassified clean; "
                      "an image counts as broken if any PGD iterate fooled the model, as AutoAttack counts "
@@ -71,7 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         extra = {"nargs": "+", "note": "one value, or several for a sweep"} if concept == "eps" else {}
         add_flag(p, "attack", concept, default=None if shown else field_default(AttackRunConfig, field),
                  shown=shown, **extra)
+    from sspnet.attacks import attack_names
+    from sspnet.eval.config import ALL_ATTACKS
+
     for flag, (help, shown, settings) in _OWN.items():
+        help = help.format(names=" | ".join(attack_names(evaluates=True)), all=",".join(ALL_ATTACKS))
         add_option(p, flag, help, default=None if shown else field_default(AttackRunConfig, flag[2:].replace("-", "_")),
                    shown=shown, **settings)
     add_threads(p, "attack")

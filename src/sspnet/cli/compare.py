@@ -207,7 +207,7 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
     from sspnet.data.specs import get_dataset_spec
 
     if args.job_spec is not None:
-        from sspnet.experiments.compare.jobs import from_spec
+        from sspnet.experiments.compare.work.job import from_spec
 
         if not args.only_run:
             raise ValueError("--job-spec needs --only-run RUN")

@@ -1,4 +1,4 @@
-"""`sspnet download DATASET --root DIR`: fetch a dataset from its official source (md5-checked, resumable)."""
+"""`sspnet download DATASET --data-root DIR`: fetch a dataset from its official source (md5-checked, resumable)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
+from sspnet.cli._options import add_flag
 from sspnet.data.specs import dataset_names
 
 
@@ -21,12 +22,12 @@ class DownloadConfig:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "download", help="download a dataset (mnist, fmnist, cifar10, tiny) into --root",
-        description="Download a dataset from its official source into ROOT in the layout `sspnet` (and "
+        "download", help="download a dataset (mnist, fmnist, cifar10, tiny) into --data-root",
+        description="Download a dataset from its official source into DIR (--data-root) in the layout `sspnet` (and "
                     "torchvision) read: md5-verified, resumable (a .part file is continued), extracted safely. "
                     "mnist5k is embedded: nothing to download.")
     p.add_argument("dataset", help=f"one of {', '.join(dataset_names())} (alias tinyimagenet)")
-    p.add_argument("--root", default=None, help="data folder (default: $SSPNET_DATA or ./data)")
+    add_flag(p, "download", "data_root", shown="$SSPNET_DATA or ./data")
     p.add_argument("--mirror", default=None, metavar="URL",
                    help="base URL replacing the official mirrors (file URL = URL/FILENAME; default: the official "
                         "mirrors, in turn)")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mirror is not None and not args.mirror.strip():
         raise ValueError("--mirror needs a base URL (e.g. http://host/mnist), got an empty string; leave it out "
                          "for the official mirrors")
-    cfg = DownloadConfig(args.dataset, resolve_root(args.root), args.mirror, args.quiet, args.timeout)
+    cfg = DownloadConfig(args.dataset, resolve_root(args.data_root), args.mirror, args.quiet, args.timeout)
     try:
         files = download(cfg.dataset, cfg.root, base_url=cfg.mirror, quiet=cfg.quiet, timeout=cfg.timeout)
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:

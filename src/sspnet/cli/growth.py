@@ -28,8 +28,8 @@ from sspnet.eval.growth import (
     GrowthResult,
     growth_of_run,
 )
-from sspnet.experiments.attack import recorded_data_root
 from sspnet.nn.checkpoints import load_model
+from sspnet.train.folder import recorded_data_root
 
 # concept -> (GrowthConfig field or None, the default in words (None: the field's), extra settings)
 _SHARED: dict[str, tuple[str | None, str | None, dict[str, Any]]] = {
@@ -91,7 +91,7 @@ def _fmt(v: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from sspnet.data.specs import get_dataset_spec
     from sspnet.distributed import resolve_device
-    from sspnet.experiments.compare.plots import groups_plot_path, growth_results_plot
+    from sspnet.eval.growth_plots import groups_plot_path, growth_results_plot
     from sspnet.io.progress import progress_line
 
     if args.n_images < 1:

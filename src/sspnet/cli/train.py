@@ -197,6 +197,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from sspnet.io.runlayout import RunLayout
     from sspnet.train import NonFiniteLossError, train
 
     cfg = config_from_args(args)
@@ -206,10 +207,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"sspnet train: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        run_dir = Path(cfg.resolved().save)
-        if (run_dir / "last.pt").is_file():
-            print(f"sspnet train: interrupted; {run_dir / 'last.pt'} holds the last saved state, continue with: "
-                  f"sspnet train --resume {run_dir}", file=sys.stderr)
+        layout = RunLayout(cfg.resolved().save)
+        if layout.state_file.is_file():
+            print(f"sspnet train: interrupted; {layout.state_file} holds the last saved state, continue with: "
+                  f"sspnet train --resume {layout.path}", file=sys.stderr)
         else:  # before the first save: there is nothing to resume
             print(f"sspnet train: interrupted before the run saved any state; start it again with the same "
                   f"command{'' if cfg.force else ' and --force'}", file=sys.stderr)

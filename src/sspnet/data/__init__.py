@@ -6,7 +6,7 @@
 Names as in `sspnet.data.specs` (mnist5k, mnist, fmnist, cifar10, tiny / tinyimagenet). `mnist5k` (the default
 everywhere) is embedded and ignores `root`. Readers (`readers.get_reader(name)`, one per dataset name): `idx`
 (MNIST, Fashion-MNIST), `cifar` (python and binary batches), `tiny` (TinyImageNet folder + .npy cache),
-`mnist5k`. Downloads: `download.download` / `sspnet download NAME --root DIR`.
+`mnist5k`. Downloads: `download.download` / `sspnet download NAME --data-root DIR`.
 """
 from __future__ import annotations
 

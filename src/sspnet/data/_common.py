@@ -30,7 +30,7 @@ def missing(name: str, root: Path, expected: Iterable[str | Path], what: str = "
              f"one of the names looked for)." if near else "")
     return FileNotFoundError(
         f"{name}: {what} not found; looked for {paths}.{found} "
-        f"Fetch them with: sspnet download {name} --root {root}")
+        f"Fetch them with: sspnet download {name} --data-root {root}")
 
 
 def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

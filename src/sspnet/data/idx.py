@@ -221,4 +221,4 @@ def check_content(name: str, images: np.ndarray, labels: np.ndarray, split: str,
     home = LAYOUTS[name][0]
     raise ValueError(f"{name}: the {split} IDX files in {folder} hold {DISPLAY[other]}, not {DISPLAY[name]} ({why}); "
                      f"load them as --dataset {other}, or put the {DISPLAY[name]} files under {root / home} "
-                     f"(sspnet download {name} --root {root})")
+                     f"(sspnet download {name} --data-root {root})")

@@ -33,12 +33,13 @@ from sspnet.attacks.base import LEVELS, check_count, sub_quantum
 from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
 from sspnet.eval.selection import select_images
 from sspnet.io.files import provenance
-from sspnet.io.progress import Progress, report
+from sspnet.io.progress import ProgressCallback, report
+from sspnet.io.runlayout import RunLayout
 
 P_NAMES = ("1", "2", "inf")
 NOISE_BASELINES = ("sign", "uniform", "none")  # `sspnet.attacks.random_point` kinds, or none
 ADVERSARIES = ("pgd", "fgsm", "none")
-GROWTH_FILE = "growth.json"
+GROWTH_FILE = RunLayout.GROWTH  # a run folder's growth record
 
 
 def _p_value(p: str | float | int) -> float:
@@ -225,7 +226,7 @@ def _given_adversarial(x_adv: Tensor, idx: Tensor, total: int, x: Tensor) -> Ten
 
 
 def _ratio_chunks(model: nn.Module, x: Tensor, y: Tensor, cfg: GrowthConfig, eps: float,
-                  attack: Callable | None, x_adv: Tensor | None, progress: Progress = None) -> tuple[list, list]:
+                  attack: Callable | None, x_adv: Tensor | None, progress: ProgressCallback = None) -> tuple[list, list]:
     """Per-batch `sample_ratios` of the adversarial images and of the noise baseline (model in eval mode)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     adv_chunks, noise_chunks = [], []
@@ -255,7 +256,7 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
                    indices: Tensor | Sequence[int] | None = None, x_adv: Tensor | None = None,
                    attack: Callable[[Tensor, Tensor], Tensor] | None = None, label: str | None = None,
                    dataset: str | None = None, run_dir: str | None = None,
-                   adversary_info: dict[str, Any] | None = None, progress: Progress = None) -> GrowthResult:
+                   adversary_info: dict[str, Any] | None = None, progress: ProgressCallback = None) -> GrowthResult:
     """Growth ratios of `model` on a split's images.
 
     Args:
@@ -314,14 +315,14 @@ def load_test_images(dataset: str, n: int | None, data_root: str | None = None, 
 
 def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, dataset: str | None = None,
                   data_root: str | None = None, device: str = "cpu", crit: str = "final", label: str | None = None,
-                  out: str | Path | None = None, progress: Progress = None) -> tuple[GrowthResult, Path]:
+                  out: str | Path | None = None, progress: ProgressCallback = None) -> tuple[GrowthResult, Path]:
     """Measure growth of the model in a run folder (or checkpoint file) on its dataset's test images and write
     the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). crit: the checkpoint of a run
 folder (acc | loss | final; default final: the end of training, chosen on no data); the result records which
 file and how it was selected. Returns (result, json path)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --save DIR`")
+        raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --out DIR`")
     cfg = config or GrowthConfig()
     cfg.validate()
     from sspnet import data

@@ -38,7 +38,7 @@ from sspnet.eval.robustness import evaluate
 from sspnet.eval.selection import select_images
 from sspnet.io.files import atomic_write_json
 from sspnet.io.jsonio import to_jsonable
-from sspnet.io.progress import Progress, scaled
+from sspnet.io.progress import ProgressCallback, scaled
 
 LOSS_PROGRESS = 1e-4  # pgd_steps_no_effect: loss gain over clean below this (relative to 1 + clean loss)
 _SANITY_FROM = ("pgd", "large_eps")  # runs whose engine sanity flags the audit reports
@@ -102,7 +102,7 @@ class AuditConfig:
     def runs(self, large_eps: float, transfer: bool) -> dict[str, AuditRun]:
         """The audit's `evaluate` runs, by key, in the order they run (a validated config; large_eps: the
         resolved large eps; transfer: whether a source model is given). `audit` runs exactly these and
-        `sspnet.experiments.compare.estimate` counts their passes."""
+        `sspnet.experiments.compare.plan.estimate` counts their passes."""
         t = self.threat
         runs = {"pgd": AuditRun("pgd", t.eps, t.steps), "pgd_long": AuditRun("pgd", t.eps, self.long_steps),
                 "large_eps": AuditRun("pgd", large_eps, t.steps), "square": AuditRun("square", t.eps, t.steps)}
@@ -157,7 +157,7 @@ class AuditResult:
 
 def audit(model: nn.Module, images: Tensor, labels: Tensor, config: AuditConfig, *,
           indices: Tensor | Sequence[int] | None = None, source_model: nn.Module | None = None,
-          progress: Progress = None) -> AuditResult:
+          progress: ProgressCallback = None) -> AuditResult:
     """Gradient-masking audit of `model` on one set of images (see the module docstring).
 
     Args:

@@ -35,7 +35,7 @@ from sspnet.eval.config import _NORM_P, ALL_ATTACKS, EvalConfig  # noqa: F401  (
 from sspnet.eval.flags import attack_note_flags, breaking_eps, sanity_flags
 from sspnet.eval.results import WORST, AttackStats, EpsResult, EvalResult, sweep_table
 from sspnet.eval.selection import select_images
-from sspnet.io.progress import Progress
+from sspnet.io.progress import ProgressCallback
 
 
 class _Rows:
@@ -89,7 +89,7 @@ def _check_inputs(images: Tensor, labels: Tensor) -> None:
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfig, *,
              indices: Tensor | Sequence[int] | None = None, source: nn.Module | None = None,
-             progress: Progress = None) -> EvalResult:
+             progress: ProgressCallback = None) -> EvalResult:
     """Clean and adversarial accuracy/loss of `model` for every attack and eps of `config`.
 
     Args:
@@ -111,7 +111,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     _check_inputs(images, labels)
     sel, subset = select_images(labels, cfg.n_images, indices, cfg.subset_seed)
     if len(sel) == 0:
-        raise ValueError("the evaluation set is empty (0 images); check the dataset split and --n-examples")
+        raise ValueError("the evaluation set is empty (0 images); check the dataset split and --n-images")
     device = torch.device(cfg.device) if cfg.device is not None else _model_device(model)
     rank, world = get_rank(), get_world_size()
     local = torch.arange(rank, len(sel), world)  # positions in `sel` handled by this rank
@@ -150,7 +150,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
 class _Ticker:
     """evaluate's progress reports: image-attacks done of this rank, the attack in hand, AutoAttack's stages."""
 
-    def __init__(self, progress: Progress, n: int, cfg: EvalConfig, names: list[str], attacks: dict):
+    def __init__(self, progress: ProgressCallback, n: int, cfg: EvalConfig, names: list[str], attacks: dict):
         self.progress, self.n, self.cfg, self.names = progress, n, cfg, names
         self.total = n * len(cfg.eps) * len(names)
         self.done, self.start, self.size = 0, 0, 0

@@ -36,8 +36,8 @@ class AttackRunConfig:
     at the one eps; transfer_from: a run whose PGD examples the audit transfers (implies audit).
     batch_size / n_images: evaluation batch and class-stratified test images (None: all). dataset, model,
     blocks, norm_layer, archi: overrides for original checkpoints (None: the checkpoint's / inferred).
-    data_root: the dataset folder (None: the run's recorded one, `recorded_data_root`, else $SSPNET_DATA or
-    ./data). grid: images in the PNG grid. out: output
+    data_root: the dataset folder (None: the run's recorded one, `sspnet.train.recorded_data_root`, else
+    $SSPNET_DATA or ./data). grid: images in the PNG grid. out: output
     folder (None: the run folder / the checkpoint's folder). quiet: no progress lines on stderr."""
 
     path: str
@@ -166,12 +166,14 @@ def run_attack(cfg: AttackRunConfig, echo: Callable[[str], None] | None = None) 
     from sspnet.eval.robustness import evaluate
     from sspnet.experiments.attack_files import summary_lines, write_outputs
     from sspnet.nn.checkpoints import describe_checkpoint
+    from sspnet.train.folder import recorded_data_root
 
     cfg.validate()
     path = Path(cfg.path)
     crit = "final" if cfg.crit == "last" else cfg.crit
     info = init_distributed(cfg.device)
-    overrides: dict[str, Any] = {"dataset": cfg.wanted_dataset(), "model": cfg.model, "blocks": cfg.blocks, "norm": cfg.norm_layer}
+    overrides: dict[str, Any] = {"dataset": cfg.wanted_dataset(), "model": cfg.model, "blocks": cfg.blocks,
+                                 "norm": cfg.norm_layer}
     ckpt, model = load_checked(path, crit, info.device, overrides)
     spec = get_dataset_spec(overrides["dataset"] or model.config["dataset"])
     ecfg = eval_config(cfg, spec, info.device)
@@ -201,31 +203,6 @@ def run_attack(cfg: AttackRunConfig, echo: Callable[[str], None] | None = None) 
             _echo(echo, "  " + line)
         _echo(echo, f"  wrote {run.audit_path}")
     return run
-
-
-def recorded_data_root(path: str | Path) -> str | None:
-    """The data folder a training run recorded (config.json's data_root) for a run folder or a checkpoint inside
-    one; None when there is none (no config.json, mnist5k, or no --data-root at training). A recorded folder
-    that does not exist here is not used (the default data root is, with a note on stderr)."""
-    import sys
-
-    from sspnet.train.config import read_run_config
-
-    path = Path(path)
-    run_dir = path if path.is_dir() else path.parent
-    if not (run_dir / "config.json").is_file():
-        return None
-    try:
-        root = read_run_config(run_dir).get("data_root")
-    except (ValueError, OSError):
-        return None
-    if not root:
-        return None
-    if not Path(root).expanduser().is_dir():
-        print(f"note: the data folder {root} recorded in {run_dir / 'config.json'} does not exist here; using the "
-              f"default data folder (pass --data-root)", file=sys.stderr)
-        return None
-    return str(root)
 
 
 def load_checked(path: Path, crit: str, device, overrides: dict):

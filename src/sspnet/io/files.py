@@ -59,7 +59,7 @@ def _mkstemp_like_open(path: Path) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary file name next to {path}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Call `write(f)` on a temporary binary file next to `path`, fsync it, then rename it to `path`.
 
     The file gets the mode a plain open() gives (module docstring). An OSError names `path`; nothing is left

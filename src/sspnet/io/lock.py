@@ -21,7 +21,9 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+    _HAS_FCNTL = False
+else:
+    _HAS_FCNTL = True
 
 LOCK_FILE = ".sspnet.lock"
 
@@ -86,7 +88,7 @@ class FolderLock:
         if not self.folder.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
             self._created = True
-        if fcntl is None:  # pragma: no cover - Windows
+        if not _HAS_FCNTL:  # pragma: no cover - Windows
             self._acquire_exclusive_file()
             return self
         for _ in range(20):

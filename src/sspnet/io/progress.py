@@ -1,10 +1,11 @@
 """Progress of long library calls (`sspnet.eval.evaluate`, `measure_growth`, `audit`) and the CLI's display.
 
-The library calls take `progress=None` (silent) or a callable `progress(done, total, note)`: `done` of `total`
-work units (non-decreasing, `done == total` at the end; the first call has `done == 0`), `note` a short
-description of the work in hand ("pgd eps 0.3: 200/1000 images"). The CLI passes a `ProgressLine`: one line on
-stderr, redrawn in place on a terminal (as train's progress bar) and plain lines otherwise (log files), at most
-one every `interval` seconds, with elapsed time and the time left (ETA) from the rate so far.
+The library calls take `progress=None` (silent) or a callable `progress(done, total, note)` (the type of that
+argument: `ProgressCallback`): `done` of `total` work units (non-decreasing, `done == total` at the end; the
+first call has `done == 0`), `note` a short description of the work in hand ("pgd eps 0.3: 200/1000 images").
+The CLI passes a `ProgressLine`: one line on stderr, redrawn in place on a terminal (as train's progress bar)
+and plain lines otherwise (log files), at most one every `interval` seconds, with elapsed time and the time
+left (ETA) from the rate so far.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
-Progress = Optional[Callable[[int, int, str], None]]
+ProgressCallback = Optional[Callable[[int, int, str], None]]
 
 
 def fmt_seconds(seconds: float | None, style: str = "clock") -> str:
@@ -33,13 +34,13 @@ def fmt_seconds(seconds: float | None, style: str = "clock") -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def report(progress: Progress, done: int, total: int, note: str = "") -> None:
+def report(progress: ProgressCallback, done: int, total: int, note: str = "") -> None:
     """progress(done, total, note) when a callback is given."""
     if progress is not None:
         progress(int(done), int(total), note)
 
 
-def scaled(progress: Progress, offset: int, total: int, prefix: str = "") -> Progress:
+def scaled(progress: ProgressCallback, offset: int, total: int, prefix: str = "") -> ProgressCallback:
     """A callback for one part of a larger job: the part's (done, part_total, note) is reported to `progress` as
     (offset + done, total, prefix + note). None when progress is None."""
     if progress is None:
@@ -122,4 +123,4 @@ def progress_line(prefix: str, quiet: bool = False) -> ProgressLine | None:
     return None if quiet else ProgressLine(prefix)
 
 
-__all__ = ["Progress", "ProgressLine", "fmt_seconds", "progress_line", "report", "scaled"]
+__all__ = ["ProgressCallback", "ProgressLine", "fmt_seconds", "progress_line", "report", "scaled"]

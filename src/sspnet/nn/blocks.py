@@ -103,8 +103,12 @@ def rk_step(f: Callable[[Tensor], Tensor], x: Tensor, alpha: Sequence[Sequence[C
     for i in range(s):
         if any(used(beta[k][i]) for k in range(i, s)):
             fs[i] = f(us[i])
-        terms = [(c, v) for j in range(i + 1) for c, v in ((alpha[i][j], us.get(j)), (beta[i][j], fs.get(j)))
-                 if used(c)]
+        terms: list[tuple[Coef, Tensor]] = []
+        for j in range(i + 1):  # u_j and F(u_j) are still held wherever a coefficient uses them
+            if used(alpha[i][j]):
+                terms.append((alpha[i][j], us[j]))
+            if used(beta[i][j]):
+                terms.append((beta[i][j], fs[j]))
         acc = _combine(terms)
         for j in range(i + 1):
             if last_u[j] <= i:
@@ -190,7 +194,7 @@ def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
     finally:
         for m, (mom, nbt) in zip(bns, saved):
             m.momentum = mom
-            if nbt is not None:
+            if nbt is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(nbt)
 
 

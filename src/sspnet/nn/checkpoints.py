@@ -107,7 +107,7 @@ def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:
         elif run.state_file.is_file():
             hint = f"it holds only {run.STATE}: the run has not finished an epoch yet"
         else:
-            hint = "train one with `sspnet train --save DIR`"
+            hint = "train one with `sspnet train --out DIR`"
         raise FileNotFoundError(f"run folder {path} has no {wanted}; {hint}")
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint or run folder at {path}")
@@ -132,6 +132,7 @@ def load_model(path: str | Path, crit: str = "final", device: str | torch.device
     if "block" in overrides:
         overrides["blocks"] = overrides.pop("block")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    model: nn.Module
     if obj.get("format") == FORMAT:
         config = {**obj["model_config"], **overrides}
         old, new = get_dataset_spec(obj["model_config"]["dataset"]), get_dataset_spec(config["dataset"])
@@ -172,7 +173,7 @@ def describe_checkpoint(path: str | Path, crit: str = "final") -> dict[str, Any]
     if Path(path).is_dir() and file.name != RunLayout.checkpoint_name(crit):
         out["note"] = f"{path} has no {RunLayout.checkpoint_name(crit)}; {file.name} was used"
     if selected_on == "test":
-        what = {"acc": "best test accuracy", "loss": "best test loss"}.get(criterion, "the test set")
+        what = {"acc": "best test accuracy", "loss": "best test loss"}.get(str(criterion), "the test set")
         out["warning"] = (f"{file.name} was selected on the test set ({what}{f' at epoch {epoch}' if epoch else ''}"
                           f"{'' if recorded else ', inferred: written before sspnet recorded the selection'}): "
                           "accuracy and robustness measured on that test set are optimistically biased; use "
@@ -218,11 +219,11 @@ def _guess(state: dict[str, Tensor]) -> str:
     arch = _infer_arch(state) if any(k.startswith(("conv.", "downsample.", "stem.")) for k in keys) else None
     hints = []
     if blocks:
-        hints.append(f"--block {max(blocks) + 1}")
+        hints.append(f"--blocks {max(blocks) + 1}")
     if any(k.endswith(".b10") for k in keys):
         hints.append("--model ark")
     if arch:
-        hints.append(f"--eval {get_architecture(arch).dataset}")
+        hints.append(f"--dataset {get_architecture(arch).dataset}")
     return f"The checkpoint looks like: {' '.join(hints)}." if hints else ""
 
 
@@ -305,8 +306,8 @@ def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -
     spec = get_dataset_spec(dataset)
     if spec.arch != inferred:
         raise ValueError(f"{file} holds a {inferred}-architecture network but dataset {spec.name!r} needs the "
-                         f"{spec.arch} architecture; use --eval {get_architecture(inferred).dataset} (or a matching "
-                         "dataset)")
+                         f"{spec.arch} architecture; use --dataset {get_architecture(inferred).dataset} (or a "
+                         "matching dataset)")
     scheme = overrides.pop("scheme", None) or args.get("model")
     if scheme is None:
         raise ValueError(f"{file}: the checkpoint's args name no model; pass --model "

@@ -6,6 +6,8 @@ inside the model) and returns logits B x num_classes. `model.config` rebuilds it
 from __future__ import annotations
 
 import contextlib
+import functools
+from contextlib import AbstractContextManager
 from typing import Any, Sequence
 
 import torch
@@ -17,7 +19,7 @@ from sspnet.nn.architectures import get_architecture
 from sspnet.nn.blocks import frozen_batchnorm_stats, init_kaiming, init_original, make_norm
 from sspnet.nn.inference import inference_copy, preferred_memory_format  # noqa: F401  (re-exported)
 from sspnet.nn.registry import BlockEntry, get_block, get_model_entry, list_models, model_identity  # noqa: F401
-from sspnet.nn.schemes import PRESETS, Scheme, get_scheme
+from sspnet.nn.schemes import SCHEME_PRESETS, Scheme, get_scheme
 
 MAX_BLOCKS = 1000  # per group; far beyond any published SSP network, small enough to fail with a message
 INITS = ("original", "torch", "kaiming")
@@ -25,6 +27,9 @@ INITS = ("original", "torch", "kaiming")
 
 class Normalize(nn.Module):
     """(x - mean) / std per channel; identity when mean is None. Buffers mean/std of shape 1 x C x 1 x 1."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, mean: Sequence[float] | None, std: Sequence[float] | None, channels: int):
         super().__init__()
@@ -62,12 +67,18 @@ class SSPNet(nn.Module):
             raise ValueError(f"{self.config['dataset']} model expects input B x {s.channels} x {s.size} x {s.size} "
                              f"in [0, 1], got shape {tuple(x.shape)}")
 
+    def _group(self, j: int) -> nn.Sequential:
+        """The blocks of group j, in depth order."""
+        g = self.groups[j]
+        if not isinstance(g, nn.Sequential):
+            raise TypeError(f"group {j} of the model is a {type(g).__name__}, expected an nn.Sequential of blocks")
+        return g
+
     def run_group(self, j: int, h: Tensor) -> Tensor:
         """Apply the blocks of group j (feature space) with optional activation checkpointing."""
         if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-            for block in self.groups[j]:
-                h = checkpoint(block, h, use_reentrant=False,
-                               context_fn=lambda b=block: (contextlib.nullcontext(), frozen_batchnorm_stats(b)))
+            for block in self._group(j):
+                h = checkpoint(block, h, use_reentrant=False, context_fn=functools.partial(_recompute_contexts, block))
             return h
         return self.groups[j](h)
 
@@ -83,7 +94,22 @@ class SSPNet(nn.Module):
     @property
     def f_calls_per_block(self) -> list[int]:
         """F evaluations of each RK block, in depth order (transitions excluded)."""
-        return [b.f_calls for g in self.groups for b in g]
+        return [_f_calls(b) for j in range(len(self.groups)) for b in self._group(j)]
+
+
+def _recompute_contexts(block: nn.Module) -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
+    """checkpoint's context_fn: nothing around the first forward, BatchNorm statistics frozen around the
+    recomputation in backward."""
+    return contextlib.nullcontext(), frozen_batchnorm_stats(block)
+
+
+def _f_calls(block: nn.Module) -> int:
+    """The F calls per forward a block declares (its `f_calls` attribute). AttributeError when it declares none,
+    so `getattr(model, "f_calls_per_block", default)` gives the default for a model with such a block."""
+    calls = getattr(block, "f_calls", None)
+    if calls is None:
+        raise AttributeError(f"{type(block).__name__} declares no f_calls (F evaluations per forward)")
+    return calls
 
 
 def _build(spec: DatasetSpec, groups: Sequence[BlockEntry], blocks: int, norm: str, options: dict[str, Any],
@@ -165,8 +191,10 @@ def _checked_options(spec: DatasetSpec, blocks: int | None, norm: str | None, in
 def _model_key(kind: Any) -> str | dict:
     """How config.json stores a block/model kind: a registered name, or a scheme's coefficients."""
     key = model_identity(kind)
-    if isinstance(key, dict) and PRESETS.get(key.get("name")) == get_scheme(kind):
-        return key["name"]
+    if isinstance(key, dict):
+        name = key.get("name")
+        if isinstance(name, str) and SCHEME_PRESETS.get(name) == get_scheme(kind):
+            return name
     return key
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from sspnet.nn.architectures import get_architecture
 from sspnet.nn.blocks import ARKBlock, RKBlock
-from sspnet.nn.schemes import PRESETS, RESERVED_NAMES, Scheme, get_scheme
+from sspnet.nn.schemes import RESERVED_NAMES, SCHEME_PRESETS, Scheme, get_scheme
 
 BlockBuilder = Callable[[int, str, str, Mapping[str, Any]], nn.Module]
 
@@ -73,7 +73,7 @@ _DISPLAY = {"res": "ResNet", "ssp2": "SSP-2", "ssp3": "SSP-3", "midrk2": "MidRK2
 
 def register_block(entry: BlockEntry, overwrite: bool = False) -> BlockEntry:
     """Register a block kind that is not a fixed RK scheme (fixed schemes: `register_scheme`)."""
-    if not overwrite and (entry.name in _BLOCKS or entry.name in PRESETS):
+    if not overwrite and (entry.name in _BLOCKS or entry.name in SCHEME_PRESETS):
         raise ValueError(f"a block named {entry.name!r} is already registered (pass overwrite=True)")
     _BLOCKS[entry.name] = entry
     RESERVED_NAMES.add(entry.name)
@@ -125,7 +125,7 @@ def get_model_entry(name: str | Scheme | dict | Path) -> ModelEntry:
 
 def list_models() -> list[str]:
     """Every name `create_model` accepts: registered schemes, then registered models that are not schemes."""
-    return list(PRESETS) + [m for m in _MODELS if m not in PRESETS]
+    return list(SCHEME_PRESETS) + [m for m in _MODELS if m not in SCHEME_PRESETS]
 
 
 def check_model(name: str | Scheme | dict | Path) -> None:
@@ -147,9 +147,12 @@ def f_calls_per_group(name: str | Scheme | dict | Path, arch: str) -> list[int]:
 def model_identity(name: str | Scheme | dict | Path) -> str | dict:
     """What defines the computation of `name`: the registered name, or a scheme file's coefficients (so an
     edited file is a different model)."""
-    if isinstance(name, str) and (name in _MODELS or name in _BLOCKS or name in PRESETS):
+    if isinstance(name, str) and (name in _MODELS or name in _BLOCKS or name in SCHEME_PRESETS):
         return name
-    return get_block(name).scheme.to_dict()
+    entry = get_block(name)
+    if entry.scheme is None:  # a block kind registered with its own builder: its name says what it computes
+        return entry.name
+    return entry.scheme.to_dict()
 
 
 def display_name(name: str | Scheme | dict | Path) -> str:

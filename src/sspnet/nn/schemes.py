@@ -7,8 +7,8 @@ F absorbs it),
 
 `alpha` and `beta` are lower-triangular lists of rows (row i-1 has i entries). Each u_j (j < s) is passed to F
 once, so a block makes at most s F calls (exactly the number of columns of beta that are used).
-A Butcher tableau (A, b) converts with `Scheme.from_butcher`. Presets live in `PRESETS`; users register their
-own with `register_scheme` or load one from a JSON/YAML file with `load_scheme_file`.
+A Butcher tableau (A, b) converts with `Scheme.from_butcher`. Presets live in `SCHEME_PRESETS`; users register
+their own with `register_scheme` or load one from a JSON/YAML file with `load_scheme_file`.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 _TOL = 1e-10
+# lower-triangular rows of coefficients: any nested sequence of numbers in, a tuple of tuples of floats stored
+Coefficients = Sequence[Sequence[float]]
 
 
 def _number(v: Any, where: str) -> float:
@@ -55,7 +57,7 @@ def _rows(m: Any, name: str) -> list[list[float]]:
 class Scheme:
     """An explicit RK scheme in Shu-Osher form.
 
-    alpha, beta: s rows, row i (0-based) has i+1 entries (lower triangular, explicit).
+    alpha, beta: s rows, row i (0-based) has i+1 entries (lower triangular, explicit); stored as tuples of floats.
     order: the classical order of accuracy (0 for a scheme that is not consistent).
     ssp_coefficient: the SSP coefficient C (None if unknown; 0 if not SSP): the scheme is SSP for steps up to
     C times the forward-Euler stable step.
@@ -63,8 +65,8 @@ class Scheme:
     """
 
     name: str
-    alpha: tuple[tuple[float, ...], ...]
-    beta: tuple[tuple[float, ...], ...]
+    alpha: Coefficients
+    beta: Coefficients
     order: int = 1
     ssp_coefficient: float | None = None
     consistent: bool = True
@@ -212,7 +214,7 @@ def _shu_osher_to_butcher(alpha: list[list[float]], beta: list[list[float]]) -> 
     return C[:s], C[s]
 
 
-PRESETS: dict[str, Scheme] = {}
+SCHEME_PRESETS: dict[str, Scheme] = {}
 # The presets' declared SSP coefficients are checked by the test suite instead of at every `import sspnet`
 # (that check imports scipy and solves a few hundred small LPs); every other scheme is checked when built.
 _VERIFY_SSP = False
@@ -223,11 +225,11 @@ def register_scheme(scheme: Scheme, overwrite: bool = False) -> Scheme:
     """Make `scheme` available by name to create_model, the CLI and the registry."""
     if not isinstance(scheme, Scheme):
         raise ValueError("register_scheme takes a Scheme")
-    if scheme.name in PRESETS and not overwrite:
+    if scheme.name in SCHEME_PRESETS and not overwrite:
         raise ValueError(f"a scheme named {scheme.name!r} is already registered (pass overwrite=True)")
     if scheme.name in RESERVED_NAMES:
         raise ValueError(f"{scheme.name!r} is reserved for a registered block kind; choose another name")
-    PRESETS[scheme.name] = scheme
+    SCHEME_PRESETS[scheme.name] = scheme
     return scheme
 
 
@@ -254,7 +256,7 @@ _VERIFY_SSP = True
 
 
 def list_schemes() -> list[str]:
-    return list(PRESETS)
+    return list(SCHEME_PRESETS)
 
 
 def load_scheme_file(path: str | Path) -> Scheme:
@@ -276,8 +278,8 @@ def get_scheme(scheme: str | Scheme | dict | Path) -> Scheme:
     if isinstance(scheme, dict):
         return Scheme.from_dict(scheme)
     name = str(scheme)
-    if name in PRESETS:
-        return PRESETS[name]
+    if name in SCHEME_PRESETS:
+        return SCHEME_PRESETS[name]
     if name.endswith((".json", ".yaml", ".yml")) or Path(name).is_file():
         return load_scheme_file(name)
-    raise ValueError(f"unknown scheme {name!r}; valid schemes: {', '.join(PRESETS)}, or a JSON/YAML scheme file")
+    raise ValueError(f"unknown scheme {name!r}; valid schemes: {', '.join(SCHEME_PRESETS)}, or a JSON/YAML scheme file")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sspnet.attacks import ThreatModel, dataset_threat
 from sspnet.data.specs import DatasetSpec, get_dataset_spec
+from sspnet.io.runlayout import RunLayout
 from sspnet.train.optim import OPTIMIZERS, SCHEDULES, default_decay, default_lr, default_milestones
 from sspnet.train.step import ADVERSARIES, adversary_threat
 
@@ -44,9 +45,10 @@ DATASET_RECIPES: dict[str, dict[str, Any]] = {
 }
 # options that say how to start this process, not what the run is: never taken from a run's config.json
 RUNTIME_ONLY = ("resume", "force")
-# the command-line flag of each option whose flag has another name (the original's)
-FLAGS = {"blocks": "--block", "batch_size": "--tbsize", "activation_checkpointing": "--checkpoint",
-         "eval_batch_size": "--eval-bsize", "steps": "--iters", "eval_n_images": "--test-limit"}
+# the canonical `sspnet train` flag of each option whose flag is not --name-with-dashes (the CLI vocabulary,
+# `sspnet.cli._options.VOCABULARY`; the messages name these, the original's names are aliases): `flag`
+FLAGS = {"norm": "--norm-layer", "activation_checkpointing": "--checkpoint", "steps": "--train-pgd-steps",
+         "eps": "--train-eps", "alpha": "--train-alpha", "save": "--out"}
 # the type every option must have (None allowed where the default is None): a config file's `epochs: true` or
 # `quiet: "no"` is refused, not read as 1 or as true
 _STR, _PATH, _INT, _NUM, _BOOL = "a string", "a path", "an integer", "a number", "true or false"
@@ -68,7 +70,7 @@ class TrainConfig:
     """Everything `train` needs. None means "the dataset's / original code's default" (resolved in config.json).
 
     eps / alpha: the training adversary's radius and PGD step, pixel units [0, 1] (cifar10's 8/255 is 8/255;
-    `sspnet train --eps 8` converts). steps: PGD steps of the training adversary. batch_size is the global
+    `sspnet train --train-eps 8` converts). steps: PGD steps of the training adversary. batch_size is the global
     batch (split across ranks under torchrun). opt / batch_size / schedule / lr left at None follow
     `default_recipe`: on mnist5k without opt Adam, lr 2e-3, batch 8, one-cycle; otherwise the original's SGD,
     batch 128, multistep (lr `default_lr`). steps_per_epoch caps the optimizer steps of every epoch
@@ -164,8 +166,8 @@ class TrainConfig:
         if self.decay is not None and not (self.decay >= 0 and math.isfinite(self.decay)):
             raise ValueError(f"--decay must be a finite number >= 0, got {self.decay}")
         if self.save is not None and not str(self.save).strip():
-            raise ValueError("--save must name a run folder, got an empty string; pass --save DIR (or leave it out "
-                             "for runs/DATASET-MODEL-ADV-seedSEED)")
+            raise ValueError(f"{flag('save')} must name a run folder, got an empty string; pass {flag('save')} DIR "
+                             "(or leave it out for runs/DATASET-MODEL-ADV-seedSEED)")
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"--epochs must be an integer >= 1, got {self.epochs}")
         if self.opt is not None and str(self.opt).lower() not in OPTIMIZERS:
@@ -176,23 +178,23 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
         batch = self.batch_size if self.batch_size is not None else default_recipe(spec.name, self.opt)["batch_size"]
         if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"--tbsize must be an integer >= 1, got {self.batch_size}")
+            raise ValueError(f"{flag('batch_size')} must be an integer >= 1, got {self.batch_size}")
         n_fit = self._validate_selection(spec)
         if batch > n_fit:
             held = f" ({spec.n_train} less the --val-split {self.val_split:g} held out)" if n_fit < spec.n_train else ""
-            raise ValueError(f"--tbsize {batch} is larger than the {n_fit} training images of "
+            raise ValueError(f"{flag('batch_size')} {batch} is larger than the {n_fit} training images of "
                              f"{spec.name}{held}; use at most {n_fit}")
-        for flag, v in (("--iters", self.steps), ("--steps-per-epoch", self.steps_per_epoch),
-                        ("--test-limit", self.eval_n_images), ("--block", self.blocks)):
+        for name in ("steps", "steps_per_epoch", "eval_n_images", "blocks"):
+            v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{flag} must be an integer >= 1, got {v!r}")
+                raise ValueError(f"{flag(name)} must be an integer >= 1, got {v!r}")
         self._validate_radius(spec)
         if self.milestones is not None and any(not isinstance(m, int) or m < 1 for m in self.milestones):
             raise ValueError(f"--milestones must be positive epoch numbers, got {self.milestones}")
-        for flag, v in (("--ball-copies", self.ball_copies), ("--eval-bsize", self.eval_batch_size),
-                        ("--log-interval", self.log_interval)):
+        for name in ("ball_copies", "eval_batch_size", "log_interval"):
+            v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{flag} must be an integer >= 1, got {v!r}")
+                raise ValueError(f"{flag(name)} must be an integer >= 1, got {v!r}")
         if isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 0:
             raise ValueError(f"--save-every must be an integer >= 0 (0: epoch ends only), got {self.save_every!r}")
         if self.resume and self.force:
@@ -207,13 +209,12 @@ class TrainConfig:
             if v is None and (name not in _NOT_NONE):
                 continue
             if not _has_type(v, expected):
-                flag = FLAGS.get(name, "--" + name.replace("_", "-"))
                 hint = ""
                 if isinstance(v, str) and expected in (_INT, _NUM):
                     hint = " (a string: write the number without quotes; in YAML 1e-3 is text, 1.0e-3 a number)"
                 elif isinstance(v, str) and expected == _BOOL:
                     hint = " (a string: write true or false without quotes)"
-                raise ValueError(f"{flag} must be {expected} (config key {name}), got {v!r}{hint}")
+                raise ValueError(f"{flag(name)} must be {expected} (config key {name}), got {v!r}{hint}")
 
     def _validate_selection(self, spec: DatasetSpec) -> int:
         """--val-split / --select-on; returns the number of training images trained on."""
@@ -233,23 +234,25 @@ class TrainConfig:
         return spec.n_train - n_val
 
     def _validate_radius(self, spec: DatasetSpec) -> None:
-        """eps / alpha: pixel units here; the messages give the value as the --eps / --alpha flag takes it."""
+        """eps / alpha: pixel units here; the messages give the value as the --train-eps / --train-alpha flag
+        takes it."""
         unit = unit_name(spec)
         for name in ("eps", "alpha"):
-            v = getattr(self, name)
+            v, f = getattr(self, name), flag(name)
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"--{name} must be a number (on {spec.name} in units of {unit}), got {v!r}")
+                raise ValueError(f"{f} must be a number (on {spec.name} in units of {unit}), got {v!r}")
             if not math.isfinite(v) or v < 0:
-                raise ValueError(f"--{name} must be a finite number >= 0 (on {spec.name} in units of {unit}), "
+                raise ValueError(f"{f} must be a finite number >= 0 (on {spec.name} in units of {unit}), "
                                  f"got {to_cli_units(v, spec):g}")
             if v > 1:
-                raise ValueError(f"--{name} {to_cli_units(v, spec):g} (TrainConfig.{name}={v:g} in pixel units) is "
-                                 f"more than the whole pixel range; on {spec.name} --{name} is in units of {unit}, "
+                raise ValueError(f"{f} {to_cli_units(v, spec):g} (TrainConfig.{name}={v:g} in pixel units) is "
+                                 f"more than the whole pixel range; on {spec.name} {f} is in units of {unit}, "
                                  f"at most {to_cli_units(1.0, spec):g}")
         if self.alpha == 0 and str(self.adv).lower() == "pgd":
-            raise ValueError(f"--alpha must be > 0 for --adv pgd (the PGD step, on {spec.name} in units of {unit})")
+            raise ValueError(f"{flag('alpha')} must be > 0 for --adv pgd (the PGD step, on {spec.name} in units of "
+                             f"{unit})")
         w = self.eps_warmup
         if not (0 <= w <= self.epochs and math.isfinite(w)):
             raise ValueError(f"--eps-warmup must be a number of epochs in [0, --epochs {self.epochs}] (0: the full "
@@ -339,6 +342,11 @@ def canonical_name(key: str) -> str:
     return ALIASES.get(k, k)
 
 
+def flag(name: str) -> str:
+    """The `sspnet train` flag of TrainConfig field `name` (`FLAGS`, else --name-with-dashes)."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 def unit_name(spec: DatasetSpec) -> str:
     """The CLI unit of eps / alpha on a dataset, in words."""
     return "1/255" if spec.eps_unit < 1 else "[0, 1] pixel values"
@@ -364,7 +372,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     doc = _read_doc(run_dir)
     options = doc.get("config", doc)
     if not isinstance(options, dict):
-        raise ValueError(f"{Path(run_dir) / 'config.json'}: its \"config\" entry must be a JSON object of training "
+        raise ValueError(f"{RunLayout(run_dir).config}: its \"config\" entry must be a JSON object of training "
                          f"options, got {type(options).__name__}; restore the file or start a new run")
     cfg = {canonical_name(k): v for k, v in options.items()}
     if "config" in doc and doc.get("format_version") is None:  # before pixel units: eps_px / alpha_px are exact
@@ -401,9 +409,10 @@ def resume_options(run_dir: str | Path) -> dict[str, Any]:
 
 def _read_doc(run_dir: str | Path) -> dict[str, Any]:
     """run_dir/config.json as a dict; FileNotFoundError / ValueError naming the folder or file."""
-    path = Path(run_dir) / "config.json"
+    path = RunLayout(run_dir).config
     if not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist; start a run with `sspnet train --save DIR`")
+        raise FileNotFoundError(f"run folder {run_dir} does not exist; start a run with `sspnet train "
+                                f"{flag('save')} DIR`")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not an sspnet training run folder")
     try:

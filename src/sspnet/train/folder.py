@@ -46,6 +46,27 @@ def load_state(path: str | Path) -> dict[str, Any]:
     return safe_load(path)
 
 
+def recorded_data_root(path: str | Path) -> str | None:
+    """The data folder a training run recorded (config.json's data_root) for a run folder or a checkpoint inside
+    one; None when there is none (no config.json, mnist5k, or no --data-root at training). A recorded folder
+    that does not exist here is not used (the default data root is, with a note on stderr)."""
+    path = Path(path)
+    layout = RunLayout(path if path.is_dir() else path.parent)
+    if not layout.config.is_file():
+        return None
+    try:
+        root = read_run_config(layout.path).get("data_root")
+    except (ValueError, OSError):
+        return None
+    if not root:
+        return None
+    if not Path(root).expanduser().is_dir():
+        print(f"note: the data folder {root} recorded in {layout.config} does not exist here; using the default "
+              f"data folder (pass --data-root)", file=sys.stderr)
+        return None
+    return str(root)
+
+
 def scheme_hashes(cfg: TrainConfig) -> dict[str, str]:
     """{scheme file: hash of its coefficients} for the model and block groups that are scheme files (registered
     names have none): config.json records them, and a resume refuses a file whose coefficients changed."""
@@ -109,12 +130,12 @@ class RunFolder(RunLayout):
                    if k in saved and saved.get(k) != getattr(cfg, k)]
             if bad:
                 raise ValueError(f"cannot resume {run}: it was made with other settings: {'; '.join(bad)}. "
-                                 "Resume without those flags, or start a new run with another --save (or --force)")
+                                 "Resume without those flags, or start a new run with another --out (or --force)")
             self._check_schemes()
             self.state = self._read_last()
         elif self.existing and not cfg.force:
             raise FileExistsError(f"run folder {run} already holds a run ({', '.join(self.existing)}); pass "
-                                  f"--resume {run} to continue it, --force to overwrite it, or another --save folder")
+                                  f"--resume {run} to continue it, --force to overwrite it, or another --out folder")
 
     def _check_schemes(self) -> None:
         """Resume: ValueError when a scheme file's coefficients differ from those the run started with."""
@@ -123,14 +144,14 @@ class RunFolder(RunLayout):
         changed = [name for name, h in stored.items() if name in now and now[name] != h]
         if changed:
             raise ValueError(f"cannot resume {self.path}: the scheme file {changed[0]} was edited since the run "
-                             "started (its coefficients differ); restore it, or start a new run with another --save "
+                             "started (its coefficients differ); restore it, or start a new run with another --out "
                              "(or --force)")
 
     def _read_last(self) -> dict[str, Any]:
         """Resume: last.pt, checked against --epochs; one-line errors saying what to do."""
         run, last = self.path, self.state_file
         if not last.is_file():
-            raise FileNotFoundError(f"cannot resume {run}: it has no last.pt (the run saved no training state "
+            raise FileNotFoundError(f"cannot resume {run}: it has no {self.STATE} (the run saved no training state "
                                     "yet); start it over with --force instead of --resume")
         try:
             state = load_state(last)

@@ -139,8 +139,9 @@ def _train_run(run: Run) -> TrainResult:
                f"world_size={run.info.world_size} amp={run.amp_dtype} val_split={cfg.val_split:g} "
                f"select_on={cfg.select_on}" + (f" batchnorm={run.batchnorm}" if run.batchnorm else ""))
     if cfg.select_on == "test":
-        folder.log("model_acc.pt / model_loss.pt are selected on the test set (--select-on test): accuracy and "
-                   "robustness measured with them on that test set are optimistically biased")
+        folder.log(f"{folder.checkpoint_name('acc')} / {folder.checkpoint_name('loss')} are selected on the test set "
+                   "(--select-on test): accuracy and robustness measured with them on that test set are "
+                   "optimistically biased")
     tb = folder.tensorboard()
     with _Stop() as stop:
         try:
@@ -154,11 +155,11 @@ def _train_run(run: Run) -> TrainResult:
         except KeyboardInterrupt:
             if bool(_finite_state(run)):
                 folder.save_state(st)
-                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step}; last.pt saved. Continue with: "
-                           f"sspnet train --resume {folder.path}")
+                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step}; {folder.STATE} saved. Continue "
+                           f"with: sspnet train --resume {folder.path}")
             else:  # aborted between two checks with broken weights: keep the last good last.pt
-                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step} with non-finite weights; last.pt "
-                           "not overwritten (it keeps the last good state)")
+                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step} with non-finite weights; "
+                           f"{folder.STATE} not overwritten (it keeps the last good state)")
             raise
         finally:
             if tb is not None:
@@ -229,7 +230,7 @@ def _finite_state(run: Run) -> torch.Tensor:
 
 def _nonfinite_advice(run: Run) -> str:
     """What to do after a non-finite loss or weights: commands that work (a resume keeps the run's --lr)."""
-    last = run.folder.path / "last.pt"
+    last = run.folder.state_file
     kept = (f"{last} keeps the last good state, but a resume keeps the run's --lr and --decay and would fail again"
             if last.is_file() else "no training state was saved")
     return f"{kept}; start the run over with a lower --lr (or --decay) and --force"

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from sspnet import distributed as dist
 from sspnet.data.specs import get_dataset_spec
-from sspnet.train.config import TrainConfig
+from sspnet.train.config import TrainConfig, flag
 from sspnet.train.folder import RunFolder
 from sspnet.train.meter import TRAIN_SUMS, Meter
 from sspnet.train.optim import build_optimizer, build_schedule
@@ -81,7 +81,7 @@ def prepare(cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None =
     defaulted: the options `resolved()` filled in (`TrainConfig.defaulted`), recorded in config.json."""
     device = torch.device(info.device)
     if cfg.batch_size % info.world_size:
-        raise ValueError(f"--tbsize {cfg.batch_size} must be divisible by the number of processes "
+        raise ValueError(f"{flag('batch_size')} {cfg.batch_size} must be divisible by the number of processes "
                          f"({info.world_size})")
     folder = RunFolder(cfg, info, defaulted)
     try:
@@ -109,7 +109,7 @@ def _prepare(cfg: TrainConfig, info: dist.DistInfo, device: torch.device, folder
                                                       amp_dtype)
     saved = folder.open()
     if saved is not None:
-        state.load_state_dict(saved, str(folder.path / "last.pt"))
+        state.load_state_dict(saved, str(folder.state_file))
     elif cfg.init_from:
         _load_init(model, cfg.init_from)
     history = folder.start(state.epoch, state.step, getattr(model, "config", None))
@@ -140,8 +140,8 @@ def _batches(cfg: TrainConfig, info: dist.DistInfo, device: torch.device):
     xte, yte = eval_subset(*load(cfg.dataset, root=cfg.data_root, split="test", device=device), cfg.eval_n_images)
     n = xtr.shape[0]
     if cfg.batch_size > n:
-        raise ValueError(f"--tbsize {cfg.batch_size} is larger than the {n} training images of {cfg.dataset} "
-                         f"left after --val-split {cfg.val_split:g}; use at most {n}")
+        raise ValueError(f"{flag('batch_size')} {cfg.batch_size} is larger than the {n} training images of "
+                         f"{cfg.dataset} left after --val-split {cfg.val_split:g}; use at most {n}")
     tail = n % cfg.batch_size
     train = Batches(xtr, ytr, cfg.batch_size // W, shuffle=True, seed=cfg.seed, crop_pad=spec.crop_pad,
                     flip=spec.flip, drop_last=0 < tail < W, rank=info.rank, world_size=W)

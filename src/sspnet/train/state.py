@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sspnet.io.runlayout import RunLayout
 from sspnet.train.meter import Meter
 from sspnet.train.optim import load_schedule_state
 
@@ -82,7 +83,7 @@ class TrainState:
                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if cuda else None}}
 
-    def load_state_dict(self, state: dict[str, Any], source: str = "last.pt") -> None:
+    def load_state_dict(self, state: dict[str, Any], source: str = RunLayout.STATE) -> None:
         """Continue from a `state_dict()` (also sets the global RNG states); ValueError if it is none."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{source} is not an sspnet training state")
@@ -90,8 +91,8 @@ class TrainState:
             self.model.load_state_dict(state["model"])
         except (RuntimeError, KeyError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [""])[-1].strip()[:200]
-            raise ValueError(f"{source} does not fit the run's model (config.json changed since it was saved?): "
-                             f"{first}") from None
+            raise ValueError(f"{source} does not fit the run's model ({RunLayout.CONFIG} changed since it was "
+                             f"saved?): {first}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         load_schedule_state(self.scheduler, state["scheduler"])  # this run's budget, the saved step
         if self.scaler is not None and state.get("scaler"):

@@ -149,7 +149,7 @@ class EvalSettings:
         audit_queries, AutoAttack as `autoattack` says, batch_size, early_stop. `compare.audit.call_audit` runs
         it and `compare.estimate` counts its passes."""
         from sspnet.eval.masking import AuditConfig
-        from sspnet.experiments.compare.evaluation import use_autoattack
+        from sspnet.experiments.compare.work.evaluation import use_autoattack
 
         return AuditConfig(threat=dataclasses.replace(self.threat, restarts=1, random_start=False),
                            queries=self.audit_queries, autoattack=use_autoattack(self.autoattack),
@@ -279,7 +279,7 @@ class CompareConfig:
     1: in this process). threads: torch threads of each run (None: 1; on a CPU also with one job, so that the
     numbers do not depend on jobs; a value other than 1 is part of the runs' cache hashes).
     executor: local (this machine, `jobs` processes) | submitit (a Slurm job array) | ray (Ray tasks), the last
-    two with `cluster` resources (`backends`); emit_jobs: write one shell command per run to do into this file
+    two with `cluster` resources (`executors`); emit_jobs: write one shell command per run to do into this file
     instead of running; report_only: report the finished runs, run nothing; only_run: do this one run (its
     folder name) with its audits and no report."""
 

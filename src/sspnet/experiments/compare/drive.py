@@ -1,18 +1,20 @@
-"""The driver of a comparison, the same whatever executes the jobs: submit every run to do (`jobs.needs_work`)
-as one job (`jobs.run_job`) to an executor (`executors`), wait for them with a progress line per finished job,
+"""The driver of a comparison, the same whatever executes the jobs: submit every run to do (`work.job.needs_work`)
+as one job (`work.job.run_job`) to an executor (`executors`), wait for them with a progress line per finished job,
 then `report_finished`: collect the finished runs' records, merge their cached audits, write the report."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from sspnet.experiments.compare.context import CompareContext
-from sspnet.experiments.compare.executor import read_record
-from sspnet.experiments.compare.jobs import busy
-from sspnet.experiments.compare.plan import PlannedRun, plan_runs
+from sspnet.experiments.compare.plan.context import CompareContext
+from sspnet.experiments.compare.work.run import read_record
+from sspnet.experiments.compare.work.job import busy
+from sspnet.experiments.compare.plan.runs import PlannedRun, plan_runs
+from sspnet.io.progress import fmt_seconds
 from sspnet.io.runlayout import RunLayout
 
 
@@ -23,7 +25,7 @@ def say_to(ctx: CompareContext) -> Callable[[str], None]:
 
 class JobLines:
     """The progress of a cluster executor: '[2/4] ssp2-s0-1a2b3c4d: clean 97.1%  FGSM ...  (12 s on node3)'
-    per finished job (the local executor uses `executor.Progress`)."""
+    per finished job (the local executor uses `Progress`)."""
 
     def __init__(self, n: int, say: Callable[[str], None]):
         self.k, self.n, self.say = 0, n, say
@@ -107,7 +109,7 @@ def _result_of(run: PlannedRun) -> dict[str, Any] | None:
 def collect(plan: list[PlannedRun], ctx: CompareContext) -> tuple[dict[int, dict[str, Any]], str | None]:
     """The records of the finished (cached) runs with their cached audits merged in, and why the audit did
     not run (None when it did)."""
-    from sspnet.experiments.compare.audit import audit_function, merge_audit, plan_audits, read_cached
+    from sspnet.experiments.compare.work.audit import audit_function, merge_audit, plan_audits, read_cached
 
     records = {r.index: read_record(r) for r in plan if r.status == "cached"}
     ev = ctx.eval
@@ -125,11 +127,11 @@ def collect(plan: list[PlannedRun], ctx: CompareContext) -> tuple[dict[int, dict
 def report_finished(ctx: CompareContext, elapsed: float, how: int | str, statuses: dict[str, int],
                     failed: list[str] | tuple = (), say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The one place the report is made: the plan's statuses read again, the finished runs' records with their
-    audits (`collect`), REPORT.md / results.json / plots listing the missing runs (`report.write_report`).
+    audits (`collect`), REPORT.md / results.json / plots listing the missing runs (`report.writer.write_report`).
     ValueError when no run is finished. how: parallel local jobs, or where the runs ran; statuses: the
     statuses before this invocation; the summary gets "missing" and "failed" (runs whose job failed now).
     say: the line naming the report (None: no line)."""
-    from sspnet.experiments.compare.report import write_report
+    from sspnet.experiments.compare.report.writer import write_report
 
     plan = plan_runs(ctx)
     records, note = collect(plan, ctx)
@@ -146,3 +148,65 @@ def report_finished(ctx: CompareContext, elapsed: float, how: int | str, statuse
         gone = f"; missing: {', '.join(Path(m['run_dir']).name for m in missing)}" if missing else ""
         say(f"report of {len(records)} of {len(plan)} runs{gone}: {Path(ctx.out) / 'REPORT.md'}")
     return summary
+
+
+def default_jobs(device: str) -> int:
+    """Parallel runs: 2 on a CPU with >= 2 cores (one thread each), 1 on a GPU."""
+    return 1 if device != "cpu" else max(1, min(2, os.cpu_count() or 1))
+
+
+class Progress:
+    """Progress lines over the whole plan: runs done / to do, elapsed, time left from the measured throughput
+    (seconds per cost unit of the runs made in this invocation, parallel jobs included). todo: the runs
+    submitted (default: those not cached)."""
+
+    def __init__(self, plan: list[PlannedRun], quiet: bool, todo: list[PlannedRun] | None = None):
+        self.plan, self.quiet = plan, quiet
+        self.t0 = time.perf_counter()
+        self.units_done = 0.0
+        self.todo = [r for r in plan if r.status != "cached"] if todo is None else list(todo)
+        self.done = len(plan) - len(self.todo)
+        self.running: set[int] = set()
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def _left(self) -> str:
+        """Time left: elapsed / units done so far, runs in progress counted as half done."""
+        if self.units_done <= 0:
+            return "? (after the first run)"
+        half = 0.5 * sum(r.cost_units for r in self.todo if r.index in self.running)
+        rate = (time.perf_counter() - self.t0) / (self.units_done + half)
+        return "~" + fmt_seconds(rate * (sum(r.cost_units for r in self.todo) - half))
+
+    def _where(self) -> str:
+        return f"elapsed {fmt_seconds(time.perf_counter() - self.t0)}, left {self._left() if self.todo else '0:00'}"
+
+    def start(self, run: PlannedRun) -> None:
+        self.running.add(run.index)
+        variant = " " + run.variant if run.variant else ""
+        self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}{variant}: {run.status}... "
+                 f"(done {self.done}, to do {len(self.todo)}, {self._where()})")
+
+    def finish(self, run: PlannedRun, result: dict[str, Any]) -> None:
+        """A job of `work.job.run_job` ended: its record's numbers, then one line per audit it did."""
+        self.units_done += run.cost_units if run.status in ("train", "resume") else 0.2 * run.cost_units
+        self.done += 1
+        self.todo = [r for r in self.todo if r.index != run.index]
+        self.running.discard(run.index)
+        rec = (result or {}).get("record")
+        if rec is None:
+            self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: not finished (another process "
+                     f"worked on it) | done {self.done}/{len(self.plan)}, to do {len(self.todo)}, {self._where()}")
+            return
+        e = rec["eval"]
+        growth = rec["growth"]["adversarial"]["groups"]["2"][-1]
+        self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: clean {e['clean']:.1f}%  FGSM "
+                 f"{e['fgsm']:.1f}%  PGD {e['pgd']:.1f}%  growth(L2) {growth:.3f}  train "
+                 f"{rec['train_seconds']:.1f}s  eval {e['seconds']:.1f}s | done {self.done}/{len(self.plan)}, "
+                 f"to do {len(self.todo)}, {self._where()}")
+        names = {r.run_dir.name: r for r in self.plan}
+        for name, flags in ((result or {}).get("audit_flags") or {}).items():
+            r = names.get(name)
+            self.say(f"audit {r.model + ' seed ' + str(r.seed) if r else name}: {flags}")

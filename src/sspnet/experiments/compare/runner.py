@@ -3,9 +3,9 @@
     from sspnet.experiments.compare import CompareConfig, run_compare
     summary = run_compare(CompareConfig(out="compare"))        # the default: 2 models x 3 seeds on mnist5k
 
-The flow: `config` (presets, settings) -> `plan.make_plan` (the typed `context.CompareContext` and one cached
+The flow: `config` (presets, settings) -> `plan.runs.make_plan` (the typed `plan.context.CompareContext` and one cached
 run folder per variant x model x seed, each with a status: cached / evaluate / resume / train) -> `drive`:
-every run to do is one job (`jobs.run_job`: train or resume, evaluate, the audits it completes) submitted to
+every run to do is one job (`work.job.run_job`: train or resume, evaluate, the audits it completes) submitted to
 an executor (`executors`: local processes, submitit, Ray, or the commands of --emit-jobs) -> `drive.
 report_finished` (records and audits collected; REPORT.md, results.json, plots; `report`). Results:
 OUT/runs/*/compare.json and audit.json, OUT/results.json, OUT/REPORT.md and the PNG plots. `--only-run` does
@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sspnet.experiments.compare.config import CompareConfig
-from sspnet.experiments.compare.context import CompareContext
-from sspnet.experiments.compare.drive import JobLines, execute, report_finished, say_to
-from sspnet.experiments.compare.executor import Progress, default_jobs, fmt_time
+from sspnet.experiments.compare.plan.context import CompareContext
+from sspnet.experiments.compare.drive import JobLines, Progress, default_jobs, execute, report_finished, say_to
 from sspnet.experiments.compare.executors import make_executor
 from sspnet.experiments.compare.executors.base import require
-from sspnet.experiments.compare.jobs import job_config, needs_work, run_job
-from sspnet.experiments.compare.plan import PlannedRun, format_plan, make_plan, status_counts
+from sspnet.io.progress import fmt_seconds
+from sspnet.experiments.compare.work.job import job_config, needs_work, run_job
+from sspnet.experiments.compare.plan.runs import PlannedRun, format_plan, make_plan, status_counts
 
 
 def _jobs(config: CompareConfig, device: str, todo: int) -> int:
@@ -44,7 +44,7 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
     run, --emit-jobs and --only-run take no lock). train_fn: the training function of a local run with one job
     (default `sspnet.train.train`). The other modes: config.executor submitit / ray runs each run to do as a
     job there; emit_jobs writes their commands; only_run does one of them ({"name", "state", ...} of
-    `jobs.run_job`); report_only reports the finished runs. ValueError in one line for a missing extra or
+    `work.job.run_job`); report_only reports the finished runs. ValueError in one line for a missing extra or
     modes that exclude each other.
     """
     from sspnet.io.lock import FolderLock
@@ -72,7 +72,7 @@ def _local_setup(config: CompareConfig, plan: list[PlannedRun], ctx: CompareCont
     """(device, jobs, the plan's text with the expected time) of a local run; device None: a dry run's plan
     for another machine (no estimate)."""
     from sspnet.distributed import resolve_device
-    from sspnet.experiments.compare.estimate import estimate_plan
+    from sspnet.experiments.compare.plan.estimate import estimate_plan
 
     try:
         device = resolve_device(config.device)
@@ -83,7 +83,7 @@ def _local_setup(config: CompareConfig, plan: list[PlannedRun], ctx: CompareCont
     jobs = _jobs(config, device or "cpu", len(todo))
     # the expected time from costs measured now (a few seconds); not for a quiet run, which prints nothing
     threads = ctx.run_threads(pooled=jobs > 1) if str(device or "cpu").startswith("cpu") else config.threads
-    estimate = (estimate_plan(plan, ctx, device, jobs, worker_threads=threads)  # type: ignore[arg-type]
+    estimate = (estimate_plan(plan, ctx, device, jobs, worker_threads=threads)
                 if device is not None and (config.dry_run or not config.quiet) else None)
     return device, jobs, format_plan(plan, ctx, estimate)
 
@@ -108,7 +108,7 @@ def _run_local(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContex
     elapsed = time.perf_counter() - t_start
     statuses = status_counts(plan)
     summary = report_finished(ctx, elapsed, jobs, statuses)
-    prog.say(f"done: {len(plan)} runs ({statuses['cached']} cached) in {fmt_time(elapsed)} with {jobs} job(s); "
+    prog.say(f"done: {len(plan)} runs ({statuses['cached']} cached) in {fmt_seconds(elapsed)} with {jobs} job(s); "
              f"report: {Path(config.out) / 'REPORT.md'}")
     return summary
 

@@ -1,4 +1,4 @@
-"""The executors of compare's jobs (`jobs.run_job`), one interface (`base.Executor`: submit / wait / close):
+"""The executors of compare's jobs (`work.job.run_job`), one interface (`base.Executor`: submit / wait / close):
 `local` (this process, or a pool of worker processes: `pool`), `submitit` (Slurm), `ray`, `emit` (writes
 the commands of --emit-jobs). `make_executor` picks one from the config."""
 from __future__ import annotations

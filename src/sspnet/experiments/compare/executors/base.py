@@ -1,4 +1,4 @@
-"""The executor interface of compare: every way of running the plan's jobs (`jobs.run_job`, the only unit of
+"""The executor interface of compare: every way of running the plan's jobs (`work.job.run_job`, the only unit of
 work) implements it, so the driver (`compare.drive`) and the audits are the same whatever runs the jobs.
 
     ex = make_executor(...)                # executors.local / submitit / ray / emit
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sspnet.experiments.compare.context import CompareContext
-from sspnet.experiments.compare.plan import PlannedRun
+from sspnet.experiments.compare.plan.context import CompareContext
+from sspnet.experiments.compare.plan.runs import PlannedRun
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Finished:
 
 
 class Executor:
-    """Runs jobs of `jobs.run_job`. poll: seconds the driver waits per `wait` call; on_start(run): called when
+    """Runs jobs of `work.job.run_job`. poll: seconds the driver waits per `wait` call; on_start(run): called when
     a job starts (the local executor's progress lines). Subclasses implement submit, wait; cancel and close
     when they hold resources."""
 

@@ -1,16 +1,16 @@
-"""The local executor: the jobs (`jobs.run_job`) in this process one after the other (jobs=1), or in a pool of
+"""The local executor: the jobs (`work.job.run_job`) in this process one after the other (jobs=1), or in a pool of
 `jobs` spawned worker processes (`executors.pool`), longest first, each with the torch threads of
-`context.apply_threads` (1 unless --threads). Ctrl-C, SIGTERM and SIGHUP stop the workers, which save last.pt
+`plan.context.apply_threads` (1 unless --threads). Ctrl-C, SIGTERM and SIGHUP stop the workers, which save last.pt
 first; a worker exits by itself when the driver dies."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from sspnet.experiments.compare.context import CompareContext, apply_threads
+from sspnet.experiments.compare.plan.context import CompareContext, apply_threads
 from sspnet.experiments.compare.executors.base import Executor, Finished
 from sspnet.experiments.compare.executors.pool import ProcessPool
-from sspnet.experiments.compare.jobs import run_job
-from sspnet.experiments.compare.plan import PlannedRun
+from sspnet.experiments.compare.work.job import run_job
+from sspnet.experiments.compare.plan.runs import PlannedRun
 
 
 def _job(args: tuple) -> dict[str, Any]:

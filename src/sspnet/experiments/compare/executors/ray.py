@@ -1,4 +1,4 @@
-"""`--executor ray`: each job (`jobs.run_job`) one Ray task, on the cluster of $RAY_ADDRESS, else on a local Ray
+"""`--executor ray`: each job (`work.job.run_job`) one Ray task, on the cluster of $RAY_ADDRESS, else on a local Ray
 started here. Interrupted, the driver cancels the tasks (they save last.pt; the next invocation resumes them)."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import os
 import time
 from typing import Any
 
-from sspnet.experiments.compare.context import CompareContext
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.executors.base import Executor, Finished, last_line, require
-from sspnet.experiments.compare.jobs import run_job
-from sspnet.experiments.compare.plan import PlannedRun
+from sspnet.experiments.compare.work.job import run_job
+from sspnet.experiments.compare.plan.runs import PlannedRun
 
 
 class RayExecutor(Executor):

@@ -1,4 +1,4 @@
-"""`--executor submitit`: each job (`jobs.run_job`) one task of a Slurm job array (or local processes, or the
+"""`--executor submitit`: each job (`work.job.run_job`) one task of a Slurm job array (or local processes, or the
 driver's process with cluster debug); logs in OUT/jobs/. Interrupted, the driver leaves the jobs running (the
 next invocation collects them)."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from sspnet.experiments.compare.config import ClusterSettings
-from sspnet.experiments.compare.context import CompareContext
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.executors.base import Executor, Finished, last_line, require
-from sspnet.experiments.compare.jobs import run_job
-from sspnet.experiments.compare.plan import PlannedRun
+from sspnet.experiments.compare.work.job import run_job
+from sspnet.experiments.compare.plan.runs import PlannedRun
 
 
 def slurm_parameters(cluster: ClusterSettings, cpus: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sspnet.experiments.compare.findings import NAMES, short_name
+from sspnet.experiments.compare.analysis.findings import NAMES, short_name
 
 
 def model_label(name: str) -> str:

@@ -6,7 +6,7 @@ A record's "correct" maps a key to its bits: "clean", "fgsm", "pgd" (the main im
 image index of the key's image set (`image_set(key)`; the indices are in the record's "images" and, stored
 once, in results.json's "images").
 
-    from sspnet.experiments.compare.perimage import unpack_results
+    from sspnet.experiments.compare.work.perimage import unpack_results
     runs = unpack_results(json.load(open("OUT/results.json")))
     idx, ok = runs[0]["correct"]["pgd"]        # image indices, bool per image
 """

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sspnet.experiments.compare.config import CompareConfig
-from sspnet.experiments.compare.context import CompareContext
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.io.jsonio import canonical_hash
 from sspnet.io.runlayout import RunLayout
 
@@ -128,7 +128,7 @@ def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
 
 def make_plan(config: CompareConfig) -> tuple[list[PlannedRun], CompareContext]:
     """The plan of runs (every run's status read from its folder) and the typed context
-    (`context.CompareContext`: the resolved settings, eval_hash, device, data_root, threads, out)."""
+    (`plan.context.CompareContext`: the resolved settings, eval_hash, device, data_root, threads, out)."""
     ctx = make_context(config)
     return plan_runs(ctx), ctx
 

@@ -1,9 +1,9 @@
-"""The gradient-masking audit of compare's runs (`sspnet.eval`'s audit), done by the job (`jobs.run_job`)
+"""The gradient-masking audit of compare's runs (`sspnet.eval`'s audit), done by the job (`work.job.run_job`)
 that completes the pair of a run and its transfer source: each run on `EvalSettings.audit_images`
 class-stratified test images, with the baseline run of the same seed as the transfer source (for the baseline
 itself, the baseline of the next seed; none with one seed).
 Each audit is cached in RUN_DIR/audit.json under a key of the evaluation settings and both runs' training
-hashes; its flags go into the record, the report's audit section and the Findings."""
+hashes; its flags go into the record, the report's audit section (`report.audit`) and the Findings."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sspnet.experiments.compare.comparisons import baseline_of
-from sspnet.experiments.compare.findings import short_name
-from sspnet.experiments.compare.plan import PlannedRun, config_hash
+from sspnet.experiments.compare.analysis.comparisons import baseline_of
+from sspnet.experiments.compare.plan.runs import PlannedRun, config_hash
 from sspnet.io.runlayout import RunLayout
 
 AUDIT_FILE = RunLayout.AUDIT
@@ -100,7 +99,7 @@ def merge_audit(record: dict[str, Any], audit: dict[str, Any]) -> None:
     bits = (audit.get("correct") or {}).get("autoattack")
     if acc is None or bits is None or not audit.get("subset"):
         return
-    from sspnet.experiments.compare.perimage import unpack
+    from sspnet.experiments.compare.work.perimage import unpack
 
     record["eval"]["autoattack"] = 100.0 * float(unpack(bits, int(audit["images"])).mean())
     record["eval"]["autoattack_images"] = audit["images"]
@@ -112,62 +111,8 @@ def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: 
     """`sspnet.eval.audit` of `model` on images idx at compare's eps and PGD settings (transfer from `source`;
     AutoAttack as ev.autoattack): {"flags", "accuracy", "details", "timings", "config", "subset", "correct":
     per-image bits of every attack (`perimage.pack`, in the order of subset["indices"])}."""
-    from sspnet.experiments.compare.perimage import pack
+    from sspnet.experiments.compare.work.perimage import pack
 
     r = audit_function()(model, images, labels, ev.audit_config(), indices=idx, source_model=source)
     return {"flags": r.flags, "accuracy": r.accuracy, "details": r.details, "timings": r.timings,
             "config": r.config, "subset": r.subset, "correct": {k: pack(v) for k, v in r.correct.items()}}
-
-
-def run_name(rec: dict[str, Any]) -> str:
-    """'ssp2 seed 0' (with the variant when there is one)."""
-    return f"{short_name(rec['model'])} seed {rec['seed']}{' ' + rec['variant'] if rec.get('variant') else ''}"
-
-
-def audit_summary(records: list[dict[str, Any]], note: str | None = None) -> dict[str, Any]:
-    """{"ran", "images", "runs", "of", "checks", "flags": [{"run", "name", "message"}], "reason"} over the
-    runs' audits."""
-    audited = [r for r in records if r.get("audit")]
-    if not audited:
-        return {"ran": False, "reason": note or "no run was audited", "flags": []}
-    flags = [{"run": run_name(r), "name": f.get("name", "?"), "message": f.get("message", str(f))}
-             for r in audited for f in r["audit"].get("flags") or []]
-    images = sorted({r["audit"].get("images") for r in audited}, key=str)
-    return {"ran": True, "images": "/".join(map(str, images)), "runs": len(audited), "of": len(records),
-            "checks": _checks(audited[0]["audit"]), "flags": flags, "reason": note}
-
-
-def _checks(a: dict[str, Any]) -> str:
-    """What an audit ran, from its config: 'white-box PGD-10/40, Square (1000 queries), transfer, ...'."""
-    c = a.get("config") or {}
-    parts = [f"white-box PGD-{c.get('steps', '?')}/{c.get('long_steps', '?')}",
-             f"Square ({c.get('queries', '?')} queries)", "transfer PGD from the baseline",
-             f"PGD at eps {(a.get('details') or {}).get('large_eps', '?')}"]
-    if "autoattack" in (a.get("accuracy") or {}):
-        parts.append("AutoAttack")
-    return ", ".join(parts)
-
-
-AUDIT_COLUMNS = (("clean", "clean"), ("white_box", "white-box PGD"), ("square", "Square"),
-                 ("transfer", "transfer"), ("autoattack", "AutoAttack"), ("large_eps", "large eps"))
-
-
-def audit_section(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
-    """The report's gradient-masking section: accuracy (%) of every check per run, then the flags."""
-    lines = ["", "## Gradient-masking audit", ""]
-    if not summary["ran"]:
-        return lines + [f"Not run: {summary['reason']}."]
-    lines += [f"{summary['runs']} of {summary['of']} runs audited (`sspnet.eval.audit`) on a class-stratified "
-              f"subset of {summary['images']} test images: {summary['checks']}. Transfer source: the baseline run "
-              "of the same seed (for the baseline itself, the baseline of another seed; none with one seed).", "",
-              "| run | source | " + " | ".join(n for _, n in AUDIT_COLUMNS) + " | flags |",
-              "|---|---|" + "---:|" * len(AUDIT_COLUMNS) + "---|"]
-    for r in records:
-        a = r.get("audit")
-        if a:
-            acc = a.get("accuracy") or {}
-            cells = [f"{100 * acc[k]:.1f}" if acc.get(k) is not None else "-" for k, _ in AUDIT_COLUMNS]
-            flags = ", ".join(f.get("name", "?") for f in a.get("flags") or []) or "none"
-            lines.append(f"| {run_name(r)} | {a.get('source') or '-'} | " + " | ".join(cells) + f" | {flags} |")
-    lines += [""] + [f"- FLAG {f['run']}: {f['message']}" for f in summary["flags"]]
-    return lines

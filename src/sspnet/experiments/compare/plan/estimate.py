@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sspnet.io.progress import fmt_seconds
+
+
+def _words(s: float) -> str:
+    return fmt_seconds(s, "words")
+
+
 AA_FWD_BWD, AA_FORWARDS = 100 + 9 * 100, 5000  # per image (FAB-T not counted; early stop makes it a bound)
 REPEATS = 5  # timed steps per cost at most (their median is taken)
 
@@ -63,21 +70,14 @@ class Estimate:
         """Two lines for the plan (one when nothing is to do)."""
         if not self.costs:
             return "expected time: none (every run and audit is cached)"
-        aa = f", AutoAttack {fmt_duration(self.autoattack_s)} of it" if self.autoattack_s else ""
+        aa = f", AutoAttack {_words(self.autoattack_s)} of it" if self.autoattack_s else ""
         cost = ", ".join(f"{Path(str(m)).stem}{'' if b is None else f'-N{b}'} {c.train:.3g}/{c.attack:.3g}/"
                          f"{c.forward:.3g}" for (m, b), c in self.costs.items())
-        return (f"expected time: about {fmt_duration(self.total_s)} on this machine (training "
-                f"{fmt_duration(self.train_s)}, evaluation {fmt_duration(self.eval_s)}{aa}; {self.jobs} worker(s) "
+        return (f"expected time: about {_words(self.total_s)} on this machine (training "
+                f"{_words(self.train_s)}, evaluation {_words(self.eval_s)}{aa}; {self.jobs} worker(s) "
                 f"on {self.device}, {self.threads} thread(s) each)\n  measured per-step costs, ms per image of "
                 f"train fwd+bwd / attack fwd+bwd / forward: {cost}; attacks that stop early counted in full "
                 "(an upper bound)")
-
-
-def fmt_duration(s: float) -> str:
-    """'40 s', '13 min', '5.2 h', '3.1 days': `sspnet.io.progress.fmt_seconds` in words."""
-    from sspnet.io.progress import fmt_seconds
-
-    return fmt_seconds(s, "words")
 
 
 def training_passes(cfg: Any, epochs: int) -> Passes:
@@ -133,7 +133,7 @@ def call_passes(cfg: Any, images: int, source: Passes | None = None) -> Passes:
 def evaluation_passes(ev: Any, n_test: int, autoattack: bool) -> Passes:
     """`compare.evaluation.evaluate_run` with resolved EvalSettings on a test split of n_test images: its
     engine calls (`compare.evaluation.engine_passes`) and the growth ratios' forwards."""
-    from sspnet.experiments.compare.evaluation import engine_passes
+    from sspnet.experiments.compare.work.evaluation import engine_passes
 
     n = min(ev.n_images or n_test, n_test)
     sizes = {"eval": n, "sweep": min(ev.sweep_images, n), "autoattack": min(ev.autoattack_images, n)}
@@ -185,25 +185,27 @@ def _makespan(seconds: list[float], jobs: int) -> float:
     return max(loads)
 
 
-def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: int, *, budget_s: float = 4.0,
+def estimate_plan(plan: list[Any], ctx: Any, device: str, jobs: int, *, budget_s: float = 4.0,
                   measure: Callable | None = None, worker_threads: int | None = None) -> Estimate:
-    """The plan's expected wall time on `device` with `jobs` workers. Cached runs and audits count zero, runs
-    with status evaluate only their evaluation; AutoAttack where compare runs it (in the audit when that is on).
-    measure(TrainConfigs by (model, blocks), ev, device, threads, budget_s) -> {(model, blocks): Costs}; default
-    `measure_costs` (about budget_s seconds). worker_threads: compare's --threads (None: 1 per worker with
-    jobs > 1 on a CPU, else this process's threads)."""
+    """The plan's expected wall time on `device` with `jobs` workers, as `work.job.run_job` does the work: each
+    run to do is one job (train unless status evaluate, evaluate), and an audit runs in the job of the later of
+    its two runs (the audited run and its transfer source; the longer job when both are to do). Cached runs and
+    audits count zero; AutoAttack where compare runs it (in the audit when that is on). ctx: the plan's
+    `CompareContext`. measure(TrainConfigs by (model, blocks), ev, device, threads, budget_s) -> {(model,
+    blocks): Costs}; default `measure_costs` (about budget_s seconds). worker_threads: compare's --threads
+    (None: 1 per worker with jobs > 1 on a CPU, else this process's threads)."""
     import torch
 
     from sspnet.data.specs import get_dataset_spec
-    from sspnet.experiments.compare.audit import audit_function, plan_audits, read_cached
-    from sspnet.experiments.compare.evaluation import autoattack_in_evaluation, use_autoattack
+    from sspnet.experiments.compare.work.audit import audit_function, plan_audits, read_cached
+    from sspnet.experiments.compare.work.evaluation import autoattack_in_evaluation, use_autoattack
 
-    spec = get_dataset_spec(settings["dataset"])
-    ev, n_test, pixels = settings["eval"], spec.n_test, spec.channels * spec.size ** 2
+    spec, ev = get_dataset_spec(ctx.dataset), ctx.eval
+    n_test, pixels = spec.n_test, spec.channels * spec.size ** 2
     threads = (worker_threads if worker_threads is not None else
                1 if jobs > 1 and torch.device(device).type == "cpu" else torch.get_num_threads())
     runs = [r for r in plan if r.status != "cached"]
-    audits = ([j for j in plan_audits(plan, settings["eval_hash"], ev) if read_cached(j) is None]
+    audits = ([j for j in plan_audits(plan, ctx.eval_hash, ev) if read_cached(j) is None]
               if ev.audit == "on" and audit_function() is not None else [])
     needed = {_key(r) for r in runs} | {_key(x) for j in audits for x in (j.run, j.source) if x is not None}
     if not needed:
@@ -222,7 +224,13 @@ def estimate_plan(plan: list[Any], settings: dict[str, Any], device: str, jobs: 
                        for j in audits for a, s in [audit_passes(ev, n_test, on, j.source is not None, pixels)]]
 
     evals, audit = evaluation(True)
-    total = _makespan([t + e for t, e in zip(train, evals)] or [0.0], jobs) + _makespan(audit or [0.0], jobs)
+    job = {r.index: t + e for r, t, e in zip(runs, train, evals)}
+    with_audits = dict(job)
+    for j, seconds in zip(audits, audit):
+        pair = [x.index for x in (j.run, j.source) if x is not None and x.index in job]
+        where = max(pair, key=job.__getitem__) if pair else j.run.index  # both cached: a job of its own
+        with_audits[where] = with_audits.get(where, 0.0) + seconds
+    total = _makespan(list(with_audits.values()) or [0.0], jobs)
     work = sum(train) + sum(evals) + sum(audit)
     share = total / max(work, 1e-12)  # wall seconds per worker-second
     aa = sum(evals) + sum(audit) - sum(map(sum, evaluation(False)))

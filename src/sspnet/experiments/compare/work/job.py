@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sspnet.experiments.compare.config import CompareConfig
-from sspnet.experiments.compare.context import CompareContext, apply_threads
-from sspnet.experiments.compare.plan import PlannedRun, plan_runs, run_status, trained
+from sspnet.experiments.compare.plan.context import CompareContext, apply_threads
+from sspnet.experiments.compare.plan.runs import PlannedRun, plan_runs, run_status, trained
 from sspnet.io.runlayout import RunLayout
 
 JOB_LOCK = RunLayout.JOB_LOCK  # RUN_DIR/.compare-job/.sspnet.lock: a job works on the run
@@ -95,7 +95,7 @@ def busy(run_dir: Path) -> str | None:
 
 def needs_work(plan: list[PlannedRun], ctx: CompareContext) -> list[PlannedRun]:
     """The runs a job must do: not cached, or cached without their audit."""
-    from sspnet.experiments.compare.audit import audit_function, plan_audits, read_cached
+    from sspnet.experiments.compare.work.audit import audit_function, plan_audits, read_cached
 
     ev = ctx.eval
     unaudited: set[int] = set()
@@ -122,7 +122,7 @@ def run_job(ctx: CompareContext, run: PlannedRun | str, cwd: str | None = None,
     "audits": the audited runs' folder names, "audit_flags": {name: flag names}, "record": the run's
     compare.json (None when busy), "host", "seconds"}."""
     from sspnet.distributed import resolve_device
-    from sspnet.experiments.compare.executor import execute_run, read_record
+    from sspnet.experiments.compare.work.run import execute_run, read_record
     from sspnet.io.allocator import tune_allocator
     from sspnet.io.lock import FolderLock, FolderLockedError
 
@@ -162,7 +162,7 @@ def run_job(ctx: CompareContext, run: PlannedRun | str, cwd: str | None = None,
 def _audits(plan: list[PlannedRun], run: PlannedRun, ctx: CompareContext, device: str) -> dict[str, str]:
     """The audits that involve `run` (as the audited run or its transfer source) and can be done now: both runs
     trained, not cached, no other job on it. Returns {audited run's folder name: its flags ("no flag")}."""
-    from sspnet.experiments.compare.audit import audit_function, execute_audit, plan_audits, read_cached
+    from sspnet.experiments.compare.work.audit import audit_function, execute_audit, plan_audits, read_cached
     from sspnet.io.lock import FolderLock, FolderLockedError
 
     ev = ctx.eval

@@ -11,14 +11,14 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from sspnet.experiments.compare import tables
-from sspnet.experiments.compare.audit import audit_section, audit_summary
-from sspnet.experiments.compare.comparisons import compare_to_baseline
-from sspnet.experiments.compare.context import CompareContext
-from sspnet.experiments.compare.findings import at_chance, chance_text, checkpoints, findings, short_name
-from sspnet.experiments.compare.perimage import FORMAT, share_images
-from sspnet.experiments.compare.stats import METRICS, aggregate, run_metrics
-from sspnet.experiments.compare.tables import fmt, model_label
+from sspnet.experiments.compare.report import tables
+from sspnet.experiments.compare.report.audit import audit_section, audit_summary
+from sspnet.experiments.compare.analysis.comparisons import compare_to_baseline
+from sspnet.experiments.compare.plan.context import CompareContext
+from sspnet.experiments.compare.analysis.findings import at_chance, chance_text, checkpoints, findings, short_name
+from sspnet.experiments.compare.work.perimage import FORMAT, share_images
+from sspnet.experiments.compare.analysis.stats import METRICS, aggregate, run_metrics
+from sspnet.experiments.compare.report.tables import fmt, model_label
 from sspnet.io.files import atomic_write_json, atomic_write_text, provenance
 from sspnet.io.jsonio import to_jsonable
 
@@ -36,7 +36,8 @@ def _variant_plots(out: Path, variant: str, rows: dict[str, Any], ev: Any, datas
     """accuracy_vs_eps, growth_depth (group boundaries marked) and growth_groups (with several groups) PNGs of one
     variant; eps in the dataset's unit (k/255 for CIFAR-10 / TinyImageNet)."""
     from sspnet.eval.plots import eps_text
-    from sspnet.experiments.compare.plots import plot_accuracy_vs_eps, plot_growth
+    from sspnet.eval.growth_plots import plot_growth
+    from sspnet.experiments.compare.report.plots import plot_accuracy_vs_eps
 
     unit = _eps_unit(dataset)
     suffix = f"_{variant}" if variant else ""
@@ -188,7 +189,7 @@ def _seeds(records: list[dict[str, Any]], ctx: CompareContext, missing: list[dic
     """The seeds the Findings may claim: the planned ones, or with runs missing the fewest any model has."""
     if not missing:
         return ctx.seeds
-    from sspnet.experiments.compare.stats import groups
+    from sspnet.experiments.compare.analysis.stats import groups
 
     return min(len(recs) for models in groups(records).values() for recs in models.values())
 

@@ -1,5 +1,5 @@
 """The typed context of one comparison: what every stage after the plan reads (the resolved settings, the
-evaluation hash, where and how the runs run). Built once by `plan.make_plan`; frozen and picklable, so worker
+evaluation hash, where and how the runs run). Built once by `plan.runs.make_plan`; frozen and picklable, so worker
 processes, submitit and Ray jobs get it as it is.
 
     plan, ctx = make_plan(CompareConfig(out="compare"))
@@ -54,15 +54,6 @@ class CompareContext:
         if self.threads is not None:
             return self.threads
         return 1 if pooled or str(self.device).startswith("cpu") else None
-
-    def __getitem__(self, key: str) -> Any:
-        """Read-only access under the old settings-dict keys, for callers not moved to the attributes yet."""
-        if key not in SUMMARY_FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in SUMMARY_FIELDS else default
 
     @classmethod
     def from_settings(cls, settings: "CompareContext | Mapping[str, Any]") -> "CompareContext":

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sspnet.experiments.compare.significance import ALPHA, POWER
+from sspnet.experiments.compare.analysis.significance import ALPHA, POWER
 
 NAMES = {"clean": "clean accuracy", "fgsm": "FGSM accuracy", "pgd": "PGD accuracy", "autoattack": "AutoAttack accuracy",
          "growth_adv": "growth ratio (PGD)", "growth_noise": "growth ratio (noise)"}

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from sspnet.experiments.compare.perimage import run_correct
-from sspnet.experiments.compare.significance import (ALPHA, POWER, holm, mcnemar, mdd_images, mdd_t, signflip_test,
+from sspnet.experiments.compare.work.perimage import run_correct
+from sspnet.experiments.compare.analysis.significance import (ALPHA, POWER, holm, mcnemar, mdd_images, mdd_t, signflip_test,
                                                       t_test)
-from sspnet.experiments.compare.stats import METRICS, groups, mean_std, paired_ci, run_metrics
+from sspnet.experiments.compare.analysis.stats import METRICS, groups, mean_std, paired_ci, run_metrics
 
 ACCURACIES = ("clean", "fgsm", "pgd", "autoattack")  # the metrics with per-image correctness
 PREFERRED_BASELINE = "res"

@@ -1,12 +1,11 @@
-"""Figures of growth and compare (matplotlib, Agg backend, PNG files written atomically).
+"""Figures of perturbation growth for `sspnet growth` and compare (matplotlib, Agg backend, PNG files written
+atomically).
 
 - `plot_growth`: perturbation growth ratio against block depth (or group), one panel per norm p, one line per
   model (solid, filled circles: adversarial; dashed, open squares, same colour: random-noise baseline), integer
   x ticks, group boundaries marked on depth plots, in the manner of the SSP paper's PGR figures (by='group').
-- `plot_accuracy_vs_eps`: accuracy (%) against eps (k/255 for CIFAR-10 / TinyImageNet), one line per model,
-  error bars = std over seeds.
 - `growth_results_plot`: `plot_growth` of GrowthResult objects, titled with the attack and eps.
-`growth_figure` / `accuracy_figure` return the matplotlib Figure instead of writing a file.
+`growth_figure` returns the matplotlib Figure instead of writing a file.
 """
 from __future__ import annotations
 
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -24,13 +24,15 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """`sspnet.eval.plots.save_png` of the whole canvas (these figures lay themselves out)."""
     from sspnet.eval.plots import save_png
 
     return save_png(fig, path, tight=False)
 
 
-def _finite(v: Sequence[float]) -> list[float]:
+def finite_values(v: Sequence[float | None]) -> list[float]:
+    """Floats for matplotlib, None as NaN (a gap in the line)."""
     return [math.nan if v is None else float(v) for v in v]
 
 
@@ -69,7 +71,7 @@ def growth_figure(profiles: Mapping[str, Mapping[str, Sequence[float]]], *, by: 
     """The matplotlib Figure of `plot_growth` (see there); the caller saves or closes it."""
     if by not in ("block", "group"):
         raise ValueError(f"by must be 'block' or 'group', got {by!r}")
-    plt = _plt()
+    plt = pyplot()
     ps = []
     for prof in profiles.values():
         ps.extend(p for p in prof if p not in ps)
@@ -82,19 +84,19 @@ def growth_figure(profiles: Mapping[str, Mapping[str, Sequence[float]]], *, by: 
         for i, (label, prof) in enumerate(profiles.items()):
             c = colors[i % len(colors)]
             shift = dodge * (i - (len(profiles) - 1) / 2)  # models side by side, not on top of each other
-            ys = _finite(prof.get(p, []))
+            ys = finite_values(prof.get(p, []))
             xs = [k + shift for k in range(1, len(ys) + 1)]
             n_max = max(n_max, len(ys))
             ax.plot(xs, ys, marker="o", ms=5, color=c, label=f"{label}: adversarial" if baselines else label)
             if errors and label in errors and errors[label].get(p):
-                e = _finite(errors[label][p])
+                e = finite_values(errors[label][p])
                 if len(xs) > 1:  # a band over the depth; a single point gets an error bar
                     ax.fill_between(xs, [a - b for a, b in zip(ys, e)], [a + b for a, b in zip(ys, e)], color=c,
                                     alpha=0.15, lw=0)
                 else:
                     ax.errorbar(xs, ys, yerr=e[:len(xs)], fmt="none", ecolor=c, capsize=3, lw=1)
             if baselines and label in baselines and baselines[label].get(p):
-                yb = _finite(baselines[label][p])
+                yb = finite_values(baselines[label][p])
                 ax.plot([k + shift for k in range(1, len(yb) + 1)], yb, ls="--", marker="s", ms=5, mfc="white",
                         color=c, alpha=0.85, label=f"{label}: noise")
                 n_max = max(n_max, len(yb))
@@ -130,42 +132,8 @@ def plot_growth(profiles: Mapping[str, Mapping[str, Sequence[float]]], path: str
     open squares); errors: optional std per point (shaded band); blocks_per_group: with by='block', a dash-dot
     line between two groups, labelled with the group that starts there. Writes a PNG at `path` and returns it.
     """
-    return _save(growth_figure(profiles, by=by, baselines=baselines, errors=errors, title=title,
+    return save_figure(growth_figure(profiles, by=by, baselines=baselines, errors=errors, title=title,
                                blocks_per_group=blocks_per_group), path)
-
-
-def plot_accuracy_vs_eps(curves: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float] | None]],
-                         path: str | Path, *, title: str | None = None, attack: str = "PGD",
-                         eps_unit: float = 1.0) -> Path:
-    """Accuracy (%) against eps (pixel units): curves = {label: (eps list, mean acc list, std list or None)}.
-    eps_unit: the dataset's eps unit (1/255: ticks read k/255; 1: pixel units)."""
-    return _save(accuracy_figure(curves, title=title, attack=attack, eps_unit=eps_unit), path)
-
-
-def accuracy_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float] | None]], *,
-                    title: str | None = None, attack: str = "PGD", eps_unit: float = 1.0):
-    """The matplotlib Figure of `plot_accuracy_vs_eps`; the caller saves or closes it."""
-    from sspnet.eval.plots import eps_axis
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 3.6), constrained_layout=True)
-    markers = "osD^v<>"
-    xs_all: list[float] = []
-    for i, (label, (eps, acc, std)) in enumerate(curves.items()):
-        xs_all += [float(e) for e in eps]
-        style = dict(marker=markers[i % len(markers)], ms=4, label=label)
-        if std is not None:
-            ax.errorbar(list(eps), _finite(acc), yerr=_finite(std), capsize=2, **style)
-        else:
-            ax.plot(list(eps), _finite(acc), **style)
-    eps_axis(ax, xs_all, eps_unit)
-    ax.set_ylabel(f"{attack} accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
 
 
 def groups_plot_path(path: str | Path) -> Path:

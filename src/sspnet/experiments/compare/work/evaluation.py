@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sspnet.experiments.compare.perimage import pack, sweep_key
+from sspnet.experiments.compare.work.perimage import pack, sweep_key
 
 
 def use_autoattack(mode: str) -> bool:
