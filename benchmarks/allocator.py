@@ -7,6 +7,7 @@ times, and whether both runs ended with the same weights (they must: only where 
     python benchmarks/allocator.py --repeats 2             # the default's ssp2 PGD-3 training step, 40 steps
     python benchmarks/allocator.py --model res --parallel 2  # two trainings at once, as compare's two workers
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,44 @@ from sspnet.io.runlayout import RunLayout
 
 
 def _train_args(model: str, steps: int, save: Path) -> list[str]:
-    return [sys.executable, "-m", "sspnet", "train", "--dataset", "mnist5k", "--model", model, "--block", "2",
-            "--adv", "pgd", "--eps", "0.2", "--iters", "3", "--alpha", str(2.5 * 0.2 / 3), "--opt", "adam",
-            "--lr", "3e-3", "--tbsize", "64", "--epochs", "1", "--steps-per-epoch", str(steps), "--threads", "1",
-            "--test-limit", "100", "--quiet", "--save", str(save), "--force"]
+    return [
+        sys.executable,
+        "-m",
+        "sspnet",
+        "train",
+        "--dataset",
+        "mnist5k",
+        "--model",
+        model,
+        "--block",
+        "2",
+        "--adv",
+        "pgd",
+        "--eps",
+        "0.2",
+        "--iters",
+        "3",
+        "--alpha",
+        str(2.5 * 0.2 / 3),
+        "--opt",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--tbsize",
+        "64",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        str(steps),
+        "--threads",
+        "1",
+        "--test-limit",
+        "100",
+        "--quiet",
+        "--save",
+        str(save),
+        "--force",
+    ]
 
 
 def _run(tuned: bool, model: str, steps: int, folder: Path, parallel: int) -> dict[str, float]:
@@ -36,14 +71,19 @@ def _run(tuned: bool, model: str, steps: int, folder: Path, parallel: int) -> di
     env = {**os.environ, "SSPNET_MALLOC_TUNING": "1" if tuned else "0", "OMP_NUM_THREADS": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(_train_args(model, steps, folder / f"{int(tuned)}-{i}"), env=env)
-             for i in range(parallel)]
+    procs = [
+        subprocess.Popen(_train_args(model, steps, folder / f"{int(tuned)}-{i}"), env=env) for i in range(parallel)
+    ]
     if any(p.wait() != 0 for p in procs):
         raise SystemExit("a training run failed")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
-            "minflt": after.ru_minflt - before.ru_minflt}
+    return {
+        "wall": wall,
+        "user": after.ru_utime - before.ru_utime,
+        "sys": after.ru_stime - before.ru_stime,
+        "minflt": after.ru_minflt - before.ru_minflt,
+    }
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -64,15 +104,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for r in range(a.repeats):
-            for tuned in ((True, False) if r % 2 == 0 else (False, True)):
+            for tuned in (True, False) if r % 2 == 0 else (False, True):
                 rows[tuned].append(_run(tuned, a.model, a.steps, folder, a.parallel))
         same = _same_weights(folder / "1-0", folder / "0-0")
-    print(f"{a.model}, PGD-3 training, {a.steps} steps of batch 64, {a.parallel} at once, one thread each; "
-          f"median of {a.repeats}")
+    print(
+        f"{a.model}, PGD-3 training, {a.steps} steps of batch 64, {a.parallel} at once, one thread each; "
+        f"median of {a.repeats}"
+    )
     for tuned in (False, True):
         med = {k: statistics.median(x[k] for x in rows[tuned]) for k in rows[tuned][0]}
-        print(f"  tuning {'on ' if tuned else 'off'}: wall {med['wall']:.2f} s, user {med['user']:.2f} s, "
-              f"sys {med['sys']:.2f} s, minor faults {med['minflt']:.0f}")
+        print(
+            f"  tuning {'on ' if tuned else 'off'}: wall {med['wall']:.2f} s, user {med['user']:.2f} s, "
+            f"sys {med['sys']:.2f} s, minor faults {med['minflt']:.0f}"
+        )
     ratio = statistics.median(x["wall"] for x in rows[False]) / statistics.median(x["wall"] for x in rows[True])
     print(f"  wall time off / on: {ratio:.2f}x; same final weights: {same}")
 

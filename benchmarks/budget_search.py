@@ -6,6 +6,7 @@ PGD-10 (step eps/4). Prints one JSON line.
 
     python benchmarks/budget_search.py --model ssp2 --eps 0.2 --steps 3 --epochs 8 --blocks 2 --seed 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,18 +36,44 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        train(TrainConfig(dataset="mnist5k", model=a.model, blocks=a.blocks, epochs=a.epochs, batch_size=64,
-                          opt="adam", lr=3e-3, schedule="cyclic", adv=a.adv, eps=a.eps, steps=a.steps,
-                          alpha=2.5 * a.eps / a.steps, seed=a.seed, save=out, quiet=True, force=True))
+        train(
+            TrainConfig(
+                dataset="mnist5k",
+                model=a.model,
+                blocks=a.blocks,
+                epochs=a.epochs,
+                batch_size=64,
+                opt="adam",
+                lr=3e-3,
+                schedule="cyclic",
+                adv=a.adv,
+                eps=a.eps,
+                steps=a.steps,
+                alpha=2.5 * a.eps / a.steps,
+                seed=a.seed,
+                save=out,
+                quiet=True,
+                force=True,
+            )
+        )
         t_train = time.perf_counter() - t0
         model = sspnet.load_model(out, crit="final")
     x, y = load("mnist5k", split="test")
     t1 = time.perf_counter()
     r = evaluate(model, x, y, EvalConfig(attack="fgsm,pgd", eps=[a.eps], alpha=a.eps / 4, steps=10))
     at = r.at(a.eps)
-    print(json.dumps({**vars(a), "clean": round(100 * r.clean_acc, 2), "fgsm": round(100 * at.attacks["fgsm"].acc, 2),
-                      "pgd": round(100 * at.attacks["pgd"].acc, 2), "train_s": round(t_train, 1),
-                      "eval_s": round(time.perf_counter() - t1, 1)}))
+    print(
+        json.dumps(
+            {
+                **vars(a),
+                "clean": round(100 * r.clean_acc, 2),
+                "fgsm": round(100 * at.attacks["fgsm"].acc, 2),
+                "pgd": round(100 * at.attacks["pgd"].acc, 2),
+                "train_s": round(t_train, 1),
+                "eval_s": round(time.perf_counter() - t1, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the same or a lower accuracy).
 
     python benchmarks/compare_early_stop.py compare/runs/res-s0-991b40e4 --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from sspnet import data
     from sspnet.data.subsets import subset_indices
-    from sspnet.experiments.compare.work.audit import call_audit
     from sspnet.experiments.compare.config import PRESETS, EvalSettings
+    from sspnet.experiments.compare.work.audit import call_audit
     from sspnet.experiments.compare.work.evaluation import evaluate_run
     from sspnet.nn.checkpoints import load_model
 
@@ -44,12 +45,25 @@ def main() -> None:
             rec = evaluate_run(model, images, labels, ev, "mnist5k", "run")
             aud = call_audit(model, None, images, labels, idx, ev)
             times[early].append(time.perf_counter() - t0)
-            acc[early] = {"pgd": rec["eval"]["pgd"], "sweep": rec["eval"]["sweep"],
-                          "audit": {k: round(100 * v, 1) for k, v in aud["accuracy"].items()}}
+            acc[early] = {
+                "pgd": rec["eval"]["pgd"],
+                "sweep": rec["eval"]["sweep"],
+                "audit": {k: round(100 * v, 1) for k, v in aud["accuracy"].items()},
+            }
     best = {k: min(v) for k, v in times.items()}
-    print(json.dumps({"early_stop_s": best[True], "full_s": best[False], "ratio": best[False] / best[True],
-                      "times": {str(k): v for k, v in times.items()}, "accuracy_early": acc[True],
-                      "accuracy_full": acc[False]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "early_stop_s": best[True],
+                "full_s": best[False],
+                "ratio": best[False] / best[True],
+                "times": {str(k): v for k, v in times.items()},
+                "accuracy_early": acc[True],
+                "accuracy_full": acc[False],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ architectures, checkpoint layout and inefficiencies):
   conversion, per-image Normalize, then collate (torch.stack).
 This is a faithful, reasonable implementation of that pattern, not a deliberately slow one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,8 +119,13 @@ class RefTransition(_FLayers):
         return out + shortcut
 
 
-_BLOCKS = {"res": lambda c: RefResBlock(c, c), "ssp2": RefSSP2Block, "ssp3": RefSSP3Block, "ark": RefARKBlock,
-           "midrk2": RefMidRK2Block}
+_BLOCKS = {
+    "res": lambda c: RefResBlock(c, c),
+    "ssp2": RefSSP2Block,
+    "ssp3": RefSSP3Block,
+    "ark": RefARKBlock,
+    "midrk2": RefMidRK2Block,
+}
 
 
 class RefCifarNet(nn.Module):
@@ -171,6 +177,7 @@ def save_original(model: RefCifarNet, path: str | Path) -> Path:
 
 # ---- input scaling (the original's loader-side normalisation) ---------------------------------------------
 
+
 def _stats(like: Tensor) -> tuple[Tensor, Tensor]:
     mean = torch.tensor(CIFAR_MEAN, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
@@ -189,8 +196,10 @@ def inv_normalize(x: Tensor) -> Tensor:
 
 # ---- attack and training steps --------------------------------------------------------------------------
 
-def pgd(model: nn.Module, x_norm: Tensor, y: Tensor, eps: float, alpha: float, iters: int,
-        random_start: bool) -> Tensor:
+
+def pgd(
+    model: nn.Module, x_norm: Tensor, y: Tensor, eps: float, alpha: float, iters: int, random_start: bool
+) -> Tensor:
     """L-inf PGD in the original's style: x_norm normalised input; returns the normalised adversarial image.
 
     Each step: normalise a copy, forward, model.zero_grad(), loss.backward() (parameter gradients computed too),
@@ -218,8 +227,15 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, x_norm: Tensor, y: Tensor, adv_iters: int = 0,
-               eps: float = 8 / 255, alpha: float = 2 / 255) -> tuple[float, int]:
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x_norm: Tensor,
+    y: Tensor,
+    adv_iters: int = 0,
+    eps: float = 8 / 255,
+    alpha: float = 2 / 255,
+) -> tuple[float, int]:
     """One training step as the original loop: optional PGD (random start, train mode), then SGD on the batch.
     Returns (loss, correct) read back with .item() as the original's progress bar did."""
     model.train()
@@ -235,12 +251,14 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x_norm: Tensor, y: 
 
 # ---- per-image data pipeline ----------------------------------------------------------------------------
 
+
 class PerImageDataset:
     """images uint8 N x H x W x C (numpy); __getitem__: PIL image -> pad + random crop -> random flip ->
     ToTensor (C x H x W float in [0, 1]) -> Normalize. One image at a time, as torchvision transforms do."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, pad: int = 4, flip: bool = True,
-                 mean=CIFAR_MEAN, std=CIFAR_STD):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, pad: int = 4, flip: bool = True, mean=CIFAR_MEAN, std=CIFAR_STD
+    ):
         self.images, self.labels, self.pad, self.flip = images, labels, pad, flip
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
@@ -270,7 +288,7 @@ def per_image_loader(dataset: PerImageDataset, batch_size: int, shuffle: bool = 
     if shuffle:
         random.shuffle(idx)
     for s in range(0, len(idx), batch_size):
-        chunk = idx[s:s + batch_size]
+        chunk = idx[s : s + batch_size]
         if drop_last and len(chunk) < batch_size:
             break
         items = [dataset[i] for i in chunk]

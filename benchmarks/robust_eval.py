@@ -8,11 +8,13 @@ count the same thing (an image is robust if the model still classifies it correc
 its first misclassified iterate, forwards only the images still correct and skips images wrong when clean. With
 restarts, the reference runs every restart on every image and counts an image broken if any restart breaks it.
 """
+
 from __future__ import annotations
 
 import statistics
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,12 +52,13 @@ def _reference(ctx, model, x, y, batch: int, restarts: int, pgd_factory) -> tupl
     def run() -> float:
         robust = torch.ones(len(y), dtype=torch.bool, device=y.device)
         for s in range(0, len(y), batch):
-            xb, yb = x[s:s + batch], y[s:s + batch]
+            xb, yb = x[s : s + batch], y[s : s + batch]
             for _ in range(restarts):
                 adv = ta(xb, yb) if ta is not None else own(xb, yb)
                 with torch.no_grad():
-                    robust[s:s + batch] &= model(adv).argmax(1) == yb
+                    robust[s : s + batch] &= model(adv).argmax(1) == yb
         return float(robust.float().mean())
+
     version = getattr(sys.modules.get("torchattacks"), "__version__", "?")
     return run, f"torchattacks {version}" if ta is not None else f"sspnet full PGD ({why})"
 
@@ -64,8 +67,18 @@ def _compare(ctx, model, x, y, restarts: int, interleaved, pgd_factory) -> dict[
     from sspnet.eval.robustness import EvalConfig, evaluate
 
     batch = ctx.eval_batch
-    cfg = EvalConfig(attack="pgd", eps=[EPS], alpha=ALPHA, steps=STEPS, restarts=restarts,
-                     random_start=restarts > 1, quantize=False, batch_size=batch, keep_adv=0, early_stop=True)
+    cfg = EvalConfig(
+        attack="pgd",
+        eps=[EPS],
+        alpha=ALPHA,
+        steps=STEPS,
+        restarts=restarts,
+        random_start=restarts > 1,
+        quantize=False,
+        batch_size=batch,
+        keep_adv=0,
+        early_stop=True,
+    )
     acc: dict[str, float] = {}
     ref_run, ref_name = _reference(ctx, model, x, y, batch, restarts, pgd_factory)
 
@@ -77,10 +90,17 @@ def _compare(ctx, model, x, y, restarts: int, interleaved, pgd_factory) -> dict[
 
     times, cpu = interleaved(ctx, {"reference": ref, "sspnet": own}, min(ctx.repeats, 3))
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"restarts": restarts, "sspnet": med["sspnet"], "reference": med["reference"],
-            "ratio": med["reference"] / med["sspnet"], "acc_sspnet": acc["sspnet"], "acc_reference": acc["reference"],
-            "reference_is": ref_name, "ratio_cpu_time": statistics.median(cpu["reference"]) /
-            statistics.median(cpu["sspnet"]), "times": {k: [round(t, 4) for t in v] for k, v in times.items()}}
+    return {
+        "restarts": restarts,
+        "sspnet": med["sspnet"],
+        "reference": med["reference"],
+        "ratio": med["reference"] / med["sspnet"],
+        "acc_sspnet": acc["sspnet"],
+        "acc_reference": acc["reference"],
+        "reference_is": ref_name,
+        "ratio_cpu_time": statistics.median(cpu["reference"]) / statistics.median(cpu["sspnet"]),
+        "times": {k: [round(t, 4) for t in v] for k, v in times.items()},
+    }
 
 
 def case(ctx, interleaved, pgd_factory, target: float) -> dict[str, Any]:
@@ -97,9 +117,24 @@ def case(ctx, interleaved, pgd_factory, target: float) -> dict[str, Any]:
     single = _compare(ctx, model, x, y, 1, interleaved, pgd_factory)
     multi = _compare(ctx, model, x, y, 3, interleaved, pgd_factory)
     ok = single["ratio"] >= target and single["acc_sspnet"] <= single["acc_reference"]
-    return {"case": "robust_eval", "unit": "s per evaluation", "sspnet": single["sspnet"],
-            "reference": single["reference"], "ratio": single["ratio"], "target": target, "target_on": "ratio",
-            "passed": ok, "ratio_cpu_time": single["ratio_cpu_time"], "clean_acc": clean, "images": len(y),
-            "eps": EPS, "alpha": ALPHA, "steps": STEPS, "model": "ssp2 mnist5k N=1 (Adam)", "pgd20": single,
-            "restarts": multi, "note": "sspnet = evaluate(early_stop=True); accuracies must be the same or lower "
-                                       "for sspnet; restarts: 3 random restarts on both sides"}
+    return {
+        "case": "robust_eval",
+        "unit": "s per evaluation",
+        "sspnet": single["sspnet"],
+        "reference": single["reference"],
+        "ratio": single["ratio"],
+        "target": target,
+        "target_on": "ratio",
+        "passed": ok,
+        "ratio_cpu_time": single["ratio_cpu_time"],
+        "clean_acc": clean,
+        "images": len(y),
+        "eps": EPS,
+        "alpha": ALPHA,
+        "steps": STEPS,
+        "model": "ssp2 mnist5k N=1 (Adam)",
+        "pgd20": single,
+        "restarts": multi,
+        "note": "sspnet = evaluate(early_stop=True); accuracies must be the same or lower "
+        "for sspnet; restarts: 3 random restarts on both sides",
+    }

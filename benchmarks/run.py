@@ -14,6 +14,7 @@ CUDA: max_memory_allocated over the step minus allocated before.
 Also reported: ratio of the minimum times and ratio of process CPU times. On a shared CPU machine run with
 OMP_WAIT_POLICY=PASSIVE (recorded in the JSON): spinning OpenMP threads make contended timings swing up to 10x.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,11 +41,29 @@ import reference as R  # noqa: E402
 import sspnet  # noqa: E402
 from sspnet.nn.models import preferred_memory_format  # noqa: E402
 
-CASES = ("pgd7_train", "std_train", "ark_train", "pgd20_eval", "robust_eval", "data_epoch", "gflops", "memory",
-         "layout", "pgd7_epoch")
+CASES = (
+    "pgd7_train",
+    "std_train",
+    "ark_train",
+    "pgd20_eval",
+    "robust_eval",
+    "data_epoch",
+    "gflops",
+    "memory",
+    "layout",
+    "pgd7_epoch",
+)
 DEFAULT_SKIP_CPU = ("pgd7_epoch",)  # about half an hour on a 2-core CPU: run it there with --case pgd7_epoch
-TARGETS = {"pgd7_train": 1.6, "std_train": 1.15, "ark_train": 1.4, "pgd20_eval": 1.5, "robust_eval": 1.5,
-           "data_epoch": 10.0, "gflops": 0.6, "memory": 0.40}
+TARGETS = {
+    "pgd7_train": 1.6,
+    "std_train": 1.15,
+    "ark_train": 1.4,
+    "pgd20_eval": 1.5,
+    "robust_eval": 1.5,
+    "data_epoch": 10.0,
+    "gflops": 0.6,
+    "memory": 0.40,
+}
 EPS, ALPHA = 8 / 255, 2 / 255
 
 
@@ -88,7 +108,7 @@ def interleaved(ctx: Ctx, fns: dict[str, Callable[[], Any]], repeats: int) -> tu
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     names = list(fns)
     for r in range(repeats):
-        for k in (names if r % 2 == 0 else names[::-1]):
+        for k in names if r % 2 == 0 else names[::-1]:
             ctx.sync()
             c, t = time.process_time(), time.perf_counter()
             fns[k]()
@@ -101,16 +121,26 @@ def interleaved(ctx: Ctx, fns: dict[str, Callable[[], Any]], repeats: int) -> tu
 def timed_result(name: str, times: Times, cpu: Times, unit: str = "s", **extra: Any) -> dict[str, Any]:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["reference"] / med["sspnet"]
-    out = {"case": name, "unit": unit, "sspnet": med["sspnet"], "reference": med["reference"], "ratio": ratio,
-           "target": TARGETS[name], "target_on": "ratio", "passed": ratio >= TARGETS[name],
-           "ratio_of_min": min(times["reference"]) / min(times["sspnet"]),
-           "ratio_cpu_time": statistics.median(cpu["reference"]) / statistics.median(cpu["sspnet"]),
-           "times": {k: [round(t, 5) for t in v] for k, v in times.items()},
-           "cpu_times": {k: [round(t, 5) for t in v] for k, v in cpu.items()}, **extra}
+    out = {
+        "case": name,
+        "unit": unit,
+        "sspnet": med["sspnet"],
+        "reference": med["reference"],
+        "ratio": ratio,
+        "target": TARGETS[name],
+        "target_on": "ratio",
+        "passed": ratio >= TARGETS[name],
+        "ratio_of_min": min(times["reference"]) / min(times["sspnet"]),
+        "ratio_cpu_time": statistics.median(cpu["reference"]) / statistics.median(cpu["sspnet"]),
+        "times": {k: [round(t, 5) for t in v] for k, v in times.items()},
+        "cpu_times": {k: [round(t, 5) for t in v] for k, v in cpu.items()},
+        **extra,
+    }
     return out
 
 
 # ---- models ------------------------------------------------------------------------------------------------
+
 
 def models(ctx: Ctx, scheme: str, blocks: int, **kw: Any):
     """(sspnet model, reference model) with the same weights (reference -> sspnet via the original importer)."""
@@ -153,6 +183,7 @@ def sspnet_step(ctx: Ctx, model, opt, attack=None):
         opt.step()
         with torch.no_grad():
             _ = (loss_sum.detach(), (logits.argmax(1) == y).sum())
+
     return step
 
 
@@ -168,10 +199,21 @@ def train_case(ctx: Ctx, name: str, scheme: str, iters: int) -> dict[str, Any]:
     step = sspnet_step(ctx, own, opt_own, attack)
     x, y = ctx.batch_xy(ctx.batch)
     xn = R.normalize(x)
-    times, cpu = interleaved(ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y, adv_iters=iters),
-                              "sspnet": lambda: step(x, y)}, ctx.repeats)
-    return timed_result(name, times, cpu, scheme=scheme, blocks=ctx.blocks, batch=ctx.batch, pgd_iters=iters,
-                        sspnet_channels_last=ctx.fmt == torch.channels_last)
+    times, cpu = interleaved(
+        ctx,
+        {"reference": lambda: R.train_step(ref, opt_ref, xn, y, adv_iters=iters), "sspnet": lambda: step(x, y)},
+        ctx.repeats,
+    )
+    return timed_result(
+        name,
+        times,
+        cpu,
+        scheme=scheme,
+        blocks=ctx.blocks,
+        batch=ctx.batch,
+        pgd_iters=iters,
+        sspnet_channels_last=ctx.fmt == torch.channels_last,
+    )
 
 
 def case_pgd7_train(ctx: Ctx) -> dict[str, Any]:
@@ -217,8 +259,14 @@ def case_pgd20_eval(ctx: Ctx) -> dict[str, Any]:
     if ta is not None:
         fns["torchattacks"] = lambda: ta(x.contiguous(memory_format=ctx.fmt), y)
     times, cpu = interleaved(ctx, fns, ctx.repeats)
-    out = timed_result("pgd20_eval", times, cpu, blocks=ctx.blocks, batch=ctx.eval_batch,
-                       sspnet_channels_last=ctx.fmt == torch.channels_last)
+    out = timed_result(
+        "pgd20_eval",
+        times,
+        cpu,
+        blocks=ctx.blocks,
+        batch=ctx.eval_batch,
+        sspnet_channels_last=ctx.fmt == torch.channels_last,
+    )
     if ta is not None:
         med = statistics.median(times["torchattacks"])
         out["torchattacks"] = med
@@ -263,10 +311,23 @@ def case_pgd7_epoch(ctx: Ctx) -> dict[str, Any]:
         step(x, y)
     ctx.sync()
     seconds = time.perf_counter() - t
-    return {"case": "pgd7_epoch", "unit": "s per epoch", "sspnet": seconds, "reference": None, "ratio": None,
-            "target": None, "target_on": "info", "passed": None, "images": n, "images_per_s": n / seconds,
-            "batch": ctx.batch, "blocks": ctx.blocks, "channels_last": ctx.fmt == torch.channels_last,
-            "amp": ctx.amp, "compile": ctx.compile}
+    return {
+        "case": "pgd7_epoch",
+        "unit": "s per epoch",
+        "sspnet": seconds,
+        "reference": None,
+        "ratio": None,
+        "target": None,
+        "target_on": "info",
+        "passed": None,
+        "images": n,
+        "images_per_s": n / seconds,
+        "batch": ctx.batch,
+        "blocks": ctx.blocks,
+        "channels_last": ctx.fmt == torch.channels_last,
+        "amp": ctx.amp,
+        "compile": ctx.compile,
+    }
 
 
 def case_data_epoch(ctx: Ctx) -> dict[str, Any]:
@@ -282,12 +343,12 @@ def case_data_epoch(ctx: Ctx) -> dict[str, Any]:
 
     def own():
         epoch[0] += 1
-        for xb, yb in batches.iterate(epoch[0]):
+        for _ in batches.iterate(epoch[0]):
             pass
         ctx.sync()
 
     def ref():
-        for xb, yb in R.per_image_loader(ds, 128):
+        for _ in R.per_image_loader(ds, 128):
             pass
 
     times, cpu = interleaved(ctx, {"reference": ref, "sspnet": own}, max(2, ctx.repeats // 2 + 1))
@@ -308,13 +369,16 @@ def gemm_peak(ctx: Ctx, repeats: int) -> dict[str, float]:
             F.conv2d(xi, w)
 
     times, _ = interleaved(ctx, {"mm": lambda: a @ b, "conv1x1": conv}, repeats)
-    return {"mm": 2 * n ** 3 / statistics.median(times["mm"]) / 1e9,
-            "conv1x1": 2 * hw * hw * c * c / statistics.median(times["conv1x1"]) / 1e9}
+    return {
+        "mm": 2 * n**3 / statistics.median(times["mm"]) / 1e9,
+        "conv1x1": 2 * hw * hw * c * c / statistics.median(times["conv1x1"]) / 1e9,
+    }
 
 
 def case_gflops(ctx: Ctx) -> dict[str, Any]:
     """Achieved GFLOP/s of the standard training step (FlopCounterMode) over the best fp32 GEMM of this run."""
     from torch.utils.flop_counter import FlopCounterMode
+
     from sspnet.train.optim import build_optimizer
 
     own, ref = models(ctx, "ssp2", ctx.blocks)
@@ -330,18 +394,31 @@ def case_gflops(ctx: Ctx) -> dict[str, Any]:
         R.train_step(ref, opt_ref, xn, y)
     flops_ref = fc.get_total_flops()
     peaks = gemm_peak(ctx, ctx.repeats)
-    times, _ = interleaved(ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y),
-                                 "sspnet": lambda: step(x, y)}, ctx.repeats)
+    times, _ = interleaved(
+        ctx, {"reference": lambda: R.train_step(ref, opt_ref, xn, y), "sspnet": lambda: step(x, y)}, ctx.repeats
+    )
     peaks2 = gemm_peak(ctx, ctx.repeats)
     peak = max(max(peaks.values()), max(peaks2.values()))
     t_own, t_ref = statistics.median(times["sspnet"]), statistics.median(times["reference"])
     g_own, g_ref = flops_own / t_own / 1e9, flops_ref / t_ref / 1e9
     frac = g_own / peak
-    return {"case": "gflops", "unit": "fraction of GEMM peak", "sspnet": frac, "reference": g_ref / peak,
-            "ratio": g_own / g_ref, "target": TARGETS["gflops"], "target_on": "sspnet", "passed": frac >= TARGETS["gflops"],
-            "gflop_per_step": flops_own / 1e9, "gflops_sspnet": g_own, "gflops_reference": g_ref,
-            "gemm_peak_gflops": peak, "gemm_before": peaks, "gemm_after": peaks2,
-            "times": {k: [round(t, 5) for t in v] for k, v in times.items()}}
+    return {
+        "case": "gflops",
+        "unit": "fraction of GEMM peak",
+        "sspnet": frac,
+        "reference": g_ref / peak,
+        "ratio": g_own / g_ref,
+        "target": TARGETS["gflops"],
+        "target_on": "sspnet",
+        "passed": frac >= TARGETS["gflops"],
+        "gflop_per_step": flops_own / 1e9,
+        "gflops_sspnet": g_own,
+        "gflops_reference": g_ref,
+        "gemm_peak_gflops": peak,
+        "gemm_before": peaks,
+        "gemm_after": peaks2,
+        "times": {k: [round(t, 5) for t in v] for k, v in times.items()},
+    }
 
 
 def case_layout(ctx: Ctx) -> dict[str, Any]:
@@ -349,8 +426,11 @@ def case_layout(ctx: Ctx) -> dict[str, Any]:
     against channels_last, for a BatchNorm CIFAR-10 model and GroupNorm / BatchNorm MNIST models."""
     from sspnet.train.optim import build_optimizer
 
-    variants = {"cifar10-b": ("cifar10", "b", (3, 32, 32)), "mnist-g": ("mnist", "g", (1, 28, 28)),
-                "mnist-b": ("mnist", "b", (1, 28, 28))}
+    variants = {
+        "cifar10-b": ("cifar10", "b", (3, 32, 32)),
+        "mnist-g": ("mnist", "g", (1, 28, 28)),
+        "mnist-b": ("mnist", "b", (1, 28, 28)),
+    }
     rows = {}
     for key, (dataset, norm, shape) in variants.items():
         fns = {}
@@ -366,24 +446,39 @@ def case_layout(ctx: Ctx) -> dict[str, Any]:
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
+
             fns[fmt_name] = step
         times, _ = interleaved(ctx, fns, ctx.repeats)
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows[key] = {"nchw_s": med["nchw"], "channels_last_s": med["channels_last"],
-                     "speedup": med["nchw"] / med["channels_last"],
-                     "preferred": str(preferred_memory_format(model, ctx.device)).replace("torch.", "")}
+        rows[key] = {
+            "nchw_s": med["nchw"],
+            "channels_last_s": med["channels_last"],
+            "speedup": med["nchw"] / med["channels_last"],
+            "preferred": str(preferred_memory_format(model, ctx.device)).replace("torch.", ""),
+        }
     main = rows["cifar10-b"]
-    return {"case": "layout", "unit": "s (standard step, ssp2)", "sspnet": main["channels_last_s"],
-            "reference": main["nchw_s"], "ratio": main["speedup"], "target": None, "target_on": "info",
-            "passed": None, "note": "sspnet = channels_last, reference = NCHW, both sspnet's own model",
-            "variants": rows, "blocks": ctx.blocks, "batch": ctx.batch}
+    return {
+        "case": "layout",
+        "unit": "s (standard step, ssp2)",
+        "sspnet": main["channels_last_s"],
+        "reference": main["nchw_s"],
+        "ratio": main["speedup"],
+        "target": None,
+        "target_on": "info",
+        "passed": None,
+        "note": "sspnet = channels_last, reference = NCHW, both sspnet's own model",
+        "variants": rows,
+        "blocks": ctx.blocks,
+        "batch": ctx.batch,
+    }
 
 
 # ---- memory ------------------------------------------------------------------------------------------------
 
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _reset_peak_rss() -> None:
@@ -408,14 +503,19 @@ def memory_child(variant: str, blocks: int, batch: int, device: str) -> dict[str
 
     dev = torch.device(device)
     torch.manual_seed(0)
-    model = sspnet.create_model("ssp3", dataset="cifar10", blocks=blocks,
-                                activation_checkpointing=(variant == "checkpoint")).to(dev).train()
+    model = (
+        sspnet.create_model(
+            "ssp3", dataset="cifar10", blocks=blocks, activation_checkpointing=(variant == "checkpoint")
+        )
+        .to(dev)
+        .train()
+    )
     opt = build_optimizer(model.parameters(), "sgd", 0.1, 5e-4, "cifar10")
     x = torch.rand(batch, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (batch,), device=dev)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated() / 2 ** 20
+        base = torch.cuda.memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
     else:
         _reset_peak_rss()
@@ -425,7 +525,7 @@ def memory_child(variant: str, blocks: int, batch: int, device: str) -> dict[str
     opt.step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = _peak_rss_mib()
     return {"base_mib": base, "peak_mib": peak, "delta_mib": peak - base}
@@ -444,8 +544,18 @@ def case_memory(ctx: Ctx) -> dict[str, Any]:
     env = dict(os.environ, **MALLOC_ENV)
     for _ in range(1 if ctx.quick else 2):
         for variant in runs:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", variant, "--mem-blocks",
-                   str(blocks), "--mem-batch", str(batch), "--device", str(ctx.device)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--memory-child",
+                variant,
+                "--mem-blocks",
+                str(blocks),
+                "--mem-batch",
+                str(batch),
+                "--device",
+                str(ctx.device),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
             if out.returncode != 0:
                 raise RuntimeError(f"memory child {variant} failed: {out.stderr[-2000:]}")
@@ -453,16 +563,27 @@ def case_memory(ctx: Ctx) -> dict[str, Any]:
     plain = min(r["delta_mib"] for r in runs["plain"])
     ckpt = min(r["delta_mib"] for r in runs["checkpoint"])
     saving = 1 - ckpt / plain
-    return {"case": "memory", "unit": "MiB (step peak above resident)", "sspnet": ckpt, "reference": plain,
-            "ratio": saving, "target": TARGETS["memory"], "target_on": "saving", "passed": saving >= TARGETS["memory"],
-            "method": "fresh subprocess per variant; peak RSS (VmHWM, reset before the step) minus RSS before it (CPU, glibc "
-                      f"with {MALLOC_ENV} so freed tensors leave the resident set at once), cuda "
-                      "max_memory_allocated minus allocated before (CUDA); min over runs",
-            "note": "sspnet = ssp3 with activation checkpointing, reference = the same model without",
-            "blocks": blocks, "batch": batch, "runs": runs}
+    return {
+        "case": "memory",
+        "unit": "MiB (step peak above resident)",
+        "sspnet": ckpt,
+        "reference": plain,
+        "ratio": saving,
+        "target": TARGETS["memory"],
+        "target_on": "saving",
+        "passed": saving >= TARGETS["memory"],
+        "method": "fresh subprocess per variant; peak RSS (VmHWM, reset before the step) minus RSS before it "
+        f"(CPU, glibc with {MALLOC_ENV} so freed tensors leave the resident set at once), cuda "
+        "max_memory_allocated minus allocated before (CUDA); min over runs",
+        "note": "sspnet = ssp3 with activation checkpointing, reference = the same model without",
+        "blocks": blocks,
+        "batch": batch,
+        "runs": runs,
+    }
 
 
 # ---- driver ------------------------------------------------------------------------------------------------
+
 
 def machine(ctx: Ctx) -> dict[str, Any]:
     cpu = platform.processor()
@@ -471,12 +592,22 @@ def machine(ctx: Ctx) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch_version": torch.__version__, "sspnet_version": sspnet.__version__, "python": platform.python_version(),
-            "device": str(ctx.device), "platform": f"{platform.system()} {platform.machine()}",
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "loadavg_start": os.getloadavg(),
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "layout": ctx.layout, "amp": ctx.amp,
-            "compile": ctx.compile}
+    info = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "sspnet_version": sspnet.__version__,
+        "python": platform.python_version(),
+        "device": str(ctx.device),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "loadavg_start": os.getloadavg(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "layout": ctx.layout,
+        "amp": ctx.amp,
+        "compile": ctx.compile,
+    }
     if ctx.cuda:
         info["gpu"] = torch.cuda.get_device_name(ctx.device)
     return info
@@ -485,6 +616,7 @@ def machine(ctx: Ctx) -> dict[str, Any]:
 def fmt_row(r: dict[str, Any]) -> str:
     def f(v):
         return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
     on = {"ratio": "ratio", "sspnet": "sspnet", "saving": "saving", "info": "info"}[r["target_on"]]
     extra = ""
     if r["case"] == "layout":
@@ -493,17 +625,21 @@ def fmt_row(r: dict[str, Any]) -> str:
         extra = f"  {r['images_per_s']:.0f} images/s"
     if r["case"] == "robust_eval":
         m = r["restarts"]
-        extra = (f"  acc {r['pgd20']['acc_sspnet']:.1%} vs {r['pgd20']['acc_reference']:.1%} "
-                 f"({r['pgd20']['reference_is']}); {m['restarts']} restarts {m['ratio']:.2f}x, acc "
-                 f"{m['acc_sspnet']:.1%} vs {m['acc_reference']:.1%}")
+        extra = (
+            f"  acc {r['pgd20']['acc_sspnet']:.1%} vs {r['pgd20']['acc_reference']:.1%} "
+            f"({r['pgd20']['reference_is']}); {m['restarts']} restarts {m['ratio']:.2f}x, acc "
+            f"{m['acc_sspnet']:.1%} vs {m['acc_reference']:.1%}"
+        )
     if r.get("torchattacks") is not None:
         extra = f"  vs torchattacks {r['ratio_vs_torchattacks']:.3f}x"
     elif "torchattacks_skipped" in r:
         extra = "  (torchattacks column skipped)"
-    return (f"{r['case']:<11} {f(r['sspnet']):>10} {f(r['reference']):>10} {f(r['ratio']):>8} "
-            f"{f(r.get('ratio_of_min')):>8} {f(r.get('ratio_cpu_time')):>8} "
-            f"{(on + ' >= ' + f(r['target'])) if r['target'] is not None else '(no target)':>16} "
-            f"{'-' if r['passed'] is None else 'PASS' if r['passed'] else 'FAIL':>5}  {r['unit']}{extra}")
+    return (
+        f"{r['case']:<11} {f(r['sspnet']):>10} {f(r['reference']):>10} {f(r['ratio']):>8} "
+        f"{f(r.get('ratio_of_min')):>8} {f(r.get('ratio_cpu_time')):>8} "
+        f"{(on + ' >= ' + f(r['target'])) if r['target'] is not None else '(no target)':>16} "
+        f"{'-' if r['passed'] is None else 'PASS' if r['passed'] else 'FAIL':>5}  {r['unit']}{extra}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,8 +649,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "results.json"), help="JSON record path")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 5, quick 2)")
-    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="sspnet's layout: auto = as sspnet.train (sspnet.models.preferred_memory_format)")
+    p.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="sspnet's layout: auto = as sspnet.train (sspnet.models.preferred_memory_format)",
+    )
     p.add_argument("--no-amp", action="store_true", help="CUDA: keep sspnet in fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile sspnet's model")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -534,10 +674,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but torch.cuda.is_available() is False; run on a GPU machine or use --device cpu")
     ctx = Ctx(args)
-    record = {"command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "machine": machine(ctx), "quick": ctx.quick, "repeats": ctx.repeats, "cases": []}
-    print(f"{'case':<11} {'sspnet':>10} {'reference':>10} {'ratio':>8} {'min-rat':>8} {'cpu-rat':>8} "
-          f"{'target':>16} {'':>5}  unit")
+    record = {
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(ctx),
+        "quick": ctx.quick,
+        "repeats": ctx.repeats,
+        "cases": [],
+    }
+    print(
+        f"{'case':<11} {'sspnet':>10} {'reference':>10} {'ratio':>8} {'min-rat':>8} {'cpu-rat':>8} "
+        f"{'target':>16} {'':>5}  unit"
+    )
     for name in cases:
         res = globals()[f"case_{name}"](ctx)
         record["cases"].append(res)

@@ -7,6 +7,7 @@
 
 Subpackages (imported on first use): nn, data, attacks, train, eval, experiments, io, cli.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -14,8 +15,18 @@ from typing import Any
 
 from sspnet._version import __version__
 from sspnet.data.specs import dataset_names, get_dataset_spec
-from sspnet.nn import Scheme, create_model, describe_checkpoint, get_scheme, list_models, list_schemes, \
-    load_model, model_cost, register_scheme, save_checkpoint
+from sspnet.nn import (
+    Scheme,
+    create_model,
+    describe_checkpoint,
+    get_scheme,
+    list_models,
+    list_schemes,
+    load_model,
+    model_cost,
+    register_scheme,
+    save_checkpoint,
+)
 
 SUBPACKAGES = ("attacks", "cli", "data", "distributed", "eval", "experiments", "io", "nn", "train")
 
@@ -27,5 +38,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sspnet' has no attribute {name!r}")
 
 
-__all__ = ["Scheme", "create_model", "dataset_names", "describe_checkpoint", "get_dataset_spec", "get_scheme",
-           "list_models", "list_schemes", "load_model", "model_cost", "register_scheme", "save_checkpoint", "__version__"]
+__all__ = [
+    "Scheme",
+    "create_model",
+    "dataset_names",
+    "describe_checkpoint",
+    "get_dataset_spec",
+    "get_scheme",
+    "list_models",
+    "list_schemes",
+    "load_model",
+    "model_cost",
+    "register_scheme",
+    "save_checkpoint",
+    "__version__",
+]

@@ -5,6 +5,7 @@ MASTER_PORT) and starts a process group: NCCL when the device is CUDA, gloo othe
 variables (a plain `python -m sspnet ...`) it returns a single-process `DistInfo` and every helper below is a
 no-op, so callers never branch on "distributed or not".
 """
+
 from __future__ import annotations
 
 import os
@@ -92,8 +93,9 @@ def init_distributed(device: str = "auto") -> DistInfo:
         dist.init_process_group(**kwargs)
     else:
         backend = dist.get_backend()
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                    backend=backend, device=dev)
+    return DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, backend=backend, device=dev
+    )
 
 
 def is_distributed() -> bool:

@@ -5,13 +5,15 @@ PyPI's `pyautoattack` (module `pyautoattack`) is a dependency of sspnet; the Git
 `autoattack`) is accepted too. Both adapters leave the caller's global random state untouched (the package
 reseeds torch's generators) and record AutoAttack's own warnings about the model (`notes()`).
 """
+
 from __future__ import annotations
 
 import contextlib
 import importlib
 import inspect
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -109,9 +111,18 @@ class AutoAttack(_Published):
 
     name = "autoattack"
 
-    def __init__(self, model: nn.Module, eps: float, norm: str = "linf", version: str = "standard",
-                 seed: int | None = 0, batch_size: int | None = None, *, mode: str = "eval",
-                 quantize: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        norm: str = "linf",
+        version: str = "standard",
+        seed: int | None = 0,
+        batch_size: int | None = None,
+        *,
+        mode: str = "eval",
+        quantize: bool = False,
+    ):
         super().__init__(model, eps, norm, seed, mode)
         self._cls = load_autoattack_class()
         self.version = version
@@ -151,7 +162,7 @@ class _Stages(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if message.startswith("running "):
-            stage = message[len("running "):].strip()
+            stage = message[len("running ") :].strip()
             k = f" ({self.stages.index(stage) + 1}/{len(self.stages)})" if stage in self.stages else ""
             self.on_stage(f"AutoAttack {stage}{k}")
         elif message.startswith("no robust datapoints left"):
@@ -186,8 +197,17 @@ class Square(_Published):
 
     name = "square"
 
-    def __init__(self, model: nn.Module, eps: float, norm: str = "linf", queries: int = 5000,
-                 seed: int | None = 0, *, mode: str = "eval", p_init: float = 0.8):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        norm: str = "linf",
+        queries: int = 5000,
+        seed: int | None = 0,
+        *,
+        mode: str = "eval",
+        p_init: float = 0.8,
+    ):
         super().__init__(model, eps, norm, seed, mode)
         self.queries = check_count(queries, "queries", 1)
         self.p_init = float(p_init)
@@ -195,8 +215,17 @@ class Square(_Published):
 
     def _search(self, x: Tensor, y: Tensor) -> Tensor:
         square = _aa_module("square").SquareAttack(
-            self.model, norm=_AA_NORMS[self.norm], n_queries=self.queries, eps=self.eps, p_init=self.p_init,
-            n_restarts=1, seed=self.seed if self.seed is not None else 0, verbose=False, loss="margin",
-            resc_schedule=True, device=x.device)
+            self.model,
+            norm=_AA_NORMS[self.norm],
+            n_queries=self.queries,
+            eps=self.eps,
+            p_init=self.p_init,
+            n_restarts=1,
+            seed=self.seed if self.seed is not None else 0,
+            verbose=False,
+            loss="margin",
+            resc_schedule=True,
+            device=x.device,
+        )
         with torch.no_grad():
             return square.perturb(x, y)

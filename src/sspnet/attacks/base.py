@@ -3,11 +3,12 @@
 Images are float tensors in [0, 1] of shape B x C x H x W (any B x ... works); eps and alpha are in the same
 pixel units. The model normalises its input itself.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,9 @@ DEFAULT_ALPHA_REL = 0.25  # the default PGD step: alpha = eps / 4 (`default_step
 MIN_ALPHA = 1e-12
 
 
-def default_step(eps: float, *, alpha_rel: float = DEFAULT_ALPHA_REL, quantize: bool = False,
-                 norm: str = "linf") -> float:
+def default_step(
+    eps: float, *, alpha_rel: float = DEFAULT_ALPHA_REL, quantize: bool = False, norm: str = "linf"
+) -> float:
     """The one default PGD step rule (pixel units): alpha_rel * eps, raised to one 8-bit level (1/255) when
     linf steps are rounded to the 8-bit grid (a smaller step would round back to the start)."""
     alpha = float(eps) * float(alpha_rel)
@@ -49,8 +51,10 @@ def check_eps(eps: float, norm: str, name: str = "eps") -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (pixel units), got {eps!r}")
     if norm == "linf" and value > 1:
-        raise ValueError(f"{name}={value:g} is beyond the pixel range: images are in [0, 1], so an linf {name} "
-                         "must be <= 1 (for 8/255 pass 8/255, not 8)")
+        raise ValueError(
+            f"{name}={value:g} is beyond the pixel range: images are in [0, 1], so an linf {name} "
+            "must be <= 1 (for 8/255 pass 8/255, not 8)"
+        )
     return value
 
 
@@ -78,8 +82,10 @@ def check_count(value: int, name: str, minimum: int) -> int:
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"unknown attack mode {mode!r}; valid modes: eval (model.eval() while crafting, the "
-                         "caller's mode restored), keep (craft in the model's current mode, for training)")
+        raise ValueError(
+            f"unknown attack mode {mode!r}; valid modes: eval (model.eval() while crafting, the "
+            "caller's mode restored), keep (craft in the model's current mode, for training)"
+        )
     return mode
 
 
@@ -166,8 +172,9 @@ class Ball:
         return self.project_(random_perturbation(self.x, self.eps, kind, self.norm, generator).add_(self.x))
 
 
-def random_perturbation(like: Tensor, eps: float, kind: str = "uniform", norm: str = "linf",
-                        generator: torch.Generator | None = None) -> Tensor:
+def random_perturbation(
+    like: Tensor, eps: float, kind: str = "uniform", norm: str = "linf", generator: torch.Generator | None = None
+) -> Tensor:
     """The one noise sampler of sspnet: a random delta of like's shape, dtype and device (B x ...), per sample
     inside the eps-ball (pixel units); not clipped to [0, 1] (`Ball.random_point` does that).
 
@@ -213,8 +220,16 @@ class Attack:
 
     name = "attack"
 
-    def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", quantize: bool = False,
-                 mode: str = "eval", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        *,
+        norm: str = "linf",
+        quantize: bool = False,
+        mode: str = "eval",
+        generator: torch.Generator | None = None,
+    ):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = unwrap(model)
@@ -294,13 +309,16 @@ class Attack:
         if not x.is_floating_point():
             raise ValueError(f"attack inputs must be float images in [0, 1] (or uint8), got dtype {x.dtype}")
         if x.dim() < 2 or y.dim() != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"attack(x, y): x must be B x ... and y of shape B, got {tuple(x.shape)} and "
-                             f"{tuple(y.shape)}")
+            raise ValueError(
+                f"attack(x, y): x must be B x ... and y of shape B, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         if x.numel():
             lo, hi = torch.aminmax(x.detach())
             if bool(lo < 0) or bool(hi > 1) or bool(torch.isnan(lo)):
-                raise ValueError(f"attack inputs must be in [0, 1] (pixels; normalisation is inside the model), got "
-                                 f"range [{float(lo):.4g}, {float(hi):.4g}]")
+                raise ValueError(
+                    f"attack inputs must be in [0, 1] (pixels; normalisation is inside the model), got "
+                    f"range [{float(lo):.4g}, {float(hi):.4g}]"
+                )
         return x.detach(), y.detach().long()
 
     def _loss_and_wrong(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -339,8 +357,9 @@ class WorstCase:
         return self.x
 
 
-def keep_worst_(best: Tensor, best_wrong: Tensor, best_loss: Tensor, cand: Tensor, wrong: Tensor,
-                loss: Tensor) -> Tensor:
+def keep_worst_(
+    best: Tensor, best_wrong: Tensor, best_loss: Tensor, cand: Tensor, wrong: Tensor, loss: Tensor
+) -> Tensor:
     """Per-sample worst case, in place: misclassified beats correct, then the higher loss wins. Returns the mask
     of samples taken from the candidate."""
     better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))

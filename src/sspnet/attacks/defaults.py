@@ -7,11 +7,13 @@ list what they change) are read from it. The training threat model of each datas
 (train_eps, train_alpha, train_iters; `dataset_threat`). `help_default(source, name)` renders any of these
 defaults for a --help text, so no default is written by hand a second time.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sspnet.attacks.threat import THREAT_FIELDS, ThreatModel
 

@@ -3,6 +3,7 @@
 All work on float images in [0, 1] of shape B x C x H x W and return x_adv of the same shape inside the
 eps-ball intersected with [0, 1]. eps and alpha are in pixel units.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,9 +29,21 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, model: nn.Module, eps: float, alpha: float, steps: int, norm: str = "linf",
-                 random_start: bool = False, restarts: int = 1, quantize: bool = False,
-                 generator: torch.Generator | None = None, *, mode: str = "eval", early_stop: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        alpha: float,
+        steps: int,
+        norm: str = "linf",
+        random_start: bool = False,
+        restarts: int = 1,
+        quantize: bool = False,
+        generator: torch.Generator | None = None,
+        *,
+        mode: str = "eval",
+        early_stop: bool = False,
+    ):
         super().__init__(model, eps, norm=norm, quantize=quantize, mode=mode, generator=generator)
         self.alpha = check_positive(alpha, "alpha")
         self.steps = check_count(steps, "steps (iterations)", 0)
@@ -135,8 +148,16 @@ class FGSM(PGD):
 
     name = "fgsm"
 
-    def __init__(self, model: nn.Module, eps: float, norm: str = "linf", quantize: bool = False, *,
-                 mode: str = "eval", early_stop: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        norm: str = "linf",
+        quantize: bool = False,
+        *,
+        mode: str = "eval",
+        early_stop: bool = False,
+    ):
         Attack.__init__(self, model, eps, norm=norm, quantize=quantize, mode=mode)
         self.alpha, self.steps, self.restarts, self.random_start = self.eps, 1, 1, False
         self.early_stop = bool(early_stop)
@@ -152,8 +173,17 @@ class FastFGSM(PGD):
     name = "fastfgsm"
     ALPHA_REL = 1.25  # its own step rule: alpha = 1.25 eps
 
-    def __init__(self, model: nn.Module, eps: float, alpha: float | None = None, norm: str = "linf",
-                 quantize: bool = False, generator: torch.Generator | None = None, *, mode: str = "eval"):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        alpha: float | None = None,
+        norm: str = "linf",
+        quantize: bool = False,
+        generator: torch.Generator | None = None,
+        *,
+        mode: str = "eval",
+    ):
         Attack.__init__(self, model, eps, norm=norm, quantize=quantize, mode=mode, generator=generator)
         self.alpha = self.ALPHA_REL * self.eps if alpha is None else check_positive(alpha, "alpha")
         self.steps, self.restarts, self.random_start, self.early_stop = 1, 1, True, False

@@ -1,5 +1,6 @@
 """Random noise: noisy copies of images (`random_point`), the noise-ball attack (worst of several noisy copies)
 and the original's "ball" training data (`ball_copies`). All draw through `base.random_perturbation`."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,17 @@ class NoiseBall(Attack):
 
     name = "ball"
 
-    def __init__(self, model: nn.Module, eps: float, copies: int = 10, norm: str = "linf", quantize: bool = False,
-                 generator: torch.Generator | None = None, *, mode: str = "eval"):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        copies: int = 10,
+        norm: str = "linf",
+        quantize: bool = False,
+        generator: torch.Generator | None = None,
+        *,
+        mode: str = "eval",
+    ):
         super().__init__(model, eps, norm=norm, quantize=quantize, mode=mode, generator=generator)
         self.copies = check_count(copies, "copies", 1)
 
@@ -31,8 +41,14 @@ class NoiseBall(Attack):
         return worst.best
 
 
-def random_point(x: Tensor, eps: float, kind: str = "uniform", norm: str = "linf",
-                 generator: torch.Generator | None = None, quantize: bool = False) -> Tensor:
+def random_point(
+    x: Tensor,
+    eps: float,
+    kind: str = "uniform",
+    norm: str = "linf",
+    generator: torch.Generator | None = None,
+    quantize: bool = False,
+) -> Tensor:
     """A noisy copy of x (B x C x H x W in [0, 1]): x + `random_perturbation(x, eps, kind, norm)`, projected into
     the eps-ball n [0, 1] (on the 8-bit grid when `quantize`). kind "sign" with linf: every pixel moved by +-eps,
     then clipped to [0, 1]; "uniform": U(-eps, eps) per pixel (l2: uniform in the ball). eps in pixel units."""
@@ -40,8 +56,15 @@ def random_point(x: Tensor, eps: float, kind: str = "uniform", norm: str = "linf
     return Ball(x.detach(), check_eps(eps, norm), norm, quantize).random_point(generator, kind)
 
 
-def ball_copies(x: Tensor, y: Tensor, eps: float, copies: int, generator: torch.Generator | None = None,
-                norm: str = "linf", quantize: bool = False) -> tuple[Tensor, Tensor]:
+def ball_copies(
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    copies: int,
+    generator: torch.Generator | None = None,
+    norm: str = "linf",
+    quantize: bool = False,
+) -> tuple[Tensor, Tensor]:
     """The original's "ball" training data: `copies` noisy copies of each image, labels repeated.
 
     x: B x C x H x W in [0, 1]; returns (copies*B x C x H x W, copies*B), copy-major (copy c of sample i at

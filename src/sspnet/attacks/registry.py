@@ -8,10 +8,12 @@ growth and training's adversary).
 
 eps / alpha in pixel units.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -83,30 +85,71 @@ def _pgd_step(eps: float, o: AttackOptions) -> float:
 
 
 for _entry in (
-    AttackEntry("fgsm", lambda m, e, o: FGSM(m, e, norm=o.norm, quantize=o.quantize, mode=o.mode,
-                                             early_stop=o.early_stop), "one signed-gradient step of eps"),
-    AttackEntry("pgd", lambda m, e, o: PGD(m, e, _pgd_step(e, o), o.steps, norm=o.norm, random_start=o.random_start,
-                                           restarts=o.restarts, quantize=o.quantize, generator=o.generator,
-                                           mode=o.mode, early_stop=o.early_stop),
-                "projected gradient descent, restarts, the default step rule"),
-    AttackEntry("ball", lambda m, e, o: NoiseBall(m, e, o.copies, norm=o.norm, quantize=o.quantize,
-                                                  generator=o.generator, mode=o.mode),
-                "worst of `copies` uniform noisy copies (no gradient)"),
-    AttackEntry("autoattack", lambda m, e, o: AutoAttack(m, e, norm=o.norm, seed=o.seed, mode=o.mode),
-                "AutoAttack standard (pyautoattack)"),
-    AttackEntry("square", lambda m, e, o: Square(m, e, norm=o.norm, queries=o.queries, seed=o.seed, mode=o.mode),
-                "Square, score-based black box (pyautoattack)"),
-    AttackEntry("fastfgsm", lambda m, e, o: FastFGSM(m, e, o.alpha, norm=o.norm, quantize=o.quantize,
-                                                     generator=o.generator, mode=o.mode),
-                "FGSM from a random start, step 1.25 eps by default (training)", evaluates=False),
+    AttackEntry(
+        "fgsm",
+        lambda m, e, o: FGSM(m, e, norm=o.norm, quantize=o.quantize, mode=o.mode, early_stop=o.early_stop),
+        "one signed-gradient step of eps",
+    ),
+    AttackEntry(
+        "pgd",
+        lambda m, e, o: PGD(
+            m,
+            e,
+            _pgd_step(e, o),
+            o.steps,
+            norm=o.norm,
+            random_start=o.random_start,
+            restarts=o.restarts,
+            quantize=o.quantize,
+            generator=o.generator,
+            mode=o.mode,
+            early_stop=o.early_stop,
+        ),
+        "projected gradient descent, restarts, the default step rule",
+    ),
+    AttackEntry(
+        "ball",
+        lambda m, e, o: NoiseBall(m, e, o.copies, norm=o.norm, quantize=o.quantize, generator=o.generator, mode=o.mode),
+        "worst of `copies` uniform noisy copies (no gradient)",
+    ),
+    AttackEntry(
+        "autoattack",
+        lambda m, e, o: AutoAttack(m, e, norm=o.norm, seed=o.seed, mode=o.mode),
+        "AutoAttack standard (pyautoattack)",
+    ),
+    AttackEntry(
+        "square",
+        lambda m, e, o: Square(m, e, norm=o.norm, queries=o.queries, seed=o.seed, mode=o.mode),
+        "Square, score-based black box (pyautoattack)",
+    ),
+    AttackEntry(
+        "fastfgsm",
+        lambda m, e, o: FastFGSM(m, e, o.alpha, norm=o.norm, quantize=o.quantize, generator=o.generator, mode=o.mode),
+        "FGSM from a random start, step 1.25 eps by default (training)",
+        evaluates=False,
+    ),
 ):
     register_attack(_entry)
 
 
-def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", alpha: float | None = None,
-                steps: int = 20, restarts: int = 1, copies: int = 10, random_start: bool = False,
-                quantize: bool = False, generator=None, mode: str = "eval", seed: int | None = 0,
-                early_stop: bool = False, queries: int = 5000) -> Attack:
+def make_attack(
+    name: str,
+    model: nn.Module,
+    eps: float,
+    *,
+    norm: str = "linf",
+    alpha: float | None = None,
+    steps: int = 20,
+    restarts: int = 1,
+    copies: int = 10,
+    random_start: bool = False,
+    quantize: bool = False,
+    generator=None,
+    mode: str = "eval",
+    seed: int | None = 0,
+    early_stop: bool = False,
+    queries: int = 5000,
+) -> Attack:
     """The attack `name` (a registered name or alias, `attack_names()`) built by its registry entry.
 
     Args:
@@ -122,11 +165,30 @@ def make_attack(name: str, model: nn.Module, eps: float, *, norm: str = "linf", 
         An `Attack`: `attack(x, y) -> x_adv` (same shape as x, inside the eps-ball n [0, 1]).
     """
     entry = get_attack(name)
-    options = AttackOptions(norm=norm, alpha=alpha, steps=steps, restarts=restarts, copies=copies,
-                            random_start=random_start, quantize=quantize, generator=generator, mode=mode, seed=seed,
-                            early_stop=early_stop, queries=queries)
+    options = AttackOptions(
+        norm=norm,
+        alpha=alpha,
+        steps=steps,
+        restarts=restarts,
+        copies=copies,
+        random_start=random_start,
+        quantize=quantize,
+        generator=generator,
+        mode=mode,
+        seed=seed,
+        early_stop=early_stop,
+        queries=queries,
+    )
     return entry.build(model, eps, options)
 
 
-__all__ = ["ALIASES", "REGISTRY", "AttackEntry", "AttackOptions", "attack_names", "get_attack", "make_attack",
-           "register_attack"]
+__all__ = [
+    "ALIASES",
+    "REGISTRY",
+    "AttackEntry",
+    "AttackOptions",
+    "attack_names",
+    "get_attack",
+    "make_attack",
+    "register_attack",
+]

@@ -13,15 +13,25 @@ shows the threat model's fields flat (`EvalConfig(eps=[0.1], steps=10)`, `cfg.st
 
 Every eps / alpha is in pixel units [0, 1]; a CLI converts its own units at its edge.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from sspnet.attacks.base import DEFAULT_ALPHA_REL, LEVELS, check_count, check_eps, check_norm, check_positive
-from sspnet.attacks.base import default_step, sub_quantum
+from sspnet.attacks.base import (
+    DEFAULT_ALPHA_REL,
+    LEVELS,
+    check_count,
+    check_eps,
+    check_norm,
+    check_positive,
+    default_step,
+    sub_quantum,
+)
 from sspnet.attacks.registry import make_attack
 
 _NO_EPS = "the threat model has no eps yet: give eps (pixel units) or a dataset to take it from"
@@ -55,34 +65,45 @@ class ThreatModel:
             raise ValueError(_NO_EPS)
         return default_step(e, alpha_rel=self.alpha_rel, quantize=self.quantize, norm=self.norm)
 
-    def at(self, eps: float) -> "ThreatModel":
+    def at(self, eps: float) -> ThreatModel:
         """The same threat model at another radius (a set alpha stays as it is; `validated` checks it)."""
         return dataclasses.replace(self, eps=eps)
 
-    def replaced(self, **changes: Any) -> "ThreatModel":
+    def replaced(self, **changes: Any) -> ThreatModel:
         """`dataclasses.replace` that names the valid fields when a change is not one of them."""
         check_threat_names(changes)
         return dataclasses.replace(self, **changes)
 
-    def validated(self, *, min_steps: int = 0) -> "ThreatModel":
+    def validated(self, *, min_steps: int = 0) -> ThreatModel:
         """A normalised copy; ValueError naming the bad field (and the allowed values) otherwise."""
         norm = check_norm(self.norm)
         if self.eps is None:
             raise ValueError("eps is not set: give the attack radius in pixel units")
         eps = check_eps(self.eps, norm)
         if sub_quantum(eps, self.quantize):
-            raise ValueError(f"eps={eps:.4g} (pixel units) is below one 8-bit level and quantize is on, so every "
-                             f"perturbation rounds to 0: the smallest eps that moves a pixel is 1/255 = "
-                             f"{1 / LEVELS:.6f}; or set quantize=False")
+            raise ValueError(
+                f"eps={eps:.4g} (pixel units) is below one 8-bit level and quantize is on, so every "
+                f"perturbation rounds to 0: the smallest eps that moves a pixel is 1/255 = "
+                f"{1 / LEVELS:.6f}; or set quantize=False"
+            )
         alpha = None if self.alpha is None else check_positive(self.alpha, "alpha")
         if alpha is not None and alpha * LEVELS < 0.5 and self.quantize and norm == "linf":
-            raise ValueError(f"alpha={alpha:.4g} (pixel units) is below half an 8-bit level and quantize is on, so "
-                             "every PGD step rounds back: use alpha >= 1/255 or quantize=False")
+            raise ValueError(
+                f"alpha={alpha:.4g} (pixel units) is below half an 8-bit level and quantize is on, so "
+                "every PGD step rounds back: use alpha >= 1/255 or quantize=False"
+            )
         check_positive(self.alpha_rel, "alpha_rel")
         check_count(self.steps, "steps", min_steps)
         check_count(self.restarts, "restarts", 1)
-        return dataclasses.replace(self, norm=norm, eps=eps, alpha=alpha, alpha_rel=float(self.alpha_rel),
-                                   random_start=bool(self.random_start), quantize=bool(self.quantize))
+        return dataclasses.replace(
+            self,
+            norm=norm,
+            eps=eps,
+            alpha=alpha,
+            alpha_rel=float(self.alpha_rel),
+            random_start=bool(self.random_start),
+            quantize=bool(self.quantize),
+        )
 
     def attack(self, name: str, model: Any, *, eps: float | None = None, **options: Any) -> Any:
         """`sspnet.attacks.make_attack(name, model, ...)` with this threat model's settings at eps (default
@@ -90,15 +111,24 @@ class ThreatModel:
         e = self.eps if eps is None else float(eps)
         if e is None:
             raise ValueError(_NO_EPS)
-        return make_attack(name, model, e, norm=self.norm, alpha=self.step(e), steps=self.steps,
-                           restarts=self.restarts, random_start=self.random_start, quantize=self.quantize,
-                           **options)
+        return make_attack(
+            name,
+            model,
+            e,
+            norm=self.norm,
+            alpha=self.step(e),
+            steps=self.steps,
+            restarts=self.restarts,
+            random_start=self.random_start,
+            quantize=self.quantize,
+            **options,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ThreatModel":
+    def from_dict(cls, d: Mapping[str, Any]) -> ThreatModel:
         """From a mapping of its fields (other keys are refused with the valid names)."""
         check_threat_names(d)
         return cls(**dict(d))

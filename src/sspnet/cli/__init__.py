@@ -6,6 +6,7 @@ Errors a user can cause (ValueError, FileNotFoundError, ...) become one line on 
 The modules here parse flags, convert the original's units at the edge, call one library function and write
 its report; they may import every other subpackage and nothing imports them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,15 +17,16 @@ import sys
 
 from sspnet import __version__
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 # OS errors of a full disk, a read-only or forbidden folder: one line naming the path (files are written
 # atomically, so nothing half-written stays behind)
-DISK_ERRNOS = {errno.ENOSPC: "the disk is full; free some space or write elsewhere",
-               getattr(errno, "EDQUOT", -1): "the disk quota is exceeded; free some space or write elsewhere",
-               errno.EROFS: "the file system is read-only; write elsewhere",
-               errno.EACCES: "permission denied; use files and folders you can read and write",
-               errno.EPERM: "operation not permitted; use files and folders you can read and write"}
+DISK_ERRNOS = {
+    errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+    getattr(errno, "EDQUOT", -1): "the disk quota is exceeded; free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EACCES: "permission denied; use files and folders you can read and write",
+    errno.EPERM: "operation not permitted; use files and folders you can read and write",
+}
 # the flag naming where each command writes (named when the OS error carries no path)
 OUTPUT_FLAGS = (("resume", "--resume"), ("out", "--out"), ("data_root", "--data-root"))
 
@@ -33,8 +35,9 @@ def _disk_error(command: str, args: argparse.Namespace, exc: OSError) -> str:
     """One line for an OSError of DISK_ERRNOS: the path (or the output flag) and what to do."""
     where = exc.filename
     if where is None:
-        where = next((f"{flag} {getattr(args, k)}" for k, flag in OUTPUT_FLAGS if getattr(args, k, None)),
-                     "the output folder")
+        where = next(
+            (f"{flag} {getattr(args, k)}" for k, flag in OUTPUT_FLAGS if getattr(args, k, None)), "the output folder"
+        )
     verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
     return f"sspnet {command}: error: cannot {verb} {where}: {DISK_ERRNOS[exc.errno]}"
 

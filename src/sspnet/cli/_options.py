@@ -11,6 +11,7 @@ default is written by hand twice. `Parser` turns a usage error into one line and
 Also here: `--threads` (declared once, validated and applied once by `sspnet.cli.main`) and the checkpoint line
 `attack` and `growth` print. A module whose name starts with "_" is no subcommand (`build_parser` skips it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,45 +68,90 @@ class Concept:
 
 _CLI_UNIT = "in the dataset's CLI unit (1/255 on cifar10/tiny, [0, 1] on grey data)"
 VOCABULARY: dict[str, Concept] = {
-    "blocks": Concept("--blocks", "blocks per group", {"type": int, "metavar": "N"},
-                      {"train": ("--block",), "models": ("--block",), "attack": ("--block",)}),
-    "dataset": Concept("--dataset", "dataset: mnist5k (embedded) | mnist | fmnist | cifar10 | tiny", {},
-                       {"attack": ("--eval",)}),
-    "data_root": Concept("--data-root", "folder with the dataset files (mnist5k needs none)", {"metavar": "DIR"},
-                         {"download": ("--root",)}),
-    "norm_layer": Concept("--norm-layer", "normalisation layers: b (BatchNorm) | g (GroupNorm) | l (GroupNorm(1)) "
-                          "| i (GroupNorm(C))", {"metavar": "{b,g,l,i}"},
-                          {"train": ("--norm",), "models": ("--norm",), "attack": ("--model-norm",)}),
+    "blocks": Concept(
+        "--blocks",
+        "blocks per group",
+        {"type": int, "metavar": "N"},
+        {"train": ("--block",), "models": ("--block",), "attack": ("--block",)},
+    ),
+    "dataset": Concept(
+        "--dataset", "dataset: mnist5k (embedded) | mnist | fmnist | cifar10 | tiny", {}, {"attack": ("--eval",)}
+    ),
+    "data_root": Concept(
+        "--data-root",
+        "folder with the dataset files (mnist5k needs none)",
+        {"metavar": "DIR"},
+        {"download": ("--root",)},
+    ),
+    "norm_layer": Concept(
+        "--norm-layer",
+        "normalisation layers: b (BatchNorm) | g (GroupNorm) | l (GroupNorm(1)) | i (GroupNorm(C))",
+        {"metavar": "{b,g,l,i}"},
+        {"train": ("--norm",), "models": ("--norm",), "attack": ("--model-norm",)},
+    ),
     "norm": Concept("--norm", "threat model: linf | l2", {"choices": ("linf", "l2")}),
     "eps": Concept("--eps", f"attack radius, linf {_CLI_UNIT}, l2 in pixel units", {"type": float}),
     "alpha": Concept("--alpha", "PGD step size, in the unit of --eps", {"type": float}),
-    "pgd_steps": Concept("--pgd-steps", "PGD iterations", {"type": int, "metavar": "N"},
-                         {"attack": ("--iters",), "growth": ("--steps",)}),
+    "pgd_steps": Concept(
+        "--pgd-steps", "PGD iterations", {"type": int, "metavar": "N"}, {"attack": ("--iters",), "growth": ("--steps",)}
+    ),
     "restarts": Concept("--restarts", "PGD restarts; the per-image worst case counts", {"type": int, "metavar": "N"}),
-    "random_start": Concept("--random-start", "PGD from a random point of the eps-ball, not the image itself",
-                            {"action": argparse.BooleanOptionalAction}),
-    "quantize": Concept("--quantize", "round the adversarial images to 8-bit levels after each step, as the "
-                        "original", {"action": argparse.BooleanOptionalAction}),
-    "train_eps": Concept("--train-eps", f"radius of the training adversary, {_CLI_UNIT}", {"type": float},
-                         {"train": ("--eps",)}),
-    "train_alpha": Concept("--train-alpha", "PGD step of the training adversary, in the unit of --train-eps",
-                           {"type": float}, {"train": ("--alpha",)}),
-    "train_pgd_steps": Concept("--train-pgd-steps", "PGD iterations of the training adversary (--adv pgd)",
-                               {"type": int, "metavar": "N"}, {"train": ("--iters",), "compare": ("--iters",)}),
-    "batch_size": Concept("--batch-size", "training batch size (the global batch under torchrun)",
-                          {"type": int, "metavar": "N"}, {"train": ("--tbsize",), "compare": ("--tbsize",)}),
-    "eval_batch_size": Concept("--eval-batch-size", "test images per batch of the evaluation",
-                               {"type": int, "metavar": "N"},
-                               {"train": ("--eval-bsize",), "attack": ("--bsize",), "growth": ("--batch-size",)}),
-    "n_images": Concept("--n-images", "class-stratified test images evaluated (sspnet.data.subsets)",
-                        {"type": int, "metavar": "N"},
-                        {"attack": ("--n-examples",), "growth": ("--n",), "compare": ("--n-eval",)}),
-    "eval_n_images": Concept("--eval-n-images", "evaluate each epoch on N class-stratified test images only",
-                             {"type": int, "metavar": "N"}, {"train": ("--test-limit",)}),
+    "random_start": Concept(
+        "--random-start",
+        "PGD from a random point of the eps-ball, not the image itself",
+        {"action": argparse.BooleanOptionalAction},
+    ),
+    "quantize": Concept(
+        "--quantize",
+        "round the adversarial images to 8-bit levels after each step, as the original",
+        {"action": argparse.BooleanOptionalAction},
+    ),
+    "train_eps": Concept(
+        "--train-eps", f"radius of the training adversary, {_CLI_UNIT}", {"type": float}, {"train": ("--eps",)}
+    ),
+    "train_alpha": Concept(
+        "--train-alpha",
+        "PGD step of the training adversary, in the unit of --train-eps",
+        {"type": float},
+        {"train": ("--alpha",)},
+    ),
+    "train_pgd_steps": Concept(
+        "--train-pgd-steps",
+        "PGD iterations of the training adversary (--adv pgd)",
+        {"type": int, "metavar": "N"},
+        {"train": ("--iters",), "compare": ("--iters",)},
+    ),
+    "batch_size": Concept(
+        "--batch-size",
+        "training batch size (the global batch under torchrun)",
+        {"type": int, "metavar": "N"},
+        {"train": ("--tbsize",), "compare": ("--tbsize",)},
+    ),
+    "eval_batch_size": Concept(
+        "--eval-batch-size",
+        "test images per batch of the evaluation",
+        {"type": int, "metavar": "N"},
+        {"train": ("--eval-bsize",), "attack": ("--bsize",), "growth": ("--batch-size",)},
+    ),
+    "n_images": Concept(
+        "--n-images",
+        "class-stratified test images evaluated (sspnet.data.subsets)",
+        {"type": int, "metavar": "N"},
+        {"attack": ("--n-examples",), "growth": ("--n",), "compare": ("--n-eval",)},
+    ),
+    "eval_n_images": Concept(
+        "--eval-n-images",
+        "evaluate each epoch on N class-stratified test images only",
+        {"type": int, "metavar": "N"},
+        {"train": ("--test-limit",)},
+    ),
     "out": Concept("--out", "output folder", {"metavar": "DIR"}, {"train": ("--save",)}),
-    "crit": Concept("--crit", "checkpoint of a run folder: final (model_final.pt, the end of training) | acc | loss "
-                    "(model_acc.pt / model_loss.pt: best on the run's selection split) | last (= final)",
-                    {"type": lambda v: "final" if v == "last" else v, "choices": CRITS}),
+    "crit": Concept(
+        "--crit",
+        "checkpoint of a run folder: final (model_final.pt, the end of training) | acc | loss "
+        "(model_acc.pt / model_loss.pt: best on the run's selection split) | last (= final)",
+        {"type": lambda v: "final" if v == "last" else v, "choices": CRITS},
+    ),
     "device": Concept("--device", DEVICES),
     "threads": Concept("--threads", "torch intra-op threads, an integer >= 1", {"metavar": "N"}),
     "quiet": Concept("--quiet", "no progress display", {"action": "store_true"}),
@@ -151,7 +197,7 @@ def grouped(pairs: list[tuple[str, Any]], sep: str = " ") -> str:
 
 
 def per_dataset(value_of: Callable[[Any], Any]) -> str:
-    """"the dataset's, 5 on mnist5k/mnist/fmnist, 6 on cifar10/tiny": value_of(DatasetSpec) for each dataset."""
+    """ "the dataset's, 5 on mnist5k/mnist/fmnist, 6 on cifar10/tiny": value_of(DatasetSpec) for each dataset."""
     from sspnet.data.specs import DATASETS
 
     return "the dataset's, " + grouped([(name, value_of(spec)) for name, spec in DATASETS.items()], " on ")
@@ -172,15 +218,24 @@ def _help(text: str, default: Any, shown: str | None, aliases: tuple[str, ...]) 
     return out
 
 
-def add_option(parser: Any, flags: str | tuple[str, ...], help: str, *, default: Any = None,
-               shown: str | None = None, aliases: tuple[str, ...] = (), **settings: Any) -> argparse.Action:
+def add_option(
+    parser: Any,
+    flags: str | tuple[str, ...],
+    help: str,
+    *,
+    default: Any = None,
+    shown: str | None = None,
+    aliases: tuple[str, ...] = (),
+    **settings: Any,
+) -> argparse.Action:
     """parser.add_argument(flags + aliases) with "(default ...)" generated: `shown` (words) or `default` (the
     value); the argparse default is `default` unless settings give another (e.g. None where a config file or
     a preset fills it in). Store-true flags say "(default off)"."""
     flags = (flags,) if isinstance(flags, str) else tuple(flags)
     argparse_default = settings.pop("argparse_default", default)
-    action = parser.add_argument(*flags, *aliases, default=argparse_default, help=_help(help, default, shown, aliases),
-                                 **settings)
+    action = parser.add_argument(
+        *flags, *aliases, default=argparse_default, help=_help(help, default, shown, aliases), **settings
+    )
     action.aliases = tuple(aliases)
     return action
 
@@ -193,9 +248,12 @@ def add_flag(parser: Any, command: str, concept: str, *, note: str = "", **kwarg
     return add_option(parser, c.flag, help_text, aliases=c.aliases.get(command, ()), **{**c.settings, **kwargs})
 
 
-def add_threads(parser: Any, command: str, meaning: str = "of this command",
-                shown: str = "torch's default, usually the number of cores; on a busy machine 1 can be faster"
-                ) -> argparse.Action:
+def add_threads(
+    parser: Any,
+    command: str,
+    meaning: str = "of this command",
+    shown: str = "torch's default, usually the number of cores; on a busy machine 1 can be faster",
+) -> argparse.Action:
     """`--threads N`, a string here: `sspnet.cli.main` validates it (`apply_threads`), one error line and exit 2."""
     return add_flag(parser, command, "threads", note=meaning, shown=shown)
 

@@ -4,6 +4,7 @@ Writes RUN_DIR/growth.json, RUN_DIR/growth.png (ratio per block, group boundarie
 RUN_DIR/growth_groups.png (ratio per block group, the paper's PGR figures) for every run, and with several runs
 combined plots (one line per run) at --plot and its *_groups.png. Progress on stderr (--quiet: none).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,15 +53,22 @@ _SHARED: dict[str, tuple[str | None, str | None, dict[str, Any]]] = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "growth", help="perturbation growth ratio per block group and per block (depth profile)",
+        "growth",
+        help="perturbation growth ratio per block group and per block (depth profile)",
         description="Perturbation growth ratio ||G(h(x')) - G(h(x))||_p / ||h(x') - h(x)||_p (mean over test "
-                    "images) of every block group and every single block, for an adversarial x' and a "
-                    "random-noise baseline at the same eps. eps/alpha are in the dataset's CLI unit (1/255 for "
-                    "cifar10/tiny, pixel units for mnist/fmnist); default: the dataset's training eps/alpha.")
+        "images) of every block group and every single block, for an adversarial x' and a "
+        "random-noise baseline at the same eps. eps/alpha are in the dataset's CLI unit (1/255 for "
+        "cifar10/tiny, pixel units for mnist/fmnist); default: the dataset's training eps/alpha.",
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or checkpoint files)")
     add_option(p, "--attack", "adversary", default=field_default(GrowthConfig, "adversary"), choices=ADVERSARIES)
-    add_option(p, "--noise", "random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none",
-               default=field_default(GrowthConfig, "noise"), choices=NOISE_BASELINES)
+    add_option(
+        p,
+        "--noise",
+        "random baseline: sign (+-eps) | uniform (U(-eps, eps)) | none",
+        default=field_default(GrowthConfig, "noise"),
+        choices=NOISE_BASELINES,
+    )
     add_option(p, "--p", "norms: any of 1 2 inf", nargs="+", default=list(P_NAMES), shown="all")
     for concept, (field, shown, settings) in _SHARED.items():
         extra = dict(settings)
@@ -68,19 +76,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_flag(p, "growth", concept, default=default, shown=shown, **extra)
     add_threads(p, "growth")
     add_option(p, "--label", "one label per run for tables and plots", nargs="+", shown="the run folder's name")
-    add_option(p, "--plot", "combined plot when several runs are given (its per-group figure next to it, "
-               "*_groups.png)", default="growth-compare.png")
+    add_option(
+        p,
+        "--plot",
+        "combined plot when several runs are given (its per-group figure next to it, *_groups.png)",
+        default="growth-compare.png",
+    )
     p.set_defaults(handler=run)
 
 
 def config_from_args(args: argparse.Namespace, unit: float) -> GrowthConfig:
     """The GrowthConfig of parsed flags; unit: pixel units per CLI unit of the run's dataset."""
-    threat = dataclasses.replace(field_default(GrowthConfig, "threat"), norm=args.norm,
-                                 eps=None if args.eps is None else args.eps * unit,
-                                 alpha=None if args.alpha is None else args.alpha * unit, steps=args.pgd_steps,
-                                 random_start=args.random_start, quantize=args.quantize)
-    return GrowthConfig(adversary=args.attack, threat=threat, noise=args.noise, ps=tuple(args.p),
-                        n_images=args.n_images, batch_size=args.eval_batch_size, seed=args.seed)
+    threat = dataclasses.replace(
+        field_default(GrowthConfig, "threat"),
+        norm=args.norm,
+        eps=None if args.eps is None else args.eps * unit,
+        alpha=None if args.alpha is None else args.alpha * unit,
+        steps=args.pgd_steps,
+        random_start=args.random_start,
+        quantize=args.quantize,
+    )
+    return GrowthConfig(
+        adversary=args.attack,
+        threat=threat,
+        noise=args.noise,
+        ps=tuple(args.p),
+        n_images=args.n_images,
+        batch_size=args.eval_batch_size,
+        seed=args.seed,
+    )
 
 
 def _fmt(v: float) -> str:
@@ -109,12 +133,21 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args, unit)
         label = args.label[i] if args.label else None
         data_root = args.data_root or recorded_data_root(path)  # default: the folder the run was trained from
-        shown = progress_line(f"sspnet growth {label or path.name}" + (f" ({i + 1}/{len(args.runs)})"
-                                                                       if len(args.runs) > 1 else ""),
-                              getattr(args, "quiet", False))
+        shown = progress_line(
+            f"sspnet growth {label or path.name}" + (f" ({i + 1}/{len(args.runs)})" if len(args.runs) > 1 else ""),
+            getattr(args, "quiet", False),
+        )
         try:
-            result, json_path = growth_of_run(path, cfg, dataset=dataset, data_root=data_root, device=device,
-                                              crit=args.crit, label=label, progress=shown)
+            result, json_path = growth_of_run(
+                path,
+                cfg,
+                dataset=dataset,
+                data_root=data_root,
+                device=device,
+                crit=args.crit,
+                label=label,
+                progress=shown,
+            )
         finally:
             if shown is not None:
                 shown.close()

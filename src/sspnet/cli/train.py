@@ -8,6 +8,7 @@ Flags are the CLI's vocabulary (`sspnet.cli._options.VOCABULARY`; the original's
 cifar10/tiny means 8/255); this module converts them to TrainConfig's pixel units.
 Exit codes: 0 done, 1 non-finite loss (last good last.pt kept), 2 bad input, 130 interrupted (last.pt saved).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,79 +28,150 @@ from sspnet.nn.architectures import get_architecture
 
 # CLI dest or config-file key -> TrainConfig field: the canonical flags (sspnet.cli._options.VOCABULARY) and
 # the original's names (--block, --tbsize, --iters, --eps, --alpha, --norm, --save, --test-limit, --eval-bsize)
-_DEST = {"norm_layer": "norm", "train_pgd_steps": "steps", "train_eps": "eps", "train_alpha": "alpha", "out": "save",
-         "checkpoint": "activation_checkpointing", "block": "blocks", "tbsize": "batch_size",
-         "eval_bsize": "eval_batch_size", "iters": "steps", "test_limit": "eval_n_images"}
+_DEST = {
+    "norm_layer": "norm",
+    "train_pgd_steps": "steps",
+    "train_eps": "eps",
+    "train_alpha": "alpha",
+    "out": "save",
+    "checkpoint": "activation_checkpointing",
+    "block": "blocks",
+    "tbsize": "batch_size",
+    "eval_bsize": "eval_batch_size",
+    "iters": "steps",
+    "test_limit": "eval_n_images",
+}
 # flags of train only: flag -> (help, the default in words (None: TrainConfig's field), argparse settings)
 _OWN: dict[str, tuple[str, str | None, dict[str, Any]]] = {
     "--model": ("scheme: res | ssp2 | ssp3 | ark | midrk2 | any registered scheme, or a scheme file", None, {}),
-    "--groups": ("one scheme per block group, comma separated (e.g. ark,res,ssp2 on cifar10)",
-                 "--model in every group", {}),
+    "--groups": (
+        "one scheme per block group, comma separated (e.g. ark,res,ssp2 on cifar10)",
+        "--model in every group",
+        {},
+    ),
     "--init": ("original | torch | kaiming", "", {}),
-    "--lr": ("learning rate", ("{lr} on mnist5k without --opt; else 0.1 for sgd, 1e-4 adam on colour / 1e-3 on grey "
-             "data, 1e-3 rms"), {"type": float}),
+    "--lr": (
+        "learning rate",
+        ("{lr} on mnist5k without --opt; else 0.1 for sgd, 1e-4 adam on colour / 1e-3 on grey data, 1e-3 rms"),
+        {"type": float},
+    ),
     "--decay": ("weight decay", "5e-4 with sgd on cifar10/tiny, else 0", {"type": float}),
     "--epochs": ("epochs", None, {"type": int}),
-    "--opt": ("sgd | adam | rms (given --opt, mnist5k takes the original's recipe too)",
-              "{opt} on mnist5k, {original_opt} elsewhere", {}),
+    "--opt": (
+        "sgd | adam | rms (given --opt, mnist5k takes the original's recipe too)",
+        "{opt} on mnist5k, {original_opt} elsewhere",
+        {},
+    ),
     "--milestones": ("epochs where the lr is multiplied by 0.1, comma separated", "the original's", {}),
-    "--schedule": ("multistep | cyclic (one triangular cycle, peak at 2/5)",
-                   "{schedule} on mnist5k without --opt, else {original_schedule}", {}),
+    "--schedule": (
+        "multistep | cyclic (one triangular cycle, peak at 2/5)",
+        "{schedule} on mnist5k without --opt, else {original_schedule}",
+        {},
+    ),
     "--adv": ("training adversary: none | fgsm | pgd | ball | fast", None, {}),
-    "--eps-warmup": (("epochs over which the training eps and alpha grow linearly to their full value (0: full eps "
-                     "from the first step)"), None, {"type": float}),
+    "--eps-warmup": (
+        (
+            "epochs over which the training eps and alpha grow linearly to their full value (0: full eps "
+            "from the first step)"
+        ),
+        None,
+        {"type": float},
+    ),
     "--ball-copies": ("noisy copies per image for --adv ball", None, {"type": int}),
     "--steps-per-epoch": ("cap on optimizer steps per epoch", "none, every batch", {"type": int}),
     "--init-from": ("start from the weights of this checkpoint or run folder", "fresh weights from --seed", {}),
     "--save-every": ("steps between mid-epoch last.pt saves (0 off)", None, {"type": int}),
     "--log-interval": ("steps between progress-bar updates", None, {"type": int}),
-    "--val-split": (("fraction of the training images held out (class-stratified, fixed by --seed) as the validation "
-                    "split that selects model_acc.pt / model_loss.pt (0: train on all, no validation split)"), None,
-                    {"type": float}),
-    "--select-on": (("split that selects model_acc.pt / model_loss.pt: val | test (the original's; optimistic for "
-                    "test-set robustness) | none (only model_final.pt)"), ("val with a validation split, none with "
-                    "--val-split 0"), {}),
-    "--train-quantize": (("round fgsm / pgd / fast training adversarial examples to 8-bit levels after each step, as "
-                         "the original"), None, {"action": argparse.BooleanOptionalAction}),
-    "--sync-bn": (("under torchrun, BatchNorm uses the statistics of the whole global batch, so K processes train "
-                  "the model one process would (--no-sync-bn: per-rank statistics)"), None,
-                  {"action": argparse.BooleanOptionalAction}),
+    "--val-split": (
+        (
+            "fraction of the training images held out (class-stratified, fixed by --seed) as the validation "
+            "split that selects model_acc.pt / model_loss.pt (0: train on all, no validation split)"
+        ),
+        None,
+        {"type": float},
+    ),
+    "--select-on": (
+        (
+            "split that selects model_acc.pt / model_loss.pt: val | test (the original's; optimistic for "
+            "test-set robustness) | none (only model_final.pt)"
+        ),
+        ("val with a validation split, none with --val-split 0"),
+        {},
+    ),
+    "--train-quantize": (
+        ("round fgsm / pgd / fast training adversarial examples to 8-bit levels after each step, as the original"),
+        None,
+        {"action": argparse.BooleanOptionalAction},
+    ),
+    "--sync-bn": (
+        (
+            "under torchrun, BatchNorm uses the statistics of the whole global batch, so K processes train "
+            "the model one process would (--no-sync-bn: per-rank statistics)"
+        ),
+        None,
+        {"action": argparse.BooleanOptionalAction},
+    ),
     "--amp": ("mixed precision", "on CUDA", {"action": argparse.BooleanOptionalAction}),
-    "--channels-last": ("channels_last memory format", "on CUDA, and on CPU for models without GroupNorm",
-                        {"action": argparse.BooleanOptionalAction}),
+    "--channels-last": (
+        "channels_last memory format",
+        "on CUDA, and on CPU for models without GroupNorm",
+        {"action": argparse.BooleanOptionalAction},
+    ),
 }
-_SWITCHES = {"--force": "overwrite an existing run folder", "--tensorboard": "TensorBoard scalars + adversarial "
-             "images (RUN/tb)", "--craft-eval": "craft training adversarial examples in eval mode (default: train "
-             "mode, as the original)", "--clean-metrics": "adversarial training: also log the clean loss/accuracy "
-             "of each training batch (one extra forward per step: ~5%% of a PGD-7 step, ~15%% of a FastFGSM step)",
-             "--checkpoint": "activation checkpointing (less memory, more compute)"}
+_SWITCHES = {
+    "--force": "overwrite an existing run folder",
+    "--tensorboard": "TensorBoard scalars + adversarial images (RUN/tb)",
+    "--craft-eval": "craft training adversarial examples in eval mode (default: train mode, as the original)",
+    "--clean-metrics": "adversarial training: also log the clean loss/accuracy "
+    "of each training batch (one extra forward per step: ~5%% of a PGD-7 step, ~15%% of a FastFGSM step)",
+    "--checkpoint": "activation checkpointing (less memory, more compute)",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from sspnet.train import TrainConfig
-    from sspnet.train.config import DATASET_RECIPES, ORIGINAL_RECIPE
+    from sspnet.train.options import DATASET_RECIPES, ORIGINAL_RECIPE
 
     p = subparsers.add_parser(
-        "train", help="train an SSP network (standard or adversarial training)",
+        "train",
+        help="train an SSP network (standard or adversarial training)",
         description="Train an SSP / ResNet model; writes a run folder with config.json, metrics.jsonl, train.log, "
-                    "model_acc.pt / model_loss.pt (best on the validation split held out of the training images), "
-                    "model_final.pt and last.pt. Unset options take the original code's per-dataset defaults, except "
-                    "on the embedded mnist5k, which without --opt trains with its own recipe (the original's SGD "
-                    "recipe learns little on 4,000 digits). Multi-process: torchrun --nproc_per_node=K -m sspnet "
-                    "train ...")
-    recipe = {**DATASET_RECIPES["mnist5k"], "original_opt": ORIGINAL_RECIPE["opt"],
-              "original_schedule": ORIGINAL_RECIPE["schedule"]}
+        "model_acc.pt / model_loss.pt (best on the validation split held out of the training images), "
+        "model_final.pt and last.pt. Unset options take the original code's per-dataset defaults, except "
+        "on the embedded mnist5k, which without --opt trains with its own recipe (the original's SGD "
+        "recipe learns little on 4,000 digits). Multi-process: torchrun --nproc_per_node=K -m sspnet "
+        "train ...",
+    )
+    recipe = {
+        **DATASET_RECIPES["mnist5k"],
+        "original_opt": ORIGINAL_RECIPE["opt"],
+        "original_schedule": ORIGINAL_RECIPE["schedule"],
+    }
 
     def own(flag: str) -> None:  # every default None: TrainConfig's (or the resumed run's) fills it in
         help, words, settings = _OWN[flag]
         name = flag[2:].replace("-", "_")
-        add_option(p, flag, help, default=None if words else field_default(TrainConfig, name),
-                   shown=words and words.format(**recipe), argparse_default=None, **settings)
+        add_option(
+            p,
+            flag,
+            help,
+            default=None if words else field_default(TrainConfig, name),
+            shown=words and words.format(**recipe),
+            argparse_default=None,
+            **settings,
+        )
 
     def shared(concept: str, words: str | None = None, **kwargs) -> None:
         name = _DEST.get(concept, concept)
-        add_flag(p, "train", concept, default=None if words else field_default(TrainConfig, name), shown=words,
-                 argparse_default=None, **kwargs)
+        add_flag(
+            p,
+            "train",
+            concept,
+            default=None if words else field_default(TrainConfig, name),
+            shown=words,
+            argparse_default=None,
+            **kwargs,
+        )
 
     shared("dataset")
     shared("data_root", "$SSPNET_DATA or ./data")
@@ -110,8 +182,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_option(p, "--init", _OWN["--init"][0], shown=per_dataset(lambda spec: get_architecture(spec.arch).init))
     own("--lr")
     own("--decay")
-    shared("batch_size", "{batch_size} on mnist5k without --opt, else {b}".format(b=ORIGINAL_RECIPE["batch_size"],
-                                                                                   **recipe))
+    shared(
+        "batch_size",
+        "{batch_size} on mnist5k without --opt, else {b}".format(b=ORIGINAL_RECIPE["batch_size"], **recipe),
+    )
     for flag in ("--epochs", "--opt", "--milestones", "--schedule", "--adv"):
         own(flag)
     shared("train_pgd_steps", per_dataset(lambda spec: spec.train_iters))
@@ -122,18 +196,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared("out", "runs/DATASET-MODEL-ADV-seedSEED")
     for concept in ("seed", "device", "quiet"):
         shared(concept)
-    p.add_argument("--config", help="YAML or JSON file of options (keys as the flags, canonical or old names); "
-                   "command-line flags override it (default: none)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (default: a "
-                   "new run)")
+    p.add_argument(
+        "--config",
+        help="YAML or JSON file of options (keys as the flags, canonical or old names); "
+        "command-line flags override it (default: none)",
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (default: a new run)"
+    )
     for flag, help in _SWITCHES.items():
         p.add_argument(flag, action="store_true", default=None, help=help)
     for flag in ("--steps-per-epoch", "--init-from"):
         own(flag)
     shared("eval_n_images", "all")
     shared("eval_batch_size")
-    for flag in ("--save-every", "--log-interval", "--val-split", "--select-on", "--train-quantize", "--sync-bn",
-                 "--amp", "--channels-last"):
+    for flag in (
+        "--save-every",
+        "--log-interval",
+        "--val-split",
+        "--select-on",
+        "--train-quantize",
+        "--sync-bn",
+        "--amp",
+        "--channels-last",
+    ):
         own(flag)
     add_threads(p, "train", "per process; not part of the run's configuration")
     p.set_defaults(handler=run)
@@ -152,7 +238,7 @@ def _split(text: Any, kind: type, flag: str) -> list | None:
 def _to_pixels(options: dict[str, Any], dataset: str) -> dict[str, Any]:
     """eps / alpha of flags or a config file (the original's units: 1/255 on cifar10/tiny) -> pixel units."""
     from sspnet.data.specs import get_dataset_spec
-    from sspnet.train.config import to_pixels
+    from sspnet.train.options import to_pixels
 
     spec = get_dataset_spec(dataset)
     for name in ("eps", "alpha"):
@@ -173,15 +259,15 @@ def config_from_args(args: argparse.Namespace):
     """
     from sspnet.io.jsonio import read_mapping_file
     from sspnet.train import TrainConfig
-    from sspnet.train.config import canonical_name, resume_options
+    from sspnet.train.options import canonical_name
+    from sspnet.train.run_config import resume_options
 
     skip = {"command", "handler", "config", "resume", "threads"}
     base: dict[str, Any] = {}
     if args.resume:
         base = resume_options(args.resume)
         if args.out and Path(args.out) != Path(args.resume):
-            raise ValueError(f"--resume {args.resume} and --out {args.out} name different folders; "
-                             "pass only --resume")
+            raise ValueError(f"--resume {args.resume} and --out {args.out} name different folders; pass only --resume")
     given: dict[str, Any] = {}
     if args.config:
         for key, value in read_mapping_file(args.config, what="config file").items():
@@ -209,18 +295,26 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         layout = RunLayout(cfg.resolved().save)
         if layout.state_file.is_file():
-            print(f"sspnet train: interrupted; {layout.state_file} holds the last saved state, continue with: "
-                  f"sspnet train --resume {layout.path}", file=sys.stderr)
+            print(
+                f"sspnet train: interrupted; {layout.state_file} holds the last saved state, continue with: "
+                f"sspnet train --resume {layout.path}",
+                file=sys.stderr,
+            )
         else:  # before the first save: there is nothing to resume
-            print(f"sspnet train: interrupted before the run saved any state; start it again with the same "
-                  f"command{'' if cfg.force else ' and --force'}", file=sys.stderr)
+            print(
+                f"sspnet train: interrupted before the run saved any state; start it again with the same "
+                f"command{'' if cfg.force else ' and --force'}",
+                file=sys.stderr,
+            )
         return 130
     if not cfg.quiet and int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary line, global rank 0's
         f = result.final
         if f:
             best = "" if result.best_acc is None else f" (best {result.selected_on} acc {result.best_acc:.2f}%)"
-            print(f"{result.run_dir}: {result.epochs_completed} epochs, test acc {f['test_acc']:.2f}%, test loss "
-                  f"{f['test_loss']:.4f}{best}")
+            print(
+                f"{result.run_dir}: {result.epochs_completed} epochs, test acc {f['test_acc']:.2f}%, test loss "
+                f"{f['test_loss']:.4f}{best}"
+            )
         else:
             print(f"{result.run_dir}: nothing to do ({result.epochs_completed} epochs already done)")
     return 0

@@ -8,6 +8,7 @@ everywhere) is embedded and ignores `root`. Readers (`readers.get_reader(name)`,
 (MNIST, Fashion-MNIST), `cifar` (python and binary batches), `tiny` (TinyImageNet folder + .npy cache),
 `mnist5k`. Downloads: `download.download` / `sspnet download NAME --data-root DIR`.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,15 +16,25 @@ import os
 import numpy as np
 import torch
 
-from sspnet.data.specs import get_dataset_spec
 from sspnet.data._common import check_arrays, default_root, resolve_root
 from sspnet.data.batches import Batches, augment, epoch_seed
 from sspnet.data.readers import get_reader, reader_names, register_reader
+from sspnet.data.specs import get_dataset_spec
 
 SPLITS = ("train", "test")
 
-__all__ = ["load", "load_numpy", "Batches", "augment", "epoch_seed", "default_root", "get_reader", "reader_names",
-           "register_reader", "SPLITS"]
+__all__ = [
+    "load",
+    "load_numpy",
+    "Batches",
+    "augment",
+    "epoch_seed",
+    "default_root",
+    "get_reader",
+    "reader_names",
+    "register_reader",
+    "SPLITS",
+]
 
 
 def load_numpy(name: str, root: str | os.PathLike | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -35,13 +46,23 @@ def load_numpy(name: str, root: str | os.PathLike | None = None, split: str = "t
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     base = resolve_root(root) if reader.uses_root else None
     images, labels = reader.read(base, split)
-    check_arrays(images, labels, source=reader.source.format(split=split, root=base), channels=spec.channels,
-                 size=spec.size, num_classes=spec.num_classes)
+    check_arrays(
+        images,
+        labels,
+        source=reader.source.format(split=split, root=base),
+        channels=spec.channels,
+        size=spec.size,
+        num_classes=spec.num_classes,
+    )
     return images, labels
 
 
-def load(name: str = "mnist5k", root: str | os.PathLike | None = None, split: str = "train",
-         device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def load(
+    name: str = "mnist5k",
+    root: str | os.PathLike | None = None,
+    split: str = "train",
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A dataset split as (images uint8 N x C x H x W, labels int64 N) on `device`.
 
     root: the data folder (default `$SSPNET_DATA` or `./data`; ignored for mnist5k). FileNotFoundError naming the

@@ -11,6 +11,7 @@ link chains have nothing to work with). Every refusal is one ValueError line nam
 the temporary folder is removed, so a refused archive leaves nothing behind. The top-level entries are then moved
 into place.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -82,7 +83,7 @@ class _Writer:
         path = self.root
         for i, part in enumerate(parts):
             path = os.path.join(path, part)
-            if parts[:i + 1] in self.dirs:
+            if parts[: i + 1] in self.dirs:
                 continue
             try:
                 os.mkdir(path)
@@ -91,8 +92,8 @@ class _Writer:
             except OSError as exc:
                 raise self.refuse(name, f"cannot create folder {part!r} ({exc.strerror or exc})") from None
             if os.path.islink(path) or not os.path.isdir(path) or os.path.realpath(path) != path:
-                raise self.refuse(name, f"{'/'.join(parts[:i + 1])!r} is not a plain folder inside {self.shown}")
-            self.dirs.add(parts[:i + 1])
+                raise self.refuse(name, f"{'/'.join(parts[: i + 1])!r} is not a plain folder inside {self.shown}")
+            self.dirs.add(parts[: i + 1])
         return path
 
     def file(self, parts: tuple[str, ...], name: str, src: BinaryIO, size: int) -> None:
@@ -141,11 +142,14 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
 def _refuse_kind(kind: str, name: str, link: str | None, archive: Path) -> None:
     if kind == "link":
         target = f" -> {link!r}" if link is not None else " (symbolic link)"
-        raise ValueError(f"{archive}: refusing link member {name!r}{target}: dataset archives hold only "
-                         f"files and folders")
+        raise ValueError(
+            f"{archive}: refusing link member {name!r}{target}: dataset archives hold only files and folders"
+        )
     if kind == "special":
-        raise ValueError(f"{archive}: refusing special member {name!r} (device, fifo, sparse or unknown type): "
-                         f"dataset archives hold only files and folders")
+        raise ValueError(
+            f"{archive}: refusing special member {name!r} (device, fifo, sparse or unknown type): "
+            f"dataset archives hold only files and folders"
+        )
 
 
 class _MeteredStream:
@@ -161,8 +165,10 @@ class _MeteredStream:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0 or n > self.left:
             where = f"after member {self.after!r}" if self.after is not None else "before its first member"
-            raise ValueError(f"{self._archive}: refusing the tar header {where}: it takes more than "
-                             f"{HEADER_BYTES} bytes (an oversized pax or long-name header, or a sparse map)")
+            raise ValueError(
+                f"{self._archive}: refusing the tar header {where}: it takes more than "
+                f"{HEADER_BYTES} bytes (an oversized pax or long-name header, or a sparse map)"
+            )
         data = self._raw.read(n)
         self.left -= len(data)
         return data
@@ -179,8 +185,11 @@ def _open_tar(archive: Path, stack: contextlib.ExitStack) -> tuple[tarfile.TarFi
     number), or None when it is not a tar."""
     with open(archive, "rb") as f:
         magic = f.read(6)
-    openers = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open if bz2 else None),
-               (b"\xfd7zXZ\x00", lzma.open if lzma else None)]
+    openers = [
+        (b"\x1f\x8b", gzip.open),
+        (b"BZh", bz2.open if bz2 else None),
+        (b"\xfd7zXZ\x00", lzma.open if lzma else None),
+    ]
     opener = next((o for m, o in openers if magic.startswith(m) and o is not None), open)
     stream = _MeteredStream(stack.enter_context(opener(archive, "rb")), archive)
     try:
@@ -202,8 +211,14 @@ def _members(tf: tarfile.TarFile, stream: _MeteredStream | None):
         yield m
 
 
-def check_tar(tf: tarfile.TarFile, archive: Path, shown: Path, max_bytes: int = MAX_BYTES,
-              max_members: int = MAX_MEMBERS, stream: _MeteredStream | None = None) -> None:
+def check_tar(
+    tf: tarfile.TarFile,
+    archive: Path,
+    shown: Path,
+    max_bytes: int = MAX_BYTES,
+    max_members: int = MAX_MEMBERS,
+    stream: _MeteredStream | None = None,
+) -> None:
     """Check every member of an open tar (names, types, count, declared sizes) before anything is written."""
     budget = _Writer("", archive, shown, max_bytes, max_members)
     for m in _members(tf, stream):
@@ -214,8 +229,9 @@ def check_tar(tf: tarfile.TarFile, archive: Path, shown: Path, max_bytes: int = 
         budget.written += m.size if kind == "file" else 0
 
 
-def check_zip(zf: zipfile.ZipFile, archive: Path, shown: Path, max_bytes: int = MAX_BYTES,
-              max_members: int = MAX_MEMBERS) -> None:
+def check_zip(
+    zf: zipfile.ZipFile, archive: Path, shown: Path, max_bytes: int = MAX_BYTES, max_members: int = MAX_MEMBERS
+) -> None:
     """Check every member of an open zip (names, types, encryption, count, declared sizes)."""
     budget = _Writer("", archive, shown, max_bytes, max_members)
     for info in zf.infolist():
@@ -256,8 +272,9 @@ def _extract_zip(zf: zipfile.ZipFile, writer: _Writer) -> None:
                 writer.file(parts, info.filename, src, info.file_size)
 
 
-def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int = MAX_BYTES,
-            max_members: int = MAX_MEMBERS) -> list[Path]:
+def extract(
+    archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int = MAX_BYTES, max_members: int = MAX_MEMBERS
+) -> list[Path]:
     """Extract a .zip / .tar / .tar.gz / .tgz archive into `dest` after checking every member.
 
     Only regular files and folders are extracted; links, devices and fifos are refused. Returns the top-level
@@ -284,8 +301,15 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: i
                 with contextlib.ExitStack() as stack:
                     tf, stream = _open_tar(archive, stack)  # type: ignore[misc]
                     _extract_tar(tf, writer, stream)
-        except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, LZMAError,
-                NotImplementedError) as exc:
+        except (
+            tarfile.TarError,
+            zipfile.BadZipFile,
+            gzip.BadGzipFile,
+            EOFError,
+            zlib.error,
+            LZMAError,
+            NotImplementedError,
+        ) as exc:
             raise ValueError(f"{archive}: corrupt or unreadable archive ({type(exc).__name__}: {exc})") from None
         created = []
         for entry in sorted(tmp.iterdir()):

@@ -5,10 +5,11 @@ Determinism: the permutation and augmentation of epoch `e` come from a CPU `torc
 Augmentation parameters are drawn once per epoch for every position of the permutation, so resuming at batch
 `start` (`iterate(epoch, start)`) yields exactly the batches an uninterrupted epoch would have yielded.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,9 @@ def draw_params(n: int, generator: torch.Generator, crop_pad: int, flip: bool, s
     return dy, dx, fl
 
 
-def apply_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fl: torch.Tensor, crop_pad: int) -> torch.Tensor:
+def apply_crop_flip(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fl: torch.Tensor, crop_pad: int
+) -> torch.Tensor:
     """out[b] = zero-padded x[b] cropped at (dy[b], dx[b]) to H x W, then mirrored left-right where fl[b].
 
     x: B x C x H x W (any dtype, same dtype out); dy, dx: int64 B in [0, 2*crop_pad]; fl: bool B. One gather,
@@ -83,11 +86,26 @@ class Batches:
     device to whole batches, with parameters fixed per (seed, epoch, position in the permutation).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool = True,
-                 seed: int = 0, crop_pad: int = 0, flip: bool = False, drop_last: bool = False, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        crop_pad: int = 0,
+        flip: bool = False,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-            desc = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            desc = (
+                f"{images.dtype} tensor of shape {tuple(images.shape)}"
+                if isinstance(images, torch.Tensor)
+                else type(images).__name__
+            )
             raise ValueError(f"images must be a uint8 tensor N x C x H x W, got {desc}")
         if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise ValueError(f"labels must be a 1-d tensor with one label per image ({images.shape[0]})")
@@ -96,7 +114,9 @@ class Batches:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if int(world_size) < 1 or not 0 <= int(rank) < int(world_size):
-            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise ValueError(
+                f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
         if int(crop_pad) < 0:
             raise ValueError(f"crop_pad must be >= 0, got {crop_pad}")
         self.images, self.labels = images, labels.long()

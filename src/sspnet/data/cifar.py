@@ -7,6 +7,7 @@
   pixel bytes in the same plane order.
 Both become uint8 N x 3 x 32 x 32 and int64 labels.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,12 +58,16 @@ def read_binary_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     size = path.stat().st_size
     if size > BATCH_IMAGES * RECORD:
-        raise ValueError(f"{path}: {size} bytes, more than a CIFAR-10 binary batch holds ({BATCH_IMAGES} records of "
-                         f"{RECORD} bytes = {BATCH_IMAGES * RECORD})")
+        raise ValueError(
+            f"{path}: {size} bytes, more than a CIFAR-10 binary batch holds ({BATCH_IMAGES} records of "
+            f"{RECORD} bytes = {BATCH_IMAGES * RECORD})"
+        )
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD:
-        raise ValueError(f"{path}: truncated CIFAR-10 binary batch: {raw.size} bytes is not a positive multiple "
-                         f"of the {RECORD}-byte record (1 label + 3 x 32 x 32 pixels)")
+        raise ValueError(
+            f"{path}: truncated CIFAR-10 binary batch: {raw.size} bytes is not a positive multiple "
+            f"of the {RECORD}-byte record (1 label + 3 x 32 x 32 pixels)"
+        )
     records = raw.reshape(-1, RECORD)
     return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
 

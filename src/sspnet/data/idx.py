@@ -8,6 +8,7 @@ before idx) are read as they are; files with other near-miss names (case, separa
 listed in the missing-files error. MNIST and Fashion-MNIST share the file names, so the loaded content is
 checked (`check_content`): `fmnist` refuses MNIST digits and `mnist` refuses Fashion-MNIST.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -56,8 +57,14 @@ def _read_up_to(f, n: int) -> bytearray:
     return out
 
 
-def read_idx(path: str | Path, ndim: int | None = None, *, item_shape: tuple[int, ...] | None = None,
-             max_items: int | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
+def read_idx(
+    path: str | Path,
+    ndim: int | None = None,
+    *,
+    item_shape: tuple[int, ...] | None = None,
+    max_items: int | None = None,
+    max_bytes: int = MAX_BYTES,
+) -> np.ndarray:
     """Read one IDX file (raw or .gz) into a uint8 array; ValueError naming the file on a wrong magic number,
     wrong number of dimensions or a truncated/oversized body.
 
@@ -68,7 +75,7 @@ def read_idx(path: str | Path, ndim: int | None = None, *, item_shape: tuple[int
     path = Path(path)
     gz = path.suffix == ".gz"
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             return _read_idx(f, path, gz, ndim, item_shape, max_items, max_bytes)
     except (OSError, EOFError, zlib.error) as exc:
         if not gz or isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
@@ -76,46 +83,57 @@ def read_idx(path: str | Path, ndim: int | None = None, *, item_shape: tuple[int
         raise ValueError(f"{path}: corrupt or truncated gzip file ({exc})") from None
 
 
-def _read_idx(f, path: Path, gz: bool, ndim: int | None, item_shape: tuple[int, ...] | None,
-              max_items: int | None, max_bytes: int) -> np.ndarray:
+def _read_idx(
+    f, path: Path, gz: bool, ndim: int | None, item_shape: tuple[int, ...] | None, max_items: int | None, max_bytes: int
+) -> np.ndarray:
     magic = bytes(_read_up_to(f, 4))
     if len(magic) < 4:
         raise ValueError(f"{path}: truncated IDX file ({len(magic)} bytes, no header)")
     zero, dtype_code, dims = int.from_bytes(magic[:2], "big"), magic[2], magic[3]
     if zero != 0 or dtype_code not in _DTYPES:
-        raise ValueError(f"{path}: wrong magic number 0x{magic.hex()}, expected 0x00000801 (labels) or "
-                         f"0x00000803 (images): not an IDX uint8 file")
+        raise ValueError(
+            f"{path}: wrong magic number 0x{magic.hex()}, expected 0x00000801 (labels) or "
+            f"0x00000803 (images): not an IDX uint8 file"
+        )
     if ndim is not None and dims != ndim:
-        raise ValueError(f"{path}: wrong magic number 0x{magic.hex()}: {dims} dimensions, expected {ndim} "
-                         f"(0x0000080{ndim})")
+        raise ValueError(
+            f"{path}: wrong magic number 0x{magic.hex()}: {dims} dimensions, expected {ndim} (0x0000080{ndim})"
+        )
     header = 4 + 4 * dims
     sizes = bytes(_read_up_to(f, 4 * dims))
     if len(sizes) < 4 * dims:
         raise ValueError(f"{path}: truncated IDX file (header needs {header} bytes, file has {4 + len(sizes)})")
-    shape = tuple(int.from_bytes(sizes[4 * i: 4 * i + 4], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(dims))
     if item_shape is not None and shape[1:] != tuple(item_shape):
-        raise ValueError(f"{path}: wrong image size {'x'.join(map(str, shape[1:]))}, expected "
-                         f"{'x'.join(map(str, item_shape))}")
+        raise ValueError(
+            f"{path}: wrong image size {'x'.join(map(str, shape[1:]))}, expected {'x'.join(map(str, item_shape))}"
+        )
     if max_items is not None and shape and shape[0] > max_items:
-        raise ValueError(f"{path}: header says {shape[0]} items (shape {shape}), more than the {max_items} "
-                         f"this dataset's files hold")
+        raise ValueError(
+            f"{path}: header says {shape[0]} items (shape {shape}), more than the {max_items} this dataset's files hold"
+        )
     expected = math.prod(shape)
     if expected > max_bytes:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes of data), more than the "
-                         f"{max_bytes} bytes accepted")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes of data), more than the {max_bytes} bytes accepted"
+        )
     if not gz:
         body = os.fstat(f.fileno()).st_size - header
         if body != expected:
             kind = "truncated" if body < expected else "oversized"
-            raise ValueError(f"{path}: {kind} IDX file: header says shape {shape} ({expected} bytes of data), "
-                             f"found {body}")
+            raise ValueError(
+                f"{path}: {kind} IDX file: header says shape {shape} ({expected} bytes of data), found {body}"
+            )
     data = _read_up_to(f, expected)
     if len(data) < expected:
-        raise ValueError(f"{path}: truncated IDX file: header says shape {shape} ({expected} bytes of data), "
-                         f"found {len(data)}")
+        raise ValueError(
+            f"{path}: truncated IDX file: header says shape {shape} ({expected} bytes of data), found {len(data)}"
+        )
     if f.read(1):
-        raise ValueError(f"{path}: oversized IDX file: header says shape {shape} ({expected} bytes of data), "
-                         f"found more (not read further)")
+        raise ValueError(
+            f"{path}: oversized IDX file: header says shape {shape} ({expected} bytes of data), "
+            f"found more (not read further)"
+        )
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
@@ -205,8 +223,9 @@ def looks_like(images: np.ndarray, labels: np.ndarray, split: str) -> tuple[str,
         sample = images[:: max(1, images.shape[0] // 2000)]  # spread over the file (it may be sorted by class)
         mean, zeros = float(sample.mean()) / 255, float((sample == 0).mean())
         if mean < 0.2 and zeros > 0.7:
-            return "mnist", (f"its images are mostly black like handwritten digits (mean pixel {mean:.2f}, "
-                             f"{zeros:.0%} zero pixels)")
+            return "mnist", (
+                f"its images are mostly black like handwritten digits (mean pixel {mean:.2f}, {zeros:.0%} zero pixels)"
+            )
     return None
 
 
@@ -219,6 +238,8 @@ def check_content(name: str, images: np.ndarray, labels: np.ndarray, split: str,
         return
     other, why = seen
     home = LAYOUTS[name][0]
-    raise ValueError(f"{name}: the {split} IDX files in {folder} hold {DISPLAY[other]}, not {DISPLAY[name]} ({why}); "
-                     f"load them as --dataset {other}, or put the {DISPLAY[name]} files under {root / home} "
-                     f"(sspnet download {name} --data-root {root})")
+    raise ValueError(
+        f"{name}: the {split} IDX files in {folder} hold {DISPLAY[other]}, not {DISPLAY[name]} ({why}); "
+        f"load them as --dataset {other}, or put the {DISPLAY[name]} files under {root / home} "
+        f"(sspnet download {name} --data-root {root})"
+    )

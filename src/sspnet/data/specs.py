@@ -4,6 +4,7 @@ Every name a user can type (`mnist5k`, `mnist`, `fmnist`, `cifar10`, `tiny`/`tin
 `DatasetSpec`. Pixel values are in [0, 1]; `eps_unit` is the unit the original code used on its command line
 for eps/alpha (1/255 for colour datasets, 1 for grey ones), so `eps_cli * eps_unit` is eps in pixel units.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,16 +35,29 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.2265)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist5k": DatasetSpec("mnist5k", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 10, 4000,
-                           1000),
-    "mnist": DatasetSpec("mnist", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 10, 60000,
-                         10000),
-    "fmnist": DatasetSpec("fmnist", "mnist", 1, 28, 10, None, None, 0.1, 0.02, 1.0, 4, True, 10, 60000,
-                          10000),
-    "cifar10": DatasetSpec("cifar10", "cifar10", 3, 32, 10, CIFAR10_MEAN, CIFAR10_STD, 8 / 255, 2 / 255,
-                           1 / 255, 4, True, 7, 50000, 10000),
-    "tiny": DatasetSpec("tiny", "tinyimagenet", 3, 64, 200, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 4 / 255, 1 / 255,
-                        1 / 255, 4, True, 7, 100000, 10000),
+    "mnist5k": DatasetSpec("mnist5k", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 10, 4000, 1000),
+    "mnist": DatasetSpec("mnist", "mnist", 1, 28, 10, None, None, 0.3, 0.05, 1.0, 0, False, 10, 60000, 10000),
+    "fmnist": DatasetSpec("fmnist", "mnist", 1, 28, 10, None, None, 0.1, 0.02, 1.0, 4, True, 10, 60000, 10000),
+    "cifar10": DatasetSpec(
+        "cifar10", "cifar10", 3, 32, 10, CIFAR10_MEAN, CIFAR10_STD, 8 / 255, 2 / 255, 1 / 255, 4, True, 7, 50000, 10000
+    ),
+    "tiny": DatasetSpec(
+        "tiny",
+        "tinyimagenet",
+        3,
+        64,
+        200,
+        (0.5, 0.5, 0.5),
+        (0.5, 0.5, 0.5),
+        4 / 255,
+        1 / 255,
+        1 / 255,
+        4,
+        True,
+        7,
+        100000,
+        10000,
+    ),
 }
 ALIASES = {"tinyimagenet": "tiny", "tiny-imagenet": "tiny", "fashion-mnist": "fmnist", "fashionmnist": "fmnist"}
 
@@ -61,4 +75,3 @@ def get_dataset_spec(name: str) -> DatasetSpec:
         valid = ", ".join(list(DATASETS) + list(ALIASES))
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {valid}")
     return DATASETS[key]
-

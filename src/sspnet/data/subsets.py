@@ -9,6 +9,7 @@ contained in a larger one and every table of a report is measured on images of e
 `holdout_indices(labels, fraction, seed)` uses the same order to hold out a validation split (`sspnet train
 --val-split`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -77,5 +78,10 @@ def describe_subset(labels: Tensor, indices: Tensor, seed: int = 0) -> dict:
     """What a result stores about its images: the rule, seed, count, images per class and the indices."""
     idx = torch.as_tensor(indices).cpu().long()
     y = torch.as_tensor(labels).cpu().long()
-    return {"rule": SUBSET_RULE, "seed": int(seed), "n": int(idx.numel()),
-            "per_class": class_counts(y[idx], int(y.max()) + 1 if y.numel() else 0), "indices": idx.tolist()}
+    return {
+        "rule": SUBSET_RULE,
+        "seed": int(seed),
+        "n": int(idx.numel()),
+        "per_class": class_counts(y[idx], int(y.max()) + 1 if y.numel() else 0),
+        "indices": idx.tolist(),
+    }

@@ -4,6 +4,7 @@ Every writer returns the arrays it wrote (uint8 N x C x H x W, int64 N) so a rea
 The CIFAR python writer emits Python-2-style protocol-2 pickles opcode by opcode (byte strings as BINSTRING,
 `numpy.core.multiarray._reconstruct`), i.e. what the official files contain, without importing pickle.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -70,11 +71,36 @@ def _p2_value(v) -> bytes:
         return b"](" + b"".join(_p2_value(x) for x in v) + b"e"
     if isinstance(v, np.ndarray) and v.dtype == np.uint8:
         shape = b"(" + b"".join(_p2_int(d) for d in v.shape) + b"t"
-        dtype = (b"cnumpy\ndtype\n" + _p2_str(b"u1") + _p2_int(0) + _p2_int(1) + b"\x87R"
-                 + b"(" + _p2_int(3) + _p2_str(b"|") + b"NNN" + _p2_int(-1) + _p2_int(-1) + _p2_int(0) + b"tb")
-        return (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _p2_int(0) + b"\x85"
-                + _p2_str(b"b") + b"\x87R" + b"(" + _p2_int(1) + shape + dtype + b"\x89"
-                + _p2_str(np.ascontiguousarray(v).tobytes()) + b"tb")
+        dtype = (
+            b"cnumpy\ndtype\n"
+            + _p2_str(b"u1")
+            + _p2_int(0)
+            + _p2_int(1)
+            + b"\x87R"
+            + b"("
+            + _p2_int(3)
+            + _p2_str(b"|")
+            + b"NNN"
+            + _p2_int(-1)
+            + _p2_int(-1)
+            + _p2_int(0)
+            + b"tb"
+        )
+        return (
+            b"cnumpy.core.multiarray\n_reconstruct\n"
+            + b"cnumpy\nndarray\n"
+            + _p2_int(0)
+            + b"\x85"
+            + _p2_str(b"b")
+            + b"\x87R"
+            + b"("
+            + _p2_int(1)
+            + shape
+            + dtype
+            + b"\x89"
+            + _p2_str(np.ascontiguousarray(v).tobytes())
+            + b"tb"
+        )
     raise TypeError(f"cannot encode {type(v).__name__}")
 
 
@@ -102,9 +128,12 @@ def write_cifar_python(folder: str | Path, n_per_batch: int = 20, seed: int = 0)
     folder.mkdir(parents=True, exist_ok=True)
     parts = list(_cifar_batches(n_per_batch, seed))
     for name, images, labels in parts:
-        d = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
-             b"data": images.reshape(len(images), -1),
-             b"filenames": [f"img_{k}.png".encode() for k in range(len(images))]}
+        d = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in labels],
+            b"data": images.reshape(len(images), -1),
+            b"filenames": [f"img_{k}.png".encode() for k in range(len(images))],
+        }
         (folder / name).write_bytes(py2_pickle(d))
     return _collect(parts)
 
@@ -120,8 +149,14 @@ def write_cifar_binary(folder: str | Path, n_per_batch: int = 20, seed: int = 0)
     return _collect(parts)
 
 
-def write_tiny(base: str | Path, wnids: list[str] | None = None, per_class: int = 3, n_val: int = 8,
-               seed: int = 0, grey_every: int = 5):
+def write_tiny(
+    base: str | Path,
+    wnids: list[str] | None = None,
+    per_class: int = 3,
+    n_val: int = 8,
+    seed: int = 0,
+    grey_every: int = 5,
+):
     """A tiny-imagenet-200 style folder at `base` with real JPEG files (every `grey_every`-th one greyscale).
 
     Returns the written file paths {"train": [...], "test": [...]} and labels; pixels are whatever Pillow

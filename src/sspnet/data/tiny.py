@@ -9,6 +9,7 @@ Cache: `<base>/.sspnet-cache/{split}.images.npy` (uint8 N x 3 x 64 x 64), `{spli
 `{split}.json` holding a fingerprint of the source (relative path, size and mtime of every file read). A changed,
 added or removed source file changes the fingerprint and the cache is rebuilt. Loaded with allow_pickle=False.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sspnet.io.files import atomic_write, atomic_write_json
 from sspnet.data._common import check_arrays, missing
+from sspnet.io.files import atomic_write, atomic_write_json
 
 FOLDER = "tiny-imagenet-200"
 SIZE = 64
@@ -40,8 +41,10 @@ def find_tiny_base(root: Path) -> Path:
 def read_wnids(base: Path) -> list[str]:
     wnids = [w.strip() for w in (base / "wnids.txt").read_text().split() if w.strip()]
     if not wnids or len(set(wnids)) != len(wnids):
-        raise ValueError(f"{base / 'wnids.txt'}: expected distinct WordNet ids, one per line; found {len(wnids)} "
-                         f"({len(set(wnids))} distinct)")
+        raise ValueError(
+            f"{base / 'wnids.txt'}: expected distinct WordNet ids, one per line; found {len(wnids)} "
+            f"({len(set(wnids))} distinct)"
+        )
     return sorted(wnids)
 
 

@@ -3,13 +3,26 @@ sanity flags, the gradient-masking audit, perturbation growth through the depth,
 
 Imports nn, data, attacks, io and `sspnet.distributed`; never train, experiments or cli.
 """
+
+from sspnet.eval.config import EvalConfig
 from sspnet.eval.flags import sanity_flags
 from sspnet.eval.growth import GrowthConfig, GrowthResult, growth_of_run, measure_growth
 from sspnet.eval.masking import AuditConfig, AuditResult, audit
 from sspnet.eval.results import EvalResult
-from sspnet.eval.config import EvalConfig
 from sspnet.eval.robustness import evaluate
 from sspnet.eval.selection import select_images
 
-__all__ = ["AuditConfig", "AuditResult", "EvalConfig", "EvalResult", "GrowthConfig", "GrowthResult", "audit",
-           "evaluate", "growth_of_run", "measure_growth", "sanity_flags", "select_images"]
+__all__ = [
+    "AuditConfig",
+    "AuditResult",
+    "EvalConfig",
+    "EvalResult",
+    "GrowthConfig",
+    "GrowthResult",
+    "audit",
+    "evaluate",
+    "growth_of_run",
+    "measure_growth",
+    "sanity_flags",
+    "select_images",
+]

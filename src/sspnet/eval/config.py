@@ -1,11 +1,13 @@
 """What `sspnet.eval.evaluate` runs: `EvalConfig` (attacks, the threat model, the radii in pixel units, image
 subset, early stop) and its validation."""
+
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sspnet.attacks import DEFAULTS, ThreatModel, attack_names, get_attack, threat_config
 from sspnet.attacks.base import check_count
@@ -47,7 +49,7 @@ class EvalConfig:
         """The attacks to run, in order ("all" expanded); ValueError for a name evaluate does not run."""
         names: list[str] = []
         for part in str(self.attack).lower().replace(" ", "").split(","):
-            for name in (ALL_ATTACKS if part == "all" else (part,)):
+            for name in ALL_ATTACKS if part == "all" else (part,):
                 if not _evaluates(name):
                     valid = ", ".join(attack_names(evaluates=True))
                     raise ValueError(f"unknown attack {part!r}; valid attacks: {valid}, all")
@@ -61,7 +63,7 @@ class EvalConfig:
             return [self.threat.eps]
         return [self.eps] if isinstance(self.eps, (int, float)) else list(self.eps)
 
-    def validated(self) -> "EvalConfig":
+    def validated(self) -> EvalConfig:
         """A normalised copy (eps a tuple, threat at its first radius); ValueError naming the bad field."""
         eps = self.radii()
         if not eps:
@@ -76,8 +78,9 @@ class EvalConfig:
                 check_count(getattr(self, name), name, low)
         names = self.attack_names()
         if self.keep_attack != WORST and self.keep_attack not in names:
-            raise ValueError(f"keep_attack must be 'worst' or one of the attacks run ({', '.join(names)}), got "
-                             f"{self.keep_attack!r}")
+            raise ValueError(
+                f"keep_attack must be 'worst' or one of the attacks run ({', '.join(names)}), got {self.keep_attack!r}"
+            )
         return dataclasses.replace(self, threat=threat, eps=tuple(eps))
 
     def uses_early_stop(self) -> bool:

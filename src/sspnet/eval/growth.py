@@ -17,13 +17,14 @@ profile says why in `undefined` (and a warning is issued). A configuration that 
 one 8-bit level with quantisation on) raises ValueError instead. The images are `n_images` of the split by the
 class-stratified rule of `sspnet.data.subsets` (or the caller's `indices`); `GrowthResult.subset` records them.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,107 +32,15 @@ from torch import Tensor, nn
 from sspnet.attacks import DEFAULTS, ThreatModel, dataset_threat, random_point, threat_config
 from sspnet.attacks.base import LEVELS, check_count, sub_quantum
 from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
+from sspnet.eval.growth_trace import P_NAMES, check_structure, p_name, p_value, sample_ratios, trace_features
 from sspnet.eval.selection import select_images
 from sspnet.io.files import provenance
 from sspnet.io.progress import ProgressCallback, report
 from sspnet.io.runlayout import RunLayout
 
-P_NAMES = ("1", "2", "inf")
 NOISE_BASELINES = ("sign", "uniform", "none")  # `sspnet.attacks.random_point` kinds, or none
 ADVERSARIES = ("pgd", "fgsm", "none")
 GROWTH_FILE = RunLayout.GROWTH  # a run folder's growth record
-
-
-def _p_value(p: str | float | int) -> float:
-    key = str(p).lower().replace("infinity", "inf")
-    if key in ("1", "1.0"):
-        return 1.0
-    if key in ("2", "2.0"):
-        return 2.0
-    if key == "inf":
-        return math.inf
-    raise ValueError(f"unknown norm p={p!r}; valid: 1, 2, inf")
-
-
-def p_name(p: str | float | int) -> str:
-    """Canonical name of a norm order: '1', '2' or 'inf'."""
-    v = _p_value(p)
-    return "inf" if math.isinf(v) else str(int(v))
-
-
-def _check_structure(model: nn.Module) -> None:
-    for attr in ("normalize", "stem", "groups", "transitions"):
-        if not hasattr(model, attr):
-            raise ValueError(f"growth needs an sspnet model (normalize, stem, groups, transitions); "
-                             f"{type(model).__name__} has no .{attr}")
-
-
-@torch.no_grad()
-def trace_features(model: nn.Module, x: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-    """Feature maps of a batch x (B x C x H x W in [0, 1]).
-
-    Returns (group_inputs, block_inputs, group_outputs): group_inputs[j] = h_j(x); block_inputs[k] = input of
-    the k-th block in depth order (group by group); group_outputs[j] = G_j(h_j(x)). The output of block k is
-    block_inputs[k + 1] within a group and group_outputs[j] for the last block of group j.
-    """
-    _check_structure(model)
-    h = model.stem(model.normalize(x))
-    g_in, b_in, g_out = [], [], []
-    for j, group in enumerate(model.groups):
-        if j > 0:
-            h = model.transitions[j - 1](h)
-        g_in.append(h)
-        for block in group:
-            b_in.append(h)
-            h = block(h)
-        g_out.append(h)
-    return g_in, b_in, g_out
-
-
-def _block_outputs(model: nn.Module, b_in: list[Tensor], g_out: list[Tensor]) -> list[Tensor]:
-    outs, k = [], 0
-    for j, group in enumerate(model.groups):
-        n = len(group)
-        outs.extend(b_in[k + 1:k + n])
-        outs.append(g_out[j])
-        k += n
-    return outs
-
-
-def _norms(d: Tensor, p: float) -> Tensor:
-    return torch.linalg.vector_norm(d.reshape(d.shape[0], -1).double(), ord=p, dim=1)
-
-
-@torch.no_grad()
-def sample_ratios(model: nn.Module, x: Tensor, x_pert: Tensor, ps: Sequence[str | float] = P_NAMES
-                  ) -> dict[str, dict[str, Tensor]]:
-    """Per-sample growth ratios of one batch.
-
-    Returns {"groups": {p: B x n_groups}, "blocks": {p: B x n_blocks}} float64 tensors; an entry is NaN
-    where the input difference of that group/block is exactly zero. The model is put in eval mode for the
-    measurement and its mode restored.
-    """
-    if x.shape != x_pert.shape:
-        raise ValueError(f"x and x_pert must have the same shape, got {tuple(x.shape)} and {tuple(x_pert.shape)}")
-    was_training = model.training
-    model.eval()
-    try:
-        gi, bi, go = trace_features(model, x)
-        gi2, bi2, go2 = trace_features(model, x_pert)
-    finally:
-        model.train(was_training)
-    bo, bo2 = _block_outputs(model, bi, go), _block_outputs(model, bi2, go2)
-    out: dict[str, dict[str, Tensor]] = {"groups": {}, "blocks": {}}
-    for p in ps:
-        pv, name = _p_value(p), p_name(p)
-        for key, ins, ins2, outs, outs2 in (("groups", gi, gi2, go, go2), ("blocks", bi, bi2, bo, bo2)):
-            cols = []
-            for a, a2, b, b2 in zip(ins, ins2, outs, outs2):
-                den = _norms(a2 - a, pv)
-                num = _norms(b2 - b, pv)
-                cols.append(torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(num, math.nan)))
-            out[key][name] = torch.stack(cols, dim=1) if cols else torch.zeros(x.shape[0], 0, dtype=torch.float64)
-    return out
 
 
 _USE = DEFAULTS["growth"]
@@ -164,8 +73,9 @@ class GrowthConfig:
         if self.adversary == "none" and self.noise == "none":
             raise ValueError("nothing to measure: adversary and noise are both 'none'")
         if self.threat.norm != "linf":
-            raise ValueError(f"growth perturbs in linf (its noise is +-eps per pixel): norm must be linf, got "
-                             f"{self.threat.norm!r}")
+            raise ValueError(
+                f"growth perturbs in linf (its noise is +-eps per pixel): norm must be linf, got {self.threat.norm!r}"
+            )
         for name in ("eps", "alpha"):
             v = getattr(self.threat, name)
             if v is not None and not 0 <= v <= 1:
@@ -175,7 +85,7 @@ class GrowthConfig:
         for name in ("steps", "n_images", "batch_size"):
             check_count(getattr(self, name), name, 1)
         for p in self.ps:
-            _p_value(p)
+            p_value(p)
 
     def resolved(self, dataset: str | None) -> ThreatModel:
         """The threat model with eps / alpha filled in: None takes the dataset's training eps / alpha
@@ -184,16 +94,17 @@ class GrowthConfig:
         t = self.threat
         if t.eps is None or t.alpha is None:
             if dataset is None:
-                raise ValueError("eps/alpha not given and the model has no dataset in its config; pass eps and "
-                                 "alpha")
+                raise ValueError("eps/alpha not given and the model has no dataset in its config; pass eps and alpha")
             train = dataset_threat(dataset)
-            t = dataclasses.replace(t, eps=train.eps if t.eps is None else t.eps,
-                                    alpha=train.alpha if t.alpha is None else t.alpha)
+            t = dataclasses.replace(
+                t, eps=train.eps if t.eps is None else t.eps, alpha=train.alpha if t.alpha is None else t.alpha
+            )
         return dataclasses.replace(t, eps=float(t.eps), alpha=float(t.alpha))
 
 
-def build_adversary(model: nn.Module, cfg: GrowthConfig, threat: ThreatModel
-                    ) -> Callable[[Tensor, Tensor], Tensor] | None:
+def build_adversary(
+    model: nn.Module, cfg: GrowthConfig, threat: ThreatModel
+) -> Callable[[Tensor, Tensor], Tensor] | None:
     """The attack (x, y) -> x_adv of a config at its resolved threat model (`GrowthConfig.resolved`), by
     `sspnet.attacks.make_attack`; None for adversary 'none'.
 
@@ -202,9 +113,11 @@ def build_adversary(model: nn.Module, cfg: GrowthConfig, threat: ThreatModel
     if cfg.adversary == "none":
         return None
     if sub_quantum(threat.eps, threat.quantize):
-        raise ValueError(f"eps {threat.eps:.4g} is below one 8-bit level (1/255) and quantize is on: the "
-                         "adversarial images would equal the clean ones and every growth ratio would be 0/0; use "
-                         "eps >= 1/255 or quantize=False (--no-quantize)")
+        raise ValueError(
+            f"eps {threat.eps:.4g} is below one 8-bit level (1/255) and quantize is on: the "
+            "adversarial images would equal the clean ones and every growth ratio would be 0/0; use "
+            "eps >= 1/255 or quantize=False (--no-quantize)"
+        )
     return threat.attack(cfg.adversary, model, generator=torch.Generator().manual_seed(cfg.seed))
 
 
@@ -216,30 +129,44 @@ def _given_adversarial(x_adv: Tensor, idx: Tensor, total: int, x: Tensor) -> Ten
     """x_adv for the selected images: given for them (len(idx) rows) or for the whole split (total rows)."""
     if x_adv.shape[0] != len(idx):
         if x_adv.shape[0] != total:
-            raise ValueError(f"x_adv must have one image per selected image ({len(idx)}) or per image of the split "
-                             f"({total}), got {x_adv.shape[0]}")
+            raise ValueError(
+                f"x_adv must have one image per selected image ({len(idx)}) or per image of the split "
+                f"({total}), got {x_adv.shape[0]}"
+            )
         x_adv = x_adv[idx.to(x_adv.device)]
     if x_adv.shape[1:] != x.shape[1:]:
-        raise ValueError(f"x_adv images must have the shape of the images, got {tuple(x_adv.shape[1:])} and "
-                         f"{tuple(x.shape[1:])}")
+        raise ValueError(
+            f"x_adv images must have the shape of the images, got {tuple(x_adv.shape[1:])} and {tuple(x.shape[1:])}"
+        )
     return _pixels(x_adv).to(x.device, x.dtype)
 
 
-def _ratio_chunks(model: nn.Module, x: Tensor, y: Tensor, cfg: GrowthConfig, eps: float,
-                  attack: Callable | None, x_adv: Tensor | None, progress: ProgressCallback = None) -> tuple[list, list]:
+def _ratio_chunks(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    cfg: GrowthConfig,
+    eps: float,
+    attack: Callable | None,
+    x_adv: Tensor | None,
+    progress: ProgressCallback = None,
+) -> tuple[list, list]:
     """Per-batch `sample_ratios` of the adversarial images and of the noise baseline (model in eval mode)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     adv_chunks, noise_chunks = [], []
-    adv = "given adversarial" if x_adv is not None else (getattr(attack, "name", cfg.adversary) if attack is not None
-                                                         else None)
+    adv = (
+        "given adversarial"
+        if x_adv is not None
+        else (getattr(attack, "name", cfg.adversary) if attack is not None else None)
+    )
     what = " + ".join(w for w in (adv, f"{cfg.noise} noise" if cfg.noise != "none" else None) if w)
     report(progress, 0, x.shape[0], f"growth ({what}): 0/{x.shape[0]} images")
     was_training = model.training
     model.eval()
     try:
         for s in range(0, x.shape[0], cfg.batch_size):
-            xb, yb = x[s:s + cfg.batch_size], y[s:s + cfg.batch_size]
-            xa = x_adv[s:s + cfg.batch_size] if x_adv is not None else (attack(xb, yb) if attack else None)
+            xb, yb = x[s : s + cfg.batch_size], y[s : s + cfg.batch_size]
+            xa = x_adv[s : s + cfg.batch_size] if x_adv is not None else (attack(xb, yb) if attack else None)
             if xa is not None:
                 adv_chunks.append(sample_ratios(model, xb, xa.detach(), cfg.ps))
             if cfg.noise != "none":
@@ -252,11 +179,21 @@ def _ratio_chunks(model: nn.Module, x: Tensor, y: Tensor, cfg: GrowthConfig, eps
     return adv_chunks, noise_chunks
 
 
-def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: GrowthConfig | None = None, *,
-                   indices: Tensor | Sequence[int] | None = None, x_adv: Tensor | None = None,
-                   attack: Callable[[Tensor, Tensor], Tensor] | None = None, label: str | None = None,
-                   dataset: str | None = None, run_dir: str | None = None,
-                   adversary_info: dict[str, Any] | None = None, progress: ProgressCallback = None) -> GrowthResult:
+def measure_growth(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: GrowthConfig | None = None,
+    *,
+    indices: Tensor | Sequence[int] | None = None,
+    x_adv: Tensor | None = None,
+    attack: Callable[[Tensor, Tensor], Tensor] | None = None,
+    label: str | None = None,
+    dataset: str | None = None,
+    run_dir: str | None = None,
+    adversary_info: dict[str, Any] | None = None,
+    progress: ProgressCallback = None,
+) -> GrowthResult:
     """Growth ratios of `model` on a split's images.
 
     Args:
@@ -273,7 +210,7 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
     """
     cfg = config or GrowthConfig()
     cfg.validate()
-    _check_structure(model)
+    check_structure(model)
     mcfg = getattr(model, "config", {}) or {}
     dataset = dataset or mcfg.get("dataset")
     threat = cfg.resolved(dataset)
@@ -289,20 +226,34 @@ def measure_growth(model: nn.Module, images: Tensor, labels: Tensor, config: Gro
         attack = build_adversary(model, cfg, threat)
         adv_desc = {"name": cfg.adversary}
         if cfg.adversary != "none":
-            adv_desc.update(eps=eps, alpha=threat.alpha, steps=threat.steps if cfg.adversary == "pgd" else 1,
-                            random_start=threat.random_start, quantize=threat.quantize)
+            adv_desc.update(
+                eps=eps,
+                alpha=threat.alpha,
+                steps=threat.steps if cfg.adversary == "pgd" else 1,
+                random_start=threat.random_start,
+                quantize=threat.quantize,
+            )
     adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv, progress)
     return GrowthResult(
-        label=label or str(mcfg.get("scheme", type(model).__name__)), dataset=str(dataset), n=len(idx),
-        ps=[p_name(p) for p in cfg.ps], adversary=adv_desc, noise={"kind": cfg.noise, "eps": eps, "seed": cfg.seed},
+        label=label or str(mcfg.get("scheme", type(model).__name__)),
+        dataset=str(dataset),
+        n=len(idx),
+        ps=[p_name(p) for p in cfg.ps],
+        adversary=adv_desc,
+        noise={"kind": cfg.noise, "eps": eps, "seed": cfg.seed},
         adversarial=reduce_ratios(adv_chunks, "adversarial"),
         baseline=reduce_ratios(noise_chunks, "noise") if noise_chunks else None,
         f_calls_per_block=list(getattr(model, "f_calls_per_block", [])),
-        blocks_per_group=[len(g) for g in model.groups], run_dir=run_dir, subset=subset, provenance=provenance())
+        blocks_per_group=[len(g) for g in model.groups],
+        run_dir=run_dir,
+        subset=subset,
+        provenance=provenance(),
+    )
 
 
-def load_test_images(dataset: str, n: int | None, data_root: str | None = None, device: str = "cpu",
-                     seed: int = 0) -> tuple[Tensor, Tensor]:
+def load_test_images(
+    dataset: str, n: int | None, data_root: str | None = None, device: str = "cpu", seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """n class-stratified test images (`sspnet.data.subsets`, the rule of `sspnet attack`; None: all) as float
     [0, 1] (n x C x H x W) and labels (n), on `device`, in increasing index order."""
     from sspnet import data
@@ -313,13 +264,22 @@ def load_test_images(dataset: str, n: int | None, data_root: str | None = None, 
     return _pixels(images[idx]), labels[idx]
 
 
-def growth_of_run(path: str | Path, config: GrowthConfig | None = None, *, dataset: str | None = None,
-                  data_root: str | None = None, device: str = "cpu", crit: str = "final", label: str | None = None,
-                  out: str | Path | None = None, progress: ProgressCallback = None) -> tuple[GrowthResult, Path]:
+def growth_of_run(
+    path: str | Path,
+    config: GrowthConfig | None = None,
+    *,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    device: str = "cpu",
+    crit: str = "final",
+    label: str | None = None,
+    out: str | Path | None = None,
+    progress: ProgressCallback = None,
+) -> tuple[GrowthResult, Path]:
     """Measure growth of the model in a run folder (or checkpoint file) on its dataset's test images and write
-    the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). crit: the checkpoint of a run
-folder (acc | loss | final; default final: the end of training, chosen on no data); the result records which
-file and how it was selected. Returns (result, json path)."""
+        the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). crit: the checkpoint of a run
+    folder (acc | loss | final; default final: the end of training, chosen on no data); the result records which
+    file and how it was selected. Returns (result, json path)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --out DIR`")
@@ -332,14 +292,28 @@ file and how it was selected. Returns (result, json path)."""
     model = inference_copy(load_model(path, crit=crit, device=device))  # BatchNorm folded, fast layout
     dataset = dataset or model.config.get("dataset")
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
-    result = measure_growth(model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path),
-                            progress=progress)
+    result = measure_growth(
+        model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path), progress=progress
+    )
     result.checkpoint = describe_checkpoint(path, crit)
     target = Path(out) if out else (path / GROWTH_FILE if path.is_dir() else path.with_suffix(".growth.json"))
     result.save(target)
     return result, target
 
 
-__all__ = ["ADVERSARIES", "GROWTH_FILE", "NOISE_BASELINES", "P_NAMES", "GrowthConfig", "GrowthProfile",
-           "GrowthResult", "build_adversary", "growth_of_run", "load_test_images", "measure_growth", "p_name",
-           "sample_ratios", "trace_features"]
+__all__ = [
+    "ADVERSARIES",
+    "GROWTH_FILE",
+    "NOISE_BASELINES",
+    "P_NAMES",
+    "GrowthConfig",
+    "GrowthProfile",
+    "GrowthResult",
+    "build_adversary",
+    "growth_of_run",
+    "load_test_images",
+    "measure_growth",
+    "p_name",
+    "sample_ratios",
+    "trace_features",
+]

@@ -7,11 +7,12 @@ atomically).
 - `growth_results_plot`: `plot_growth` of GrowthResult objects, titled with the attack and eps.
 `growth_figure` returns the matplotlib Figure instead of writing a file.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 
 def pyplot():
@@ -64,10 +65,15 @@ def integer_ticks(ax, n: int) -> None:
     ax.set_xlim(0.5, n + 0.5)
 
 
-def growth_figure(profiles: Mapping[str, Mapping[str, Sequence[float]]], *, by: str = "block",
-                  baselines: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
-                  errors: Mapping[str, Mapping[str, Sequence[float]]] | None = None, title: str | None = None,
-                  blocks_per_group: Sequence[int] | None = None):
+def growth_figure(
+    profiles: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    by: str = "block",
+    baselines: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    errors: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    title: str | None = None,
+    blocks_per_group: Sequence[int] | None = None,
+):
     """The matplotlib Figure of `plot_growth` (see there); the caller saves or closes it."""
     if by not in ("block", "group"):
         raise ValueError(f"by must be 'block' or 'group', got {by!r}")
@@ -91,14 +97,24 @@ def growth_figure(profiles: Mapping[str, Mapping[str, Sequence[float]]], *, by: 
             if errors and label in errors and errors[label].get(p):
                 e = finite_values(errors[label][p])
                 if len(xs) > 1:  # a band over the depth; a single point gets an error bar
-                    ax.fill_between(xs, [a - b for a, b in zip(ys, e)], [a + b for a, b in zip(ys, e)], color=c,
-                                    alpha=0.15, lw=0)
+                    ax.fill_between(
+                        xs, [a - b for a, b in zip(ys, e)], [a + b for a, b in zip(ys, e)], color=c, alpha=0.15, lw=0
+                    )
                 else:
-                    ax.errorbar(xs, ys, yerr=e[:len(xs)], fmt="none", ecolor=c, capsize=3, lw=1)
+                    ax.errorbar(xs, ys, yerr=e[: len(xs)], fmt="none", ecolor=c, capsize=3, lw=1)
             if baselines and label in baselines and baselines[label].get(p):
                 yb = finite_values(baselines[label][p])
-                ax.plot([k + shift for k in range(1, len(yb) + 1)], yb, ls="--", marker="s", ms=5, mfc="white",
-                        color=c, alpha=0.85, label=f"{label}: noise")
+                ax.plot(
+                    [k + shift for k in range(1, len(yb) + 1)],
+                    yb,
+                    ls="--",
+                    marker="s",
+                    ms=5,
+                    mfc="white",
+                    color=c,
+                    alpha=0.85,
+                    label=f"{label}: noise",
+                )
                 n_max = max(n_max, len(yb))
         ax.axhline(1.0, color="grey", lw=0.6, ls=":")
         ax.set_xlabel("block (depth order)" if by == "block" else "block group")
@@ -114,17 +130,29 @@ def growth_figure(profiles: Mapping[str, Mapping[str, Sequence[float]]], *, by: 
             top.set_xticks([x for x, _ in names], labels=[t for _, t in names])
             top.tick_params(length=0, labelsize=7, labelcolor="dimgray")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8,
-               title="solid ●: adversarial\ndashed □: random noise" if baselines else None, title_fontsize=7)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize=8,
+        title="solid ●: adversarial\ndashed □: random noise" if baselines else None,
+        title_fontsize=7,
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def plot_growth(profiles: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, *, by: str = "block",
-                baselines: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
-                errors: Mapping[str, Mapping[str, Sequence[float]]] | None = None, title: str | None = None,
-                blocks_per_group: Sequence[int] | None = None) -> Path:
+def plot_growth(
+    profiles: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | Path,
+    *,
+    by: str = "block",
+    baselines: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    errors: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    title: str | None = None,
+    blocks_per_group: Sequence[int] | None = None,
+) -> Path:
     """One panel per norm p: ratio against depth (by='block', x = block 1..K, integer ticks) or group
     (by='group', x = group 1..G: the paper's PGR figures).
 
@@ -132,8 +160,12 @@ def plot_growth(profiles: Mapping[str, Mapping[str, Sequence[float]]], path: str
     open squares); errors: optional std per point (shaded band); blocks_per_group: with by='block', a dash-dot
     line between two groups, labelled with the group that starts there. Writes a PNG at `path` and returns it.
     """
-    return save_figure(growth_figure(profiles, by=by, baselines=baselines, errors=errors, title=title,
-                               blocks_per_group=blocks_per_group), path)
+    return save_figure(
+        growth_figure(
+            profiles, by=by, baselines=baselines, errors=errors, title=title, blocks_per_group=blocks_per_group
+        ),
+        path,
+    )
 
 
 def groups_plot_path(path: str | Path) -> Path:
@@ -191,5 +223,11 @@ def growth_results_plot(results: Sequence, path: str | Path, by: str = "block", 
     groups = list(shapes.pop()) if len(shapes) == 1 else None
     what = "perturbation growth per block" if by == "block" else "perturbation growth per block group"
     head = f"{title}: {what}" if title else what
-    return plot_growth(profiles, path, by=by, baselines=baselines or None, blocks_per_group=groups,
-                       title=f"{head}\n{growth_caption(results)}")
+    return plot_growth(
+        profiles,
+        path,
+        by=by,
+        baselines=baselines or None,
+        blocks_per_group=groups,
+        title=f"{head}\n{growth_caption(results)}",
+    )

@@ -1,4 +1,5 @@
 """Results of `sspnet.eval.growth`: mean growth profiles over samples and the JSON-backed `GrowthResult`."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,11 @@ def reduce_ratios(chunks: list[dict[str, dict[str, Tensor]]], what: str) -> Grow
             mean_d[name] = [float(v) if c > 0 else math.nan for v, c in zip(mean, cnt)]
             std_d[name] = [float(v) for v in var.sqrt()]
             if pos == 0:  # a zero difference is zero in every norm: one note per entry
-                prof.undefined += [f"{what} {key[:-1]} {j}: the perturbation is exactly 0 at its input for all "
-                                   f"{r.shape[0]} images, so the ratio is 0/0, undefined"
-                                   for j in (cnt == 0).nonzero().flatten().tolist()]
+                prof.undefined += [
+                    f"{what} {key[:-1]} {j}: the perturbation is exactly 0 at its input for all "
+                    f"{r.shape[0]} images, so the ratio is 0/0, undefined"
+                    for j in (cnt == 0).nonzero().flatten().tolist()
+                ]
                 if key == "groups":
                     prof.skipped = int((~valid).any(1).sum())
     if prof.undefined:
@@ -61,9 +64,9 @@ def reduce_ratios(chunks: list[dict[str, dict[str, Tensor]]], what: str) -> Grow
 class GrowthResult:
     """Growth ratios of one model: adversarial and noise-baseline profiles plus what produced them.
 
-    n: images used; subset: which ones ({"rule", "seed", "n", "per_class", "indices"}; None in files written
-    before it existed); checkpoint: which file and how it was selected (None when measured on a model
-object). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored as null).
+        n: images used; subset: which ones ({"rule", "seed", "n", "per_class", "indices"}; None in files written
+        before it existed); checkpoint: which file and how it was selected (None when measured on a model
+    object). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored as null).
     """
 
     label: str
@@ -85,7 +88,7 @@ object). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored a
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GrowthResult":
+    def from_dict(cls, d: dict[str, Any]) -> GrowthResult:
         d = dict(d)
         d["adversarial"] = GrowthProfile(**d["adversarial"])
         d["baseline"] = GrowthProfile(**d["baseline"]) if d.get("baseline") else None
@@ -95,7 +98,7 @@ object). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored a
         return atomic_write_json(path, to_jsonable(self))
 
     @classmethod
-    def load(cls, path: str | Path) -> "GrowthResult":
+    def load(cls, path: str | Path) -> GrowthResult:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no growth result at {path}; run `sspnet growth RUN_DIR` first")

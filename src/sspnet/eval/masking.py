@@ -20,20 +20,22 @@ break no more images than steps and leave the loss of the images still correct a
 eps/alpha in pixel units; accuracies are fractions in [0, 1]. White-box PGD is the per-image worst case of the
 two PGD runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from sspnet.attacks import DEFAULTS, ThreatModel, threat_config
 from sspnet.attacks.base import check_count, check_eps
+from sspnet.eval.config import EvalConfig
 from sspnet.eval.flags import breaking_eps
 from sspnet.eval.results import EvalResult
-from sspnet.eval.config import EvalConfig
 from sspnet.eval.robustness import evaluate
 from sspnet.eval.selection import select_images
 from sspnet.io.files import atomic_write_json
@@ -81,7 +83,7 @@ class AuditConfig:
     device: str | None = None
     early_stop: bool = True  # attacks stop per image at its first misclassified iterate (False: every step)
 
-    def validated(self) -> "AuditConfig":
+    def validated(self) -> AuditConfig:
         """A normalised copy (long_steps filled in); ValueError naming the bad field otherwise."""
         threat = self.threat.validated(min_steps=1)
         if threat.eps <= 0:
@@ -95,8 +97,9 @@ class AuditConfig:
         if not 0 <= float(self.tolerance) < 1:
             raise ValueError(f"tolerance must be a fraction of the images in [0, 1), got {self.tolerance!r}")
         if not 0 <= float(self.autoattack_margin) <= 1:
-            raise ValueError(f"autoattack_margin must be an accuracy difference in [0, 1], got "
-                             f"{self.autoattack_margin!r}")
+            raise ValueError(
+                f"autoattack_margin must be an accuracy difference in [0, 1], got {self.autoattack_margin!r}"
+            )
         return dataclasses.replace(self, threat=threat, long_steps=long_steps)
 
     def runs(self, large_eps: float, transfer: bool) -> dict[str, AuditRun]:
@@ -104,8 +107,12 @@ class AuditConfig:
         resolved large eps; transfer: whether a source model is given). `audit` runs exactly these and
         `sspnet.experiments.compare.plan.estimate` counts their passes."""
         t = self.threat
-        runs = {"pgd": AuditRun("pgd", t.eps, t.steps), "pgd_long": AuditRun("pgd", t.eps, self.long_steps),
-                "large_eps": AuditRun("pgd", large_eps, t.steps), "square": AuditRun("square", t.eps, t.steps)}
+        runs = {
+            "pgd": AuditRun("pgd", t.eps, t.steps),
+            "pgd_long": AuditRun("pgd", t.eps, self.long_steps),
+            "large_eps": AuditRun("pgd", large_eps, t.steps),
+            "square": AuditRun("square", t.eps, t.steps),
+        }
         if transfer:
             runs["transfer"] = AuditRun("pgd", t.eps, t.steps, transfer=True)
         if self.autoattack:
@@ -118,8 +125,16 @@ class AuditConfig:
         eps / self.eps)."""
         t = self.threat
         threat = dataclasses.replace(t, eps=eps, alpha=None, alpha_rel=t.step() / t.eps, steps=steps)
-        return EvalConfig(attack=attack, threat=threat, batch_size=self.batch_size, device=self.device,
-                          seed=self.seed, keep_adv=0, early_stop=self.early_stop, queries=self.queries)
+        return EvalConfig(
+            attack=attack,
+            threat=threat,
+            batch_size=self.batch_size,
+            device=self.device,
+            seed=self.seed,
+            keep_adv=0,
+            early_stop=self.early_stop,
+            queries=self.queries,
+        )
 
 
 @dataclass
@@ -155,9 +170,16 @@ class AuditResult:
         return lines
 
 
-def audit(model: nn.Module, images: Tensor, labels: Tensor, config: AuditConfig, *,
-          indices: Tensor | Sequence[int] | None = None, source_model: nn.Module | None = None,
-          progress: ProgressCallback = None) -> AuditResult:
+def audit(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: AuditConfig,
+    *,
+    indices: Tensor | Sequence[int] | None = None,
+    source_model: nn.Module | None = None,
+    progress: ProgressCallback = None,
+) -> AuditResult:
     """Gradient-masking audit of `model` on one set of images (see the module docstring).
 
     Args:
@@ -181,20 +203,40 @@ def audit(model: nn.Module, images: Tensor, labels: Tensor, config: AuditConfig,
     for k, (key, run) in enumerate(plan.items()):
         t0 = time.perf_counter()
         part = scaled(progress, k * n, len(plan) * n, f"audit {k + 1}/{len(plan)} {key}: ")
-        runs[key] = evaluate(model, images, labels, cfg.engine(run.attack, run.eps, run.steps), indices=sel,
-                             source=source_model if run.transfer else None, progress=part)
+        runs[key] = evaluate(
+            model,
+            images,
+            labels,
+            cfg.engine(run.attack, run.eps, run.steps),
+            indices=sel,
+            source=source_model if run.transfer else None,
+            progress=part,
+        )
         timings[key] = time.perf_counter() - t0
     correct = {"clean": runs["pgd"].correct("clean")}
     correct.update({key: r.correct(plan[key].attack) for key, r in runs.items()})
     correct["white_box"] = correct["pgd"] & correct["pgd_long"]
     accuracy = {k: float(v.float().mean()) for k, v in correct.items()}
-    details = {"large_eps": plan["large_eps"].eps, "long_steps": cfg.long_steps,
-               "loss_gain": _loss_gain(runs["pgd_long"], correct["pgd_long"])}
+    details = {
+        "large_eps": plan["large_eps"].eps,
+        "long_steps": cfg.long_steps,
+        "loss_gain": _loss_gain(runs["pgd_long"], correct["pgd_long"]),
+    }
     flags = _engine_flags(runs) + _audit_flags(cfg, correct, accuracy, details)
-    return AuditResult(n=len(sel), eps=cfg.eps, norm=cfg.norm, config=cfg.to_dict(),
-                       source=source_model is not None, accuracy=accuracy,
-                       flags=[dict(f, name=f["flag"]) for f in flags], details=details, timings=timings,
-                       subset=subset, indices=sel, correct=correct)
+    return AuditResult(
+        n=len(sel),
+        eps=cfg.eps,
+        norm=cfg.norm,
+        config=cfg.to_dict(),
+        source=source_model is not None,
+        accuracy=accuracy,
+        flags=[dict(f, name=f["flag"]) for f in flags],
+        details=details,
+        timings=timings,
+        subset=subset,
+        indices=sel,
+        correct=correct,
+    )
 
 
 def _loss_gain(long: EvalResult, survived: Tensor) -> dict[str, float] | None:
@@ -202,8 +244,11 @@ def _loss_gain(long: EvalResult, survived: Tensor) -> dict[str, float] | None:
     if not bool(survived.any()):
         return None
     ps = long.per_sample
-    return {"images": int(survived.sum()), "clean": float(ps["clean/loss"][survived].mean()),
-            "attacked": float(ps["0/pgd/loss"][survived].mean())}
+    return {
+        "images": int(survived.sum()),
+        "clean": float(ps["clean/loss"][survived].mean()),
+        "attacked": float(ps["0/pgd/loss"][survived].mean()),
+    }
 
 
 def _engine_flags(runs: dict[str, EvalResult]) -> list[dict[str, Any]]:
@@ -217,8 +262,9 @@ def _engine_flags(runs: dict[str, EvalResult]) -> list[dict[str, Any]]:
     return flags
 
 
-def _audit_flags(cfg: AuditConfig, correct: dict[str, Tensor], accuracy: dict[str, float],
-                 details: dict[str, Any]) -> list[dict[str, Any]]:
+def _audit_flags(
+    cfg: AuditConfig, correct: dict[str, Tensor], accuracy: dict[str, float], details: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The audit's own comparisons (see the module docstring)."""
     flags: list[dict[str, Any]] = []
     n, white = correct["white_box"].numel(), correct["white_box"]
@@ -228,21 +274,45 @@ def _audit_flags(cfg: AuditConfig, correct: dict[str, Tensor], accuracy: dict[st
             beaten = int((white & ~correct[key]).sum())
             details[f"{key}_beats_pgd"] = beaten
             if beaten > cfg.tolerance * n:
-                flags.append({"flag": f"{key}_beats_pgd", "eps": cfg.eps, "message": f"{what} fools {beaten} of {n} "
-                              f"images that white-box {steps} leaves correct: gradient masking likely"})
+                flags.append(
+                    {
+                        "flag": f"{key}_beats_pgd",
+                        "eps": cfg.eps,
+                        "message": f"{what} fools {beaten} of {n} "
+                        f"images that white-box {steps} leaves correct: gradient masking likely",
+                    }
+                )
     # counted in images, so a gap of exactly the margin (2 of 100 images) does not flag through float rounding
-    if "autoattack" in correct and int((white & ~correct["autoattack"]).sum()) - \
-            int((correct["autoattack"] & ~white).sum()) > cfg.autoattack_margin * n + 1e-9:
-        flags.append({"flag": "autoattack_below_pgd", "eps": cfg.eps, "message": f"AutoAttack accuracy "
-                      f"{accuracy['autoattack']:.2%} is {100 * (accuracy['white_box'] - accuracy['autoattack']):.1f} "
-                      f"points below white-box {steps} ({accuracy['white_box']:.2%}): PGD overstates robustness"})
+    if (
+        "autoattack" in correct
+        and int((white & ~correct["autoattack"]).sum()) - int((correct["autoattack"] & ~white).sum())
+        > cfg.autoattack_margin * n + 1e-9
+    ):
+        flags.append(
+            {
+                "flag": "autoattack_below_pgd",
+                "eps": cfg.eps,
+                "message": f"AutoAttack accuracy "
+                f"{accuracy['autoattack']:.2%} is {100 * (accuracy['white_box'] - accuracy['autoattack']):.1f} "
+                f"points below white-box {steps} ({accuracy['white_box']:.2%}): PGD overstates robustness",
+            }
+        )
     gain = details["loss_gain"]
-    if gain is not None and accuracy["pgd_long"] >= accuracy["pgd"] and \
-            gain["attacked"] - gain["clean"] <= LOSS_PROGRESS * (1 + abs(gain["clean"])):
-        flags.append({"flag": "pgd_steps_no_effect", "eps": cfg.eps, "message": f"PGD with {cfg.long_steps} "
-                      f"steps breaks no more images than with {cfg.steps} ({accuracy['pgd']:.2%}) and leaves the "
-                      f"loss of the {gain['images']} images still correct at its clean value: the attack makes no "
-                      "progress (zero, masked or shattered gradients)"})
+    if (
+        gain is not None
+        and accuracy["pgd_long"] >= accuracy["pgd"]
+        and gain["attacked"] - gain["clean"] <= LOSS_PROGRESS * (1 + abs(gain["clean"]))
+    ):
+        flags.append(
+            {
+                "flag": "pgd_steps_no_effect",
+                "eps": cfg.eps,
+                "message": f"PGD with {cfg.long_steps} "
+                f"steps breaks no more images than with {cfg.steps} ({accuracy['pgd']:.2%}) and leaves the "
+                f"loss of the {gain['images']} images still correct at its clean value: the attack makes no "
+                "progress (zero, masked or shattered gradients)",
+            }
+        )
     return flags
 
 

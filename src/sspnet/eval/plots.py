@@ -1,10 +1,11 @@
 """Figures for `sspnet attack`: natural vs adversarial image grid, accuracy (%) vs eps (matplotlib, Agg); eps
 in the dataset's unit (`eps_text`: k/255 for CIFAR-10 and TinyImageNet, pixel units for MNIST)."""
+
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -29,9 +30,17 @@ def _label(k: int, class_names: Sequence[str] | None) -> str:
     return class_names[k] if class_names is not None and 0 <= k < len(class_names) else str(k)
 
 
-def save_image_grid(path: str | Path, natural: Tensor, adversarial: Tensor, labels: Tensor, pred_natural: Tensor,
-                    pred_adversarial: Tensor, class_names: Sequence[str] | None = None, n: int = 8,
-                    title: str | None = None) -> Path:
+def save_image_grid(
+    path: str | Path,
+    natural: Tensor,
+    adversarial: Tensor,
+    labels: Tensor,
+    pred_natural: Tensor,
+    pred_adversarial: Tensor,
+    class_names: Sequence[str] | None = None,
+    n: int = 8,
+    title: str | None = None,
+) -> Path:
     """Two rows per figure: natural images (top) and adversarial ones (bottom), the first `n` samples.
 
     natural/adversarial: B x C x H x W float in [0, 1] (or uint8); captions "true / pred", a wrong
@@ -41,8 +50,9 @@ def save_image_grid(path: str | Path, natural: Tensor, adversarial: Tensor, labe
     if k == 0:
         raise ValueError("no images to plot")
     fig, axes = plt.subplots(2, k, figsize=(1.6 * k, 3.6), squeeze=False)
-    for row, (imgs, preds, name) in enumerate(((natural, pred_natural, "natural"),
-                                               (adversarial, pred_adversarial, "adversarial"))):
+    for row, (imgs, preds, name) in enumerate(
+        ((natural, pred_natural, "natural"), (adversarial, pred_adversarial, "adversarial"))
+    ):
         for i in range(k):
             ax = axes[row][i]
             img = imgs[i].detach().cpu().float()
@@ -54,8 +64,9 @@ def save_image_grid(path: str | Path, natural: Tensor, adversarial: Tensor, labe
             else:
                 ax.imshow(img)
             t, p = int(labels[i]), int(preds[i])
-            ax.set_title(f"{_label(t, class_names)} / {_label(p, class_names)}", fontsize=8,
-                         color="black" if t == p else "red")
+            ax.set_title(
+                f"{_label(t, class_names)} / {_label(p, class_names)}", fontsize=8, color="black" if t == p else "red"
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
@@ -92,8 +103,15 @@ _WORST = dict(color="black", ls="--", lw=2.6, alpha=0.45, marker="", zorder=1)
 _MARKERS = "osD^v<>"
 
 
-def sweep_figure(eps: Sequence[float], acc: Mapping[str, Sequence[float]], clean_acc: float | None = None,
-                 xlabel: str | None = None, title: str | None = None, eps_unit: float = 1.0, norm: str = "L∞"):
+def sweep_figure(
+    eps: Sequence[float],
+    acc: Mapping[str, Sequence[float]],
+    clean_acc: float | None = None,
+    xlabel: str | None = None,
+    title: str | None = None,
+    eps_unit: float = 1.0,
+    norm: str = "L∞",
+):
     """The Figure of `save_sweep_plot` (see there); the caller saves or closes it."""
     if not eps:
         raise ValueError("no eps values to plot")
@@ -121,9 +139,16 @@ def sweep_figure(eps: Sequence[float], acc: Mapping[str, Sequence[float]], clean
     return fig
 
 
-def save_sweep_plot(path: str | Path, eps: Sequence[float], acc: Mapping[str, Sequence[float]],
-                    clean_acc: float | None = None, xlabel: str | None = None, title: str | None = None,
-                    eps_unit: float = 1.0, norm: str = "L∞") -> Path:
+def save_sweep_plot(
+    path: str | Path,
+    eps: Sequence[float],
+    acc: Mapping[str, Sequence[float]],
+    clean_acc: float | None = None,
+    xlabel: str | None = None,
+    title: str | None = None,
+    eps_unit: float = 1.0,
+    norm: str = "L∞",
+) -> Path:
     """Accuracy in % against eps (pixel units), one line per attack name in `acc` (accuracies as fractions 0..1),
     distinct markers; "worst case" (the per-sample worst case) dashed, wide and drawn first so that the attack
     that makes it stays visible; clean accuracy dotted. eps_unit 1/255: ticks read k/255."""

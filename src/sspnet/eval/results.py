@@ -7,11 +7,13 @@
 Per-sample tensors (`per_sample`, CPU, length n, in the order of `result.indices`) are gathered over ranks;
 adversarial images stay on the rank that made them. eps in pixel units.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -100,8 +102,9 @@ class EvalResult:
                 return i
         raise ValueError(f"eps {eps:g} was not evaluated; evaluated: {', '.join(f'{e:g}' for e in evaluated)}")
 
-    def correct(self, attack: str = WORST, eps: float | None = None,
-                indices: Tensor | Sequence[int] | None = None) -> Tensor:
+    def correct(
+        self, attack: str = WORST, eps: float | None = None, indices: Tensor | Sequence[int] | None = None
+    ) -> Tensor:
         """Per-sample correctness (bool) under `attack` at `eps`.
 
         Args:
@@ -115,8 +118,9 @@ class EvalResult:
         ok = self.per_sample[f"{key}/pred"].long() == self.per_sample["label"].long()
         return ok if indices is None else ok[positions(self.indices, indices)]
 
-    def accuracy(self, attack: str = WORST, eps: float | None = None,
-                 indices: Tensor | Sequence[int] | None = None) -> float:
+    def accuracy(
+        self, attack: str = WORST, eps: float | None = None, indices: Tensor | Sequence[int] | None = None
+    ) -> float:
         """Mean of `correct(attack, eps, indices)`, in [0, 1]."""
         ok = self.correct(attack, eps, indices)
         return float(ok.float().mean()) if ok.numel() else float("nan")
@@ -150,8 +154,10 @@ def sweep_table(result: EvalResult, fmt: str = "md") -> str:
     """Accuracy per eps and attack as a markdown (fmt="md") or CSV (fmt="csv") table."""
     names = list(result.results[0].attacks) if result.results else []
     head = ["eps", *names, "worst"]
-    body = [[f"{r.eps_cli:g}", *(f"{r.attacks[k].acc:.4f}" for k in names), f"{r.worst.acc:.4f}"]
-            for r in sorted(result.results, key=lambda r: r.eps)]
+    body = [
+        [f"{r.eps_cli:g}", *(f"{r.attacks[k].acc:.4f}" for k in names), f"{r.worst.acc:.4f}"]
+        for r in sorted(result.results, key=lambda r: r.eps)
+    ]
     if fmt == "csv":
         return "\n".join(",".join(row) for row in [head, *body]) + "\n"
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -16,55 +16,25 @@ clean are reported wrong without being attacked, and FGSM/PGD drop an image at i
 (robust accuracy = worst case over iterates, as AutoAttack counts; never above the full attack's from the same
 start); the kept images are then those iterates. early_stop=False runs every attack in full on every image.
 """
+
 from __future__ import annotations
 
-import math
 import time
-from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sspnet.attacks import crafting_mode, per_sample_norm
 from sspnet.attacks.base import WorstCase
-from sspnet.distributed import get_rank, get_world_size, is_distributed
+from sspnet.distributed import get_rank, get_world_size
 from sspnet.eval.config import _NORM_P, ALL_ATTACKS, EvalConfig  # noqa: F401  (EvalConfig: re-exported)
-from sspnet.eval.flags import attack_note_flags, breaking_eps, sanity_flags
+from sspnet.eval.flags import breaking_eps, sanity_flags
 from sspnet.eval.results import WORST, AttackStats, EpsResult, EvalResult, sweep_table
 from sspnet.eval.selection import select_images
+from sspnet.eval.summary import Rows, gather_rows, row_keys, summarise
 from sspnet.io.progress import ProgressCallback
-
-
-class _Rows:
-    """Per-sample rows, kept adversarial images and timings of one rank, batch by batch."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.rows: dict[str, list[Tensor]] = {}
-        self.kept: dict[str, list[Tensor]] = {}
-        self.timings: dict[str, float] = defaultdict(float)
-
-    def add(self, key: str, value: Tensor) -> None:
-        self.rows.setdefault(key, []).append(value.float())
-
-    def put(self, key: str, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Record cross-entropy and prediction of a batch; returns (loss, misclassified)."""
-        loss = F.cross_entropy(logits.float(), y, reduction="none")
-        pred = logits.argmax(1)
-        self.add(f"{key}/loss", loss)
-        self.add(f"{key}/pred", pred)
-        return loss, pred != y
-
-    def keep(self, key: str, images: Tensor) -> None:
-        self.kept.setdefault(key, []).append(images.detach().cpu())
-
-    def tick(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
 
 
 def _to_float(xb: Tensor, device: torch.device) -> Tensor:
@@ -87,9 +57,16 @@ def _check_inputs(images: Tensor, labels: Tensor) -> None:
         raise ValueError("float images must be in [0, 1] (pixels; the model normalises inside)")
 
 
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfig, *,
-             indices: Tensor | Sequence[int] | None = None, source: nn.Module | None = None,
-             progress: ProgressCallback = None) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: EvalConfig,
+    *,
+    indices: Tensor | Sequence[int] | None = None,
+    source: nn.Module | None = None,
+    progress: ProgressCallback = None,
+) -> EvalResult:
     """Clean and adversarial accuracy/loss of `model` for every attack and eps of `config`.
 
     Args:
@@ -119,27 +96,46 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, config: EvalConfi
     gen.manual_seed(cfg.seed * 1000 + rank)
     net, crafter = _fast(model), _fast(source) if source is not None else None
     early = cfg.uses_early_stop()
-    attacks = {(i, name): cfg.threat.attack(name, crafter or net, eps=eps, copies=cfg.copies, generator=gen,
-                                            seed=cfg.seed, early_stop=early and crafter is None, queries=cfg.queries)
-               for i, eps in enumerate(cfg.eps) for name in names}
-    rows, kept, t_start = _Rows(device), 0, time.perf_counter()
+    attacks = {
+        (i, name): cfg.threat.attack(
+            name,
+            crafter or net,
+            eps=eps,
+            copies=cfg.copies,
+            generator=gen,
+            seed=cfg.seed,
+            early_stop=early and crafter is None,
+            queries=cfg.queries,
+        )
+        for i, eps in enumerate(cfg.eps)
+        for name in names
+    }
+    rows, kept, t_start = Rows(device), 0, time.perf_counter()
     tick = _Ticker(progress, len(local), cfg, names, attacks)
     with crafting_mode(net, "eval"), crafting_mode(crafter or net, "eval"):
         for start in range(0, len(local), cfg.batch_size):
-            idx = sel[local[start:start + cfg.batch_size]]
+            idx = sel[local[start : start + cfg.batch_size]]
             x = _to_float(images[idx.to(images.device)], device)
             y = labels[idx.to(labels.device)].to(device).long()
             keep = len(idx) if cfg.keep_adv is None else max(0, min(len(idx), cfg.keep_adv - kept))
             clean = _clean_batch(net, x, y, rows, check=start == 0)
             todo = clean.argmax(1) == y if early else torch.ones_like(y, dtype=torch.bool)
-            _attack_batch(net, attacks, cfg, names, _Batch(x, y, clean, todo, crafter is not None), rows, keep,
-                          tick.batch(start, len(idx)))
+            _attack_batch(
+                net,
+                attacks,
+                cfg,
+                names,
+                _Batch(x, y, clean, todo, crafter is not None),
+                rows,
+                keep,
+                tick.batch(start, len(idx)),
+            )
             if keep:
                 rows.keep("index", idx[:keep])
                 kept += keep
-    per_sample = _gather(rows, _row_keys(cfg, names), local, len(sel), device)
+    per_sample = gather_rows(rows, row_keys(cfg, names), local, len(sel), device)
     per_sample["index"], per_sample["label"] = sel.clone(), labels[sel.to(labels.device)].cpu().long()
-    result = _summarise(cfg, names, per_sample, attacks, rows.timings, world, device, int(images[0].numel()))
+    result = summarise(cfg, names, per_sample, attacks, rows.timings, world, device, int(images[0].numel()))
     result.timings["total"] = time.perf_counter() - t_start
     result.subset = subset
     result.adversarial = {k: torch.cat(v) for k, v in rows.kept.items()}
@@ -159,8 +155,8 @@ class _Ticker:
         for (i, name), attack in attacks.items():
             if hasattr(attack, "on_stage"):  # AutoAttack: one report per stage (apgd-ce, apgd-t, fab-t, square)
                 attack.on_stage = lambda stage, i=i, name=name: self._say(
-                    f"{self._what(i, name)}: images {self.start + 1}-{self.start + self.size} of {self.n}, "
-                    f"{stage}")
+                    f"{self._what(i, name)}: images {self.start + 1}-{self.start + self.size} of {self.n}, {stage}"
+                )
         self._say(f"{len(names)} attack(s) x {len(cfg.eps)} eps on {n} images")
 
     def _what(self, i: int, name: str) -> str:
@@ -188,14 +184,15 @@ def _fast(model: nn.Module) -> nn.Module:
     return inference_copy(model) if isinstance(model, SSPNet) else model  # BatchNorm folded, fast layout
 
 
-def _clean_batch(net: nn.Module, x: Tensor, y: Tensor, rows: _Rows, check: bool) -> Tensor:
+def _clean_batch(net: nn.Module, x: Tensor, y: Tensor, rows: Rows, check: bool) -> Tensor:
     """Clean rows of a batch; returns the logits B x K."""
     t0 = rows.tick()
     with torch.no_grad():
         logits = net(x)
     if check and (int(y.max()) >= logits.shape[1] or int(y.min()) < 0):
-        raise ValueError(f"labels reach {int(y.max())} but the model has {logits.shape[1]} classes: "
-                         "wrong dataset for this model?")
+        raise ValueError(
+            f"labels reach {int(y.max())} but the model has {logits.shape[1]} classes: wrong dataset for this model?"
+        )
     rows.put("clean", logits, y)
     rows.timings["clean"] += rows.tick() - t0
     return logits
@@ -232,8 +229,16 @@ def _run_attack(net: nn.Module, attack, b: _Batch) -> tuple[Tensor, Tensor]:
     return x_adv, all_logits
 
 
-def _attack_batch(net: nn.Module, attacks: dict, cfg: EvalConfig, names: list[str], b: _Batch,
-                  rows: _Rows, keep: int, done: Callable[[int, str], None] | None = None) -> None:
+def _attack_batch(
+    net: nn.Module,
+    attacks: dict,
+    cfg: EvalConfig,
+    names: list[str],
+    b: _Batch,
+    rows: Rows,
+    keep: int,
+    done: Callable[[int, str], None] | None = None,
+) -> None:
     """Every attack at every eps on one batch: per-sample rows, the worst-case source, the kept images;
     done(i, name) after each attack (progress)."""
     x, y = b.x, b.y
@@ -257,87 +262,14 @@ def _attack_batch(net: nn.Module, attacks: dict, cfg: EvalConfig, names: list[st
             rows.keep(f"eps{i}", worst.x[:keep])
 
 
-def _row_keys(cfg: EvalConfig, names: list[str]) -> list[str]:
-    keys = ["clean/loss", "clean/pred"]
-    for i in range(len(cfg.eps)):
-        keys += [f"{i}/{name}/{k}" for name in names for k in ("loss", "pred", *_NORM_P)] + [f"{i}/worst/src"]
-    return sorted(keys)
-
-
-def _gather(rows: _Rows, keys: list[str], local: Tensor, n: int, device: torch.device) -> dict[str, Tensor]:
-    """Per-sample rows of this rank (its positions `local`) -> full length-n rows, same on every rank (CPU)."""
-    mat = torch.zeros(len(keys), len(local), device=device)
-    for r, k in enumerate(keys):
-        if k in rows.rows:
-            mat[r] = torch.cat(rows.rows[k]).to(device)
-    if not is_distributed():
-        return {k: mat[r].cpu() for r, k in enumerate(keys)}
-    import torch.distributed as dist
-
-    world = get_world_size()
-    padded = torch.zeros(len(keys), math.ceil(n / world), device=device)
-    padded[:, :mat.shape[1]] = mat
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    full = torch.empty(len(keys), n)
-    for r, part in enumerate(parts):
-        full[:, r::world] = part[:, :len(range(r, n, world))].cpu()
-    return {k: full[r] for r, k in enumerate(keys)}
-
-
-def _stats(name: str, ps: dict[str, Tensor], key: str, time_s: float, params: dict[str, Any]) -> AttackStats:
-    acc = float((ps[f"{key}/pred"].long() == ps["label"]).float().mean())
-    vals = {p: ps[f"{key}/{p}"] for p in _NORM_P}
-    return AttackStats(name, acc, float(ps[f"{key}/loss"].mean()), float(vals["linf"].mean()),
-                       float(vals["linf"].max()), float(vals["l2"].mean()), float(vals["l2"].max()),
-                       float(vals["l1"].mean()), float(vals["l1"].max()), time_s, params)
-
-
-def _eps_result(cfg: EvalConfig, names: list[str], ps: dict[str, Tensor], i: int, attacks: dict,
-                timings: dict[str, float]) -> EpsResult:
-    """The aggregates at eps number i; adds the per-sample worst-case rows f"{i}/worst/..." to ps."""
-    per = {}
-    for name in names:
-        a = attacks[(i, name)]
-        params = {k: getattr(a, k) for k in ("alpha", "steps", "restarts", "copies", "random_start", "quantize",
-                                             "early_stop", "queries") if hasattr(a, k)}
-        per[name] = _stats(name, ps, f"{i}/{name}", timings[f"{i}/{name}"], params)
-    src = ps[f"{i}/worst/src"].long()
-    for key in ("loss", "pred", *_NORM_P):
-        stacked = torch.stack([ps[f"{i}/{name}/{key}"] for name in names])
-        ps[f"{i}/worst/{key}"] = stacked.gather(0, src.view(1, -1))[0]
-    worst = _stats(WORST, ps, f"{i}/worst", sum(p.time_s for p in per.values()), {"attacks": names})
-    counts = {name: int((src == j).sum()) for j, name in enumerate(names)}
-    return EpsResult(cfg.eps[i], cfg.eps[i] / cfg.eps_unit, per, worst, counts)
-
-
-def _grad_stats(attacks: Iterable, device: torch.device) -> dict[str, int]:
-    """Input-gradient diagnostics summed over attacks (and ranks)."""
-    grad = {"samples": 0, "zero_grad": 0, "nan_grad": 0}
-    for a in attacks:
-        for k, v in a.grad_stats().items():
-            grad[k] += v
-    if is_distributed():
-        from sspnet.distributed import all_reduce_sum
-
-        t = all_reduce_sum(torch.tensor([grad[k] for k in grad], dtype=torch.float64, device=device))
-        grad = {k: int(v) for k, v in zip(grad, t.tolist())}
-    return grad
-
-
-def _summarise(cfg: EvalConfig, names: list[str], ps: dict[str, Tensor], attacks: dict,
-               timings: dict[str, float], world: int, device: torch.device, input_dim: int) -> EvalResult:
-    results = [_eps_result(cfg, names, ps, i, attacks, timings) for i in range(len(cfg.eps))]
-    clean_acc = float((ps["clean/pred"].long() == ps["label"]).float().mean())
-    times = {"clean": timings["clean"], **{name: sum(timings[f"{i}/{name}"] for i in range(len(cfg.eps)))
-                                             for name in names}}
-    result = EvalResult(n=len(ps["label"]), world_size=world, clean_acc=clean_acc,
-                        clean_loss=float(ps["clean/loss"].mean()), results=results, flags=[],
-                        grad_stats=_grad_stats(attacks.values(), device), timings=times, config=cfg.to_dict(),
-                        per_sample=ps)
-    result.flags = attack_note_flags(attacks.values()) + sanity_flags(result, ps["label"], cfg.norm, input_dim)
-    return result
-
-
-__all__ = ["ALL_ATTACKS", "AttackStats", "EpsResult", "EvalConfig", "EvalResult", "breaking_eps", "evaluate",
-           "sanity_flags", "sweep_table"]
+__all__ = [
+    "ALL_ATTACKS",
+    "AttackStats",
+    "EpsResult",
+    "EvalConfig",
+    "EvalResult",
+    "breaking_eps",
+    "evaluate",
+    "sanity_flags",
+    "sweep_table",
+]

@@ -1,8 +1,10 @@
 """Which test images a result uses: the `sspnet.data.subsets` rule (class-stratified, nested) or the caller's
 explicit indices, and the description every result stores (rule, seed, n, images per class, indices)."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,8 +14,9 @@ from sspnet.data.subsets import describe_subset, subset_indices
 GIVEN_RULE = "given"  # indices chosen by the caller that are not the rule's own subset of that size
 
 
-def select_images(labels: Tensor, n_images: int | None = None, indices: Tensor | Sequence[int] | None = None,
-                  seed: int = 0) -> tuple[Tensor, dict[str, Any]]:
+def select_images(
+    labels: Tensor, n_images: int | None = None, indices: Tensor | Sequence[int] | None = None, seed: int = 0
+) -> tuple[Tensor, dict[str, Any]]:
     """The images to use out of a split and their description.
 
     Args:
@@ -42,12 +45,15 @@ def select_images(labels: Tensor, n_images: int | None = None, indices: Tensor |
 def _check_indices(indices: Tensor | Sequence[int], total: int) -> Tensor:
     idx = torch.as_tensor(indices).detach().cpu()
     if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.dim() != 1:
-        raise ValueError(f"indices must be a 1-D sequence of integer image indices, got dtype {idx.dtype} and "
-                         f"shape {tuple(idx.shape)}")
+        raise ValueError(
+            f"indices must be a 1-D sequence of integer image indices, got dtype {idx.dtype} and "
+            f"shape {tuple(idx.shape)}"
+        )
     idx = idx.long().sort().values
     if idx.numel() and (int(idx[0]) < 0 or int(idx[-1]) >= total):
-        raise ValueError(f"indices must lie in [0, {total}) (the split has {total} images), got "
-                         f"{int(idx[0])}..{int(idx[-1])}")
+        raise ValueError(
+            f"indices must lie in [0, {total}) (the split has {total} images), got {int(idx[0])}..{int(idx[-1])}"
+        )
     if idx.numel() > 1 and bool((idx[1:] == idx[:-1]).any()):
         raise ValueError("indices must not repeat an image")
     return idx
@@ -62,6 +68,7 @@ def positions(index: Tensor, wanted: Tensor | Sequence[int], what: str = "the re
     hit = index[pos] == want if index.numel() else torch.zeros_like(want, dtype=torch.bool)
     if not bool(hit.all()):
         missing = int(want[~hit][0])
-        raise ValueError(f"image {missing} is not in {what} (it holds {index.numel()} images); pick indices from "
-                         "result.indices")
+        raise ValueError(
+            f"image {missing} is not in {what} (it holds {index.numel()} images); pick indices from result.indices"
+        )
     return pos

@@ -9,6 +9,7 @@
 
 May import train, eval and everything below them; never cli.
 """
+
 import importlib
 from typing import Any
 

@@ -9,6 +9,7 @@ eps_cli / alpha_cli are in the dataset's CLI unit (linf: 1/255 on cifar10/tiny, 
 data; l2: always pixel units), the unit the result files are named in; `run_attack` converts them to pixel
 units once the model (and so the dataset) is known.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,16 +79,22 @@ class AttackRunConfig:
             raise ValueError(f"--eps must be >= 0, got {list(self.eps_cli)}")
         if self.alpha_cli is not None and not (math.isfinite(self.alpha_cli) and self.alpha_cli > 0):
             raise ValueError(f"--alpha must be > 0, got {self.alpha_cli}")
-        for flag, value, low in (("--pgd-steps", self.steps, 0), ("--restarts", self.restarts, 1),
-                                 ("--copies", self.copies, 1), ("--eval-batch-size", self.batch_size, 1),
-                                 ("--grid", self.grid, 0), ("--queries", self.queries, 1)):
+        for flag, value, low in (
+            ("--pgd-steps", self.steps, 0),
+            ("--restarts", self.restarts, 1),
+            ("--copies", self.copies, 1),
+            ("--eval-batch-size", self.batch_size, 1),
+            ("--grid", self.grid, 0),
+            ("--queries", self.queries, 1),
+        ):
             if value < low:
                 raise ValueError(f"{flag} must be >= {low}, got {value}")
         if (self.audit or self.transfer_from) and env_world_size() > 1:
             raise ValueError("--audit runs in one process: run it without torchrun")
         if self.n_images is not None and self.n_images < 1:
-            raise ValueError(f"--n-images must be >= 1 (images to evaluate), got {self.n_images}; the evaluation "
-                             "set would be empty")
+            raise ValueError(
+                f"--n-images must be >= 1 (images to evaluate), got {self.n_images}; the evaluation set would be empty"
+            )
         if self.archi is not None:
             archi_dataset(self.archi)  # ValueError listing the names
         if self.eps_cli is not None and len(self.eps_cli) > 1 and (self.audit or self.transfer_from):
@@ -125,16 +132,20 @@ def eps_in_cli_units(cfg: AttackRunConfig, spec) -> tuple[float, list[float]]:
         eps_cli = [spec.train_eps / unit] if cfg.norm == "linf" else [L2_DEFAULT_EPS[spec.name]]
     else:
         eps_cli = list(cfg.eps_cli)
-    pixel_max = 1.0 if cfg.norm == "linf" else math.sqrt(spec.channels * spec.size ** 2)
+    pixel_max = 1.0 if cfg.norm == "linf" else math.sqrt(spec.channels * spec.size**2)
     for e in eps_cli:
         if e * unit > pixel_max * (1 + 1e-9):
             hint = "in 1/255 units, e.g. --eps 8" if unit != 1 else "in [0, 1], e.g. --eps 0.3"
-            raise ValueError(f"--eps {e:g} is beyond the pixel range ({e * unit:.4g} > {pixel_max:.4g} in pixel "
-                             f"units); {spec.name} {cfg.norm} eps is given {hint}")
+            raise ValueError(
+                f"--eps {e:g} is beyond the pixel range ({e * unit:.4g} > {pixel_max:.4g} in pixel "
+                f"units); {spec.name} {cfg.norm} eps is given {hint}"
+            )
         if sub_quantum(e * unit, cfg.quantize):
             one = "1 (1/255)" if unit != 1 else f"{1 / 255:.6g} (1/255)"
-            raise ValueError(f"--eps {e:g} is below one 8-bit level, so with rounding on it cannot move a pixel: the "
-                             f"smallest eps that moves one is {one} for {spec.name} {cfg.norm}; or pass --no-quantize")
+            raise ValueError(
+                f"--eps {e:g} is below one 8-bit level, so with rounding on it cannot move a pixel: the "
+                f"smallest eps that moves one is {one} for {spec.name} {cfg.norm}; or pass --no-quantize"
+            )
     return unit, eps_cli
 
 
@@ -144,12 +155,29 @@ def eval_config(cfg: AttackRunConfig, spec, device: str):
 
     unit, eps_cli = eps_in_cli_units(cfg, spec)
     eps = tuple(e * unit for e in eps_cli)
-    threat = ThreatModel(norm=cfg.norm, eps=eps[0], alpha=None if cfg.alpha_cli is None else cfg.alpha_cli * unit,
-                         alpha_rel=spec.train_alpha / spec.train_eps, steps=cfg.steps, restarts=cfg.restarts,
-                         random_start=cfg.random_start, quantize=cfg.quantize)
-    return EvalConfig(attack=cfg.attack, threat=threat, eps=eps, copies=cfg.copies, batch_size=cfg.batch_size,
-                      n_images=cfg.n_images, device=device, seed=cfg.seed,
-                      eps_unit=unit, early_stop=cfg.early_stop, queries=cfg.queries).validated()
+    threat = ThreatModel(
+        norm=cfg.norm,
+        eps=eps[0],
+        alpha=None if cfg.alpha_cli is None else cfg.alpha_cli * unit,
+        alpha_rel=spec.train_alpha / spec.train_eps,
+        steps=cfg.steps,
+        restarts=cfg.restarts,
+        random_start=cfg.random_start,
+        quantize=cfg.quantize,
+    )
+    return EvalConfig(
+        attack=cfg.attack,
+        threat=threat,
+        eps=eps,
+        copies=cfg.copies,
+        batch_size=cfg.batch_size,
+        n_images=cfg.n_images,
+        device=device,
+        seed=cfg.seed,
+        eps_unit=unit,
+        early_stop=cfg.early_stop,
+        queries=cfg.queries,
+    ).validated()
 
 
 def result_name(cfg: AttackRunConfig) -> str:
@@ -172,8 +200,12 @@ def run_attack(cfg: AttackRunConfig, echo: Callable[[str], None] | None = None) 
     path = Path(cfg.path)
     crit = "final" if cfg.crit == "last" else cfg.crit
     info = init_distributed(cfg.device)
-    overrides: dict[str, Any] = {"dataset": cfg.wanted_dataset(), "model": cfg.model, "blocks": cfg.blocks,
-                                 "norm": cfg.norm_layer}
+    overrides: dict[str, Any] = {
+        "dataset": cfg.wanted_dataset(),
+        "model": cfg.model,
+        "blocks": cfg.blocks,
+        "norm": cfg.norm_layer,
+    }
     ckpt, model = load_checked(path, crit, info.device, overrides)
     spec = get_dataset_spec(overrides["dataset"] or model.config["dataset"])
     ecfg = eval_config(cfg, spec, info.device)
@@ -187,8 +219,11 @@ def run_attack(cfg: AttackRunConfig, echo: Callable[[str], None] | None = None) 
     root = cfg.data_root or recorded_data_root(path)  # default: the folder the run was trained from
     images, labels = load(spec.name, root=root, split="test", device=info.device)
     out_dir = Path(cfg.out) if cfg.out else (path if path.is_dir() else ckpt.parent)
-    result = _with_progress("sspnet attack", cfg.quiet or not info.is_main,
-                            lambda shown: evaluate(model, images, labels, ecfg, progress=shown))
+    result = _with_progress(
+        "sspnet attack",
+        cfg.quiet or not info.is_main,
+        lambda shown: evaluate(model, images, labels, ecfg, progress=shown),
+    )
     name = result_name(cfg)
     selection = describe_checkpoint(path, crit)
     written = write_outputs(result, images, labels, out_dir, name, ckpt, spec, cfg.grid, info.rank, selection)
@@ -211,12 +246,13 @@ def load_checked(path: Path, crit: str, device, overrides: dict):
 
     ckpt = resolve_checkpoint(path, crit)
     try:
-        return ckpt, load_model(ckpt, crit=crit, device=device, **{k: v for k, v in overrides.items()
-                                                                    if v is not None})
+        return ckpt, load_model(ckpt, crit=crit, device=device, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
-        given = ", ".join(f"--{flag} {overrides[k]}" for k, flag in (("dataset", "dataset"), ("model", "model"),
-                                                                      ("blocks", "blocks"))
-                          if overrides.get(k) is not None)
+        given = ", ".join(
+            f"--{flag} {overrides[k]}"
+            for k, flag in (("dataset", "dataset"), ("model", "model"), ("blocks", "blocks"))
+            if overrides.get(k) is not None
+        )
         raise ValueError(f"cannot load {ckpt}{' with ' + given if given else ''}: {exc}") from None
 
 
@@ -227,12 +263,27 @@ def _audit(cfg: AttackRunConfig, model, source, images, labels, result, ecfg, ou
     from sspnet.io.files import atomic_write_json
 
     eps = ecfg.eps[0]
-    threat = dataclasses.replace(DEFAULTS["audit"].threat, norm=cfg.norm, eps=eps, alpha=ecfg.alpha_for(eps),
-                                 steps=max(cfg.steps, 1), quantize=cfg.quantize)
-    acfg = AuditConfig(threat=threat, queries=cfg.queries, autoattack=cfg.audit_autoattack,
-                       batch_size=cfg.batch_size, seed=cfg.seed, device=ecfg.device)
-    found = _with_progress("sspnet attack --audit", cfg.quiet, lambda shown: audit(
-        model, images, labels, acfg, indices=result.indices, source_model=source, progress=shown))
+    threat = dataclasses.replace(
+        DEFAULTS["audit"].threat,
+        norm=cfg.norm,
+        eps=eps,
+        alpha=ecfg.alpha_for(eps),
+        steps=max(cfg.steps, 1),
+        quantize=cfg.quantize,
+    )
+    acfg = AuditConfig(
+        threat=threat,
+        queries=cfg.queries,
+        autoattack=cfg.audit_autoattack,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=ecfg.device,
+    )
+    found = _with_progress(
+        "sspnet attack --audit",
+        cfg.quiet,
+        lambda shown: audit(model, images, labels, acfg, indices=result.indices, source_model=source, progress=shown),
+    )
     out = out_dir / f"attack_audit_{fmt_eps(eps / ecfg.eps_unit)}.json"
     atomic_write_json(out, {"transfer_from": cfg.transfer_from, **found.to_dict()})
     return found, out

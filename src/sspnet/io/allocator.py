@@ -12,6 +12,7 @@ of `sspnet compare`. Nothing is changed when SSPNET_MALLOC_TUNING=0, when the C 
 another allocator is preloaded (LD_PRELOAD with jemalloc / tcmalloc / mimalloc), or when the user set glibc's
 own MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -56,5 +57,6 @@ def tune_allocator() -> bool:
         return False
     # the mmap threshold first: setting either fixes both (glibc stops adapting them)
     _applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
     return _applied

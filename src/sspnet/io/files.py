@@ -6,6 +6,7 @@ Modes are those a plain `open(path, "w")` gives: a new file gets 0666 less the p
 usual umask 022; set umask 077 for private files), a replaced file keeps the mode it had. An OSError while
 writing (ENOSPC, EROFS, EACCES, ...) names the target path and leaves the old file (or none) in place.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ import io
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 import torch
 

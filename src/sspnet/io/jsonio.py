@@ -4,6 +4,7 @@
 `canonical_hash` names a configuration by its content (compare's run hashes, config.json's scheme hashes);
 `read_mapping_file` reads a user's YAML or JSON file (configs, scheme files) with one clear error line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,7 @@ def from_jsonable_floats(obj: Any, keep_none: tuple[str, ...] = ()) -> Any:
     """Inverse of the NaN -> None step for numeric lists: None inside a list becomes NaN again; dict values
     under a key in `keep_none` stay None."""
     if isinstance(obj, dict):
-        return {k: (v if k in keep_none and v is None else from_jsonable_floats(v, keep_none))
-                for k, v in obj.items()}
+        return {k: (v if k in keep_none and v is None else from_jsonable_floats(v, keep_none)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [math.nan if v is None else from_jsonable_floats(v, keep_none) for v in obj]
     return obj

@@ -9,6 +9,7 @@ client aside), so a stale lock file left by a dead process is simply taken over;
 Locks are per open file, so a second lock on the same folder in the same process is refused too. Where `fcntl`
 is missing (Windows) the lock is an exclusively created file whose PID is checked for liveness.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,10 @@ class FolderLock:
         self._created = False
 
     def _content(self) -> bytes:
-        return (f"pid={os.getpid()}\nhost={socket.gethostname()}\ncommand={self.what}\n"
-                f"since={time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode("utf-8")
+        return (
+            f"pid={os.getpid()}\nhost={socket.gethostname()}\ncommand={self.what}\n"
+            f"since={time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        ).encode()
 
     def _refuse(self, holder: dict[str, str]) -> FolderLockedError:
         pid, host = holder.get("pid", "?"), holder.get("host")
@@ -80,9 +83,11 @@ class FolderLock:
         cmd = holder.get("command") or "another sspnet process"
         return FolderLockedError(
             f"{self.folder} is in use by {cmd} (PID {pid}{where}{since}); wait for it to finish or stop it, "
-            f"or use another folder", holder)
+            f"or use another folder",
+            holder,
+        )
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         if self._fd is not None:
             return self
         if not self.folder.exists():
@@ -156,7 +161,7 @@ class FolderLock:
         except Exception:  # interpreter shutdown
             pass
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -7,14 +7,16 @@ The CLI passes a `ProgressLine`: one line on stderr, redrawn in place on a termi
 and plain lines otherwise (log files), at most one every `interval` seconds, with elapsed time and the time
 left (ETA) from the rate so far.
 """
+
 from __future__ import annotations
 
 import math
 import sys
 import time
-from typing import Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
-ProgressCallback = Optional[Callable[[int, int, str], None]]
+ProgressCallback = Callable[[int, int, str], None] | None
 
 
 def fmt_seconds(seconds: float | None, style: str = "clock") -> str:
@@ -26,8 +28,15 @@ def fmt_seconds(seconds: float | None, style: str = "clock") -> str:
         return "?"
     if style == "words":
         s, m = max(0.0, seconds), max(0.0, seconds) / 60
-        return (f"{s:.0f} s" if s < 90 else f"{m:.0f} min" if m < 120 else f"{m / 60:.1f} h" if m < 2880
-                else f"{m / 1440:.1f} days")
+        return (
+            f"{s:.0f} s"
+            if s < 90
+            else f"{m:.0f} min"
+            if m < 120
+            else f"{m / 60:.1f} h"
+            if m < 2880
+            else f"{m / 1440:.1f} days"
+        )
     s = max(0, int(round(seconds)))
     h, m = divmod(s, 3600)
     m, s = divmod(m, 60)
@@ -62,8 +71,14 @@ class ProgressLine:
     first call and the last (done == total) always print. `close()` ends a line left open on a terminal.
     """
 
-    def __init__(self, prefix: str, stream: TextIO | None = None, interval: float | None = None,
-                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        prefix: str,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.prefix = prefix
         self.stream = stream if stream is not None else sys.stderr
         if tty is None:

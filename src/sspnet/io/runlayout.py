@@ -15,6 +15,7 @@ This module only names and reads: `sspnet.train.RunFolder` (a `RunLayout`) write
 record store (`sspnet.experiments.compare`) its records, and the readers (`sspnet.nn.checkpoints`, compare's
 plan) find the files through the same names. It sits in io so that nn may use it without importing train.
 """
+
 from __future__ import annotations
 
 import json

@@ -12,10 +12,11 @@ Which architecture a dataset uses is the dataset's `DatasetSpec.arch` (`sspnet.d
 them, `dataset` is the one that stands for the architecture (an original checkpoint without a dataset is loaded as
 it), `archi` maps the original code's --archi names to a dataset.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from torch import nn
 
@@ -54,17 +55,28 @@ class Architecture:
         """in_channels x H x W -> widths[0] channels (H 28 -> 6 for "downsample", unchanged for "conv")."""
         c = self.widths[0]
         if self.stem == "downsample":
-            return nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 0), make_norm(norm, c), nn.ReLU(inplace=True),
-                                 nn.Conv2d(c, c, 4, 2, 1), make_norm(norm, c), nn.ReLU(inplace=True),
-                                 nn.Conv2d(c, c, 4, 2, 1))
+            return nn.Sequential(
+                nn.Conv2d(in_channels, c, 3, 1, 0),
+                make_norm(norm, c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 4, 2, 1),
+                make_norm(norm, c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 4, 2, 1),
+            )
         return nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=True))
 
     def build_head(self, num_classes: int, norm: str) -> nn.Module:
         """B x widths[-1] x H x W features -> B x num_classes logits."""
         c = self.widths[-1]
         if self.head == "norm_pool":
-            return nn.Sequential(make_norm(norm, c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                 nn.Linear(c, num_classes))
+            return nn.Sequential(
+                make_norm(norm, c),
+                nn.ReLU(inplace=True),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(c, num_classes),
+            )
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
 
     def build_transitions(self, norm: str) -> list[nn.Module]:
@@ -73,12 +85,42 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mnist": Architecture("mnist", (64,), 5, "g", "torch", (-1.0, 0.5), "downsample", "norm_pool", "mnist",
-                          {"mnist": "mnist", "fmnist": "fmnist"}),
-    "cifar10": Architecture("cifar10", (16, 32, 64), 6, "b", "original", (0.25, 1.0), "conv", "pool", "cifar10",
-                            {"cifar10": "cifar10", "cifar": "cifar10"}),
-    "tinyimagenet": Architecture("tinyimagenet", (16, 32, 64, 128), 6, "b", "original", (0.25, 1.0), "conv", "pool",
-                                 "tiny", {"imagenet": "tiny", "tinyimagenet": "tiny", "tiny": "tiny"}),
+    "mnist": Architecture(
+        "mnist",
+        (64,),
+        5,
+        "g",
+        "torch",
+        (-1.0, 0.5),
+        "downsample",
+        "norm_pool",
+        "mnist",
+        {"mnist": "mnist", "fmnist": "fmnist"},
+    ),
+    "cifar10": Architecture(
+        "cifar10",
+        (16, 32, 64),
+        6,
+        "b",
+        "original",
+        (0.25, 1.0),
+        "conv",
+        "pool",
+        "cifar10",
+        {"cifar10": "cifar10", "cifar": "cifar10"},
+    ),
+    "tinyimagenet": Architecture(
+        "tinyimagenet",
+        (16, 32, 64, 128),
+        6,
+        "b",
+        "original",
+        (0.25, 1.0),
+        "conv",
+        "pool",
+        "tiny",
+        {"imagenet": "tiny", "tinyimagenet": "tiny", "tiny": "tiny"},
+    ),
 }
 
 
@@ -94,8 +136,10 @@ def get_architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[get_dataset_spec(name).arch]
     except ValueError:
-        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHITECTURES)}, or a dataset name "
-                         f"({', '.join(DATASETS)})") from None
+        raise ValueError(
+            f"unknown architecture {name!r}; valid: {', '.join(ARCHITECTURES)}, or a dataset name "
+            f"({', '.join(DATASETS)})"
+        ) from None
 
 
 def archi_dataset(archi: str) -> str:

@@ -2,19 +2,24 @@
 
 All blocks map B x C x H x W -> B x C' x H' x W' feature maps (normalised-input space, not pixels).
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from sspnet.nn.schemes import Scheme
 
-NORMS = {"b": "BatchNorm", "g": "GroupNorm(min(32, C) groups)", "l": "GroupNorm(1 group, LayerNorm-like)",
-         "i": "GroupNorm(C groups, InstanceNorm-like)"}
+NORMS = {
+    "b": "BatchNorm",
+    "g": "GroupNorm(min(32, C) groups)",
+    "l": "GroupNorm(1 group, LayerNorm-like)",
+    "i": "GroupNorm(C groups, InstanceNorm-like)",
+}
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
@@ -81,8 +86,9 @@ def _combine(terms: list[tuple[Coef, Tensor]]) -> Tensor | None:
     return acc
 
 
-def rk_step(f: Callable[[Tensor], Tensor], x: Tensor, alpha: Sequence[Sequence[Coef]],
-            beta: Sequence[Sequence[Coef]]) -> Tensor:
+def rk_step(
+    f: Callable[[Tensor], Tensor], x: Tensor, alpha: Sequence[Sequence[Coef]], beta: Sequence[Sequence[Coef]]
+) -> Tensor:
     """One explicit RK step in Shu-Osher form with u_0 = x (see `sspnet.schemes`).
 
     Coefficients may be floats (a float 0 is skipped) or 0-d tensors (learned). F(u_j) is evaluated once,
@@ -146,8 +152,15 @@ class ARKBlock(nn.Module):
 
     f_calls = 2
 
-    def __init__(self, channels: int, norm: str, a21: float = 0.25, b10: float = 1.0, freeze_a: bool = True,
-                 freeze_b: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        norm: str,
+        a21: float = 0.25,
+        b10: float = 1.0,
+        freeze_a: bool = True,
+        freeze_b: bool = False,
+    ):
         super().__init__()
         self.f = ResidualBranch(channels, channels, norm)
         self.a21 = nn.Parameter(torch.tensor([float(a21)]), requires_grad=not freeze_a)
@@ -163,7 +176,9 @@ class ARKBlock(nn.Module):
         return rk_step(self.f, x, [[1.0], [1.0, 0.0]], [[b], [1.0 - w2, w2]])
 
     def extra_repr(self) -> str:
-        return f"c2={self.c2.item():.4f}, a21 frozen={not self.a21.requires_grad}, b10 frozen={not self.b10.requires_grad}"
+        return (
+            f"c2={self.c2.item():.4f}, a21 frozen={not self.a21.requires_grad}, b10 frozen={not self.b10.requires_grad}"
+        )
 
 
 class TransitionBlock(nn.Module):

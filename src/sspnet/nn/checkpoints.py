@@ -8,6 +8,7 @@ otherwise. Everything is loaded with `weights_only=True`; the original files (a 
 argparse.Namespace "args") are admitted by allowing exactly argparse.Namespace, so a file whose pickle would run
 code is refused before anything executes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     if config is None:
         raise ValueError("save_checkpoint needs an sspnet model (built by create_model, with a .config)")
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
-    obj = {"format": FORMAT, "format_version": 1, "model_config": dict(config), "state_dict": state,
-           "provenance": provenance(), **extra}
+    obj = {
+        "format": FORMAT,
+        "format_version": 1,
+        "model_config": dict(config),
+        "state_dict": state,
+        "provenance": provenance(),
+        **extra,
+    }
     return atomic_torch_save(obj, path)
 
 
@@ -66,8 +73,10 @@ def safe_load(path: str | Path) -> Any:
         raise ValueError(f"{path} is empty, not a torch checkpoint (an interrupted copy or write?)")
     if not head.startswith(_TORCH_MAGIC):
         kind = "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "of an unknown format"
-        raise ValueError(f"{path} is not a torch checkpoint (it is {kind}); pass a .pt file written by torch.save "
-                         "or sspnet train, or a run folder")
+        raise ValueError(
+            f"{path} is not a torch checkpoint (it is {kind}); pass a .pt file written by torch.save "
+            "or sspnet train, or a run folder"
+        )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on an unusual pickle protocol
@@ -77,14 +86,19 @@ def safe_load(path: str | Path) -> Any:
         unsafe = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), None)
         if unsafe is None:  # a damaged pickle, or one using instructions no weights file needs
             detail = next((ln for ln in lines if "Unsupported operand" in ln), lines[-1] if lines else "")
-            raise ValueError(f"{path} is not a loadable weights file: damaged, or a pickle that holds more than "
-                             f"tensors ({detail[:160]}); nothing in it was run; use an intact checkpoint") from None
-        raise ValueError(f"refused to load {path}: it is not a plain weights file and loading it could run code "
-                         f"({unsafe[:200]})") from None
+            raise ValueError(
+                f"{path} is not a loadable weights file: damaged, or a pickle that holds more than "
+                f"tensors ({detail[:160]}); nothing in it was run; use an intact checkpoint"
+            ) from None
+        raise ValueError(
+            f"refused to load {path}: it is not a plain weights file and loading it could run code ({unsafe[:200]})"
+        ) from None
     except Exception as exc:  # truncated zip (RuntimeError), cut pickle (EOFError), damaged records ...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path} is a truncated or damaged torch checkpoint ({type(exc).__name__}: "
-                         f"{first[:160]}); use an intact copy") from None
+        raise ValueError(
+            f"{path} is a truncated or damaged torch checkpoint ({type(exc).__name__}: "
+            f"{first[:160]}); use an intact copy"
+        ) from None
 
 
 def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:
@@ -102,8 +116,9 @@ def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:
                 return path / name
         held = [k for k in ("acc", "loss") if run.checkpoint(k).is_file()]
         if held:
-            hint = (f"it holds {', '.join(run.checkpoint_name(k) for k in held)}: pass crit / --crit {held[0]} to "
-                    "load it")
+            hint = (
+                f"it holds {', '.join(run.checkpoint_name(k) for k in held)}: pass crit / --crit {held[0]} to load it"
+            )
         elif run.state_file.is_file():
             hint = f"it holds only {run.STATE}: the run has not finished an epoch yet"
         else:
@@ -114,8 +129,9 @@ def resolve_checkpoint(path: str | Path, crit: str = "final") -> Path:
     return path
 
 
-def load_model(path: str | Path, crit: str = "final", device: str | torch.device = "cpu",
-               **overrides: Any) -> nn.Module:
+def load_model(
+    path: str | Path, crit: str = "final", device: str | torch.device = "cpu", **overrides: Any
+) -> nn.Module:
     """Load a model in eval mode from a run folder, an own checkpoint or an original-code checkpoint.
 
     crit picks the file of a run folder: final (model_final.pt, the default) | acc | loss (model_acc.pt /
@@ -137,8 +153,10 @@ def load_model(path: str | Path, crit: str = "final", device: str | torch.device
         config = {**obj["model_config"], **overrides}
         old, new = get_dataset_spec(obj["model_config"]["dataset"]), get_dataset_spec(config["dataset"])
         if old.arch != new.arch:
-            raise ValueError(f"{file} was trained on {old.name} ({old.arch} architecture); it cannot be loaded "
-                             f"as a {new.name} model ({new.arch} architecture)")
+            raise ValueError(
+                f"{file} was trained on {old.name} ({old.arch} architecture); it cannot be loaded "
+                f"as a {new.name} model ({new.arch} architecture)"
+            )
         model = create_model(**config)
         state = obj["state_dict"]
     else:
@@ -162,27 +180,44 @@ def describe_checkpoint(path: str | Path, crit: str = "final") -> dict[str, Any]
     obj = safe_load(file)
     obj = obj if isinstance(obj, dict) else {}
     names = RunLayout.CHECKPOINTS
-    inferred = {names["acc"]: ("test", "acc"), names["loss"]: ("test", "loss"),
-                names["final"]: ("final", "final")}.get(file.name, ("unknown", None))
+    inferred = {names["acc"]: ("test", "acc"), names["loss"]: ("test", "loss"), names["final"]: ("final", "final")}.get(
+        file.name, ("unknown", None)
+    )
     recorded = obj.get("format") == FORMAT and obj.get("selected_on") is not None
     selected_on, criterion = (obj["selected_on"], obj.get("criterion")) if recorded else inferred
     epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
-    out = {"file": str(file), "crit": crit, "epoch": epoch, "selected_on": selected_on, "criterion": criterion,
-           **{k: obj.get(k) if obj.get("format") == FORMAT else None
-              for k in ("val_acc", "val_loss", "test_acc", "test_loss")}, "note": None, "warning": None}
+    out = {
+        "file": str(file),
+        "crit": crit,
+        "epoch": epoch,
+        "selected_on": selected_on,
+        "criterion": criterion,
+        **{
+            k: obj.get(k) if obj.get("format") == FORMAT else None
+            for k in ("val_acc", "val_loss", "test_acc", "test_loss")
+        },
+        "note": None,
+        "warning": None,
+    }
     if Path(path).is_dir() and file.name != RunLayout.checkpoint_name(crit):
         out["note"] = f"{path} has no {RunLayout.checkpoint_name(crit)}; {file.name} was used"
     if selected_on == "test":
         what = {"acc": "best test accuracy", "loss": "best test loss"}.get(str(criterion), "the test set")
-        out["warning"] = (f"{file.name} was selected on the test set ({what}{f' at epoch {epoch}' if epoch else ''}"
-                          f"{'' if recorded else ', inferred: written before sspnet recorded the selection'}): "
-                          "accuracy and robustness measured on that test set are optimistically biased; use "
-                          "model_final.pt (crit final) or a run trained with --select-on val")
+        out["warning"] = (
+            f"{file.name} was selected on the test set ({what}{f' at epoch {epoch}' if epoch else ''}"
+            f"{'' if recorded else ', inferred: written before sspnet recorded the selection'}): "
+            "accuracy and robustness measured on that test set are optimistically biased; use "
+            "model_final.pt (crit final) or a run trained with --select-on val"
+        )
     return out
 
 
-SELECTION_WORDS = {"final": "the last epoch", "val": "best on the validation split", "test": "best on the TEST set",
-                   "unknown": "selection unknown"}
+SELECTION_WORDS = {
+    "final": "the last epoch",
+    "val": "best on the validation split",
+    "test": "best on the TEST set",
+    "unknown": "selection unknown",
+}
 
 
 def checkpoint_summary(desc: dict[str, Any]) -> str:
@@ -208,8 +243,10 @@ def _load_state(model: nn.Module, state: dict[str, Tensor], file: Path) -> None:
             parts.append(f"unexpected keys {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}")
         if shape_bad:
             parts.append(f"shape mismatch at {shape_bad[:3]}")
-        raise ValueError(f"{file} does not fit a {cfg.get('dataset')} {cfg.get('scheme')} model with "
-                         f"{cfg.get('blocks')} blocks and norm {cfg.get('norm')}: {'; '.join(parts)}. {hint}")
+        raise ValueError(
+            f"{file} does not fit a {cfg.get('dataset')} {cfg.get('scheme')} model with "
+            f"{cfg.get('blocks')} blocks and norm {cfg.get('norm')}: {'; '.join(parts)}. {hint}"
+        )
     model.load_state_dict({k: state[k].reshape(own[k].shape) for k in own}, strict=True)
 
 
@@ -229,8 +266,11 @@ def _guess(state: dict[str, Tensor]) -> str:
 
 def _infer_arch(state: dict[str, Tensor]) -> str:
     keys = state.keys()
-    if any(k.startswith(("downsample.", "blocks.")) for k in keys) or any(k.startswith("groups.0") for k in keys) \
-            and not any(k.startswith("transitions.") for k in keys):
+    if (
+        any(k.startswith(("downsample.", "blocks.")) for k in keys)
+        or any(k.startswith("groups.0") for k in keys)
+        and not any(k.startswith("transitions.") for k in keys)
+    ):
         return "mnist"
     if any(k.startswith(("block4.", "sub3.", "transitions.2.")) for k in keys):
         return "tinyimagenet"
@@ -246,7 +286,7 @@ def _args_dict(args: Any) -> dict[str, Any]:
 def _map_block_key(rest: str) -> str | None:
     """Original in-block key -> own key under the block (f.<layer>.<param>, a21, b10)."""
     while rest.startswith("block."):
-        rest = rest[len("block."):]
+        rest = rest[len("block.") :]
     if rest in ("a21", "b10"):
         return rest
     m = re.fullmatch(r"(n1|conv1|n2|conv2)\.(\w+)", rest)
@@ -265,7 +305,7 @@ def original_to_own_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rename an original state_dict to sspnet names, folding the duplicated alias entries into one."""
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        key = key[len("module."):] if key.startswith("module.") else key
+        key = key[len("module.") :] if key.startswith("module.") else key
         new = None
         if m := re.fullmatch(r"conv\.(\w+)", key):
             new = f"stem.0.{m.group(1)}"
@@ -296,7 +336,7 @@ def original_to_own_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
 def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -> tuple[nn.Module, dict]:
     args = _args_dict(obj.get("args"))
     state = original_to_own_keys(obj["state_dict"])
-    unknown = [k[len("<unmapped>"):] for k in state if k.startswith("<unmapped>")]
+    unknown = [k[len("<unmapped>") :] for k in state if k.startswith("<unmapped>")]
     if unknown:
         raise ValueError(f"{file}: unrecognised keys for an original SSP-network checkpoint: {unknown[:4]}")
     dataset = overrides.pop("dataset", None) or args.get("eval") or args.get("dataset")
@@ -305,13 +345,14 @@ def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -
         dataset = get_architecture(inferred).dataset if dataset is None else "tiny"
     spec = get_dataset_spec(dataset)
     if spec.arch != inferred:
-        raise ValueError(f"{file} holds a {inferred}-architecture network but dataset {spec.name!r} needs the "
-                         f"{spec.arch} architecture; use --dataset {get_architecture(inferred).dataset} (or a "
-                         "matching dataset)")
+        raise ValueError(
+            f"{file} holds a {inferred}-architecture network but dataset {spec.name!r} needs the "
+            f"{spec.arch} architecture; use --dataset {get_architecture(inferred).dataset} (or a "
+            "matching dataset)"
+        )
     scheme = overrides.pop("scheme", None) or args.get("model")
     if scheme is None:
-        raise ValueError(f"{file}: the checkpoint's args name no model; pass --model "
-                         f"({', '.join(_ORIG_SCHEMES)})")
+        raise ValueError(f"{file}: the checkpoint's args name no model; pass --model ({', '.join(_ORIG_SCHEMES)})")
     scheme = _ORIG_SCHEMES.get(scheme, scheme)
     blocks = overrides.pop("blocks", None) or args.get("block")
     if blocks is None:
@@ -325,7 +366,10 @@ def _from_original(obj: dict[str, Any], overrides: dict[str, Any], file: Path) -
         state.setdefault(k, own[k])
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
     for k in own:
-        if k.endswith("num_batches_tracked") and k not in state and \
-                k.replace("num_batches_tracked", "running_mean") in state:
+        if (
+            k.endswith("num_batches_tracked")
+            and k not in state
+            and k.replace("num_batches_tracked", "running_mean") in state
+        ):
             state[k] = own[k]
     return model, state

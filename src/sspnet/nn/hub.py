@@ -10,6 +10,7 @@ and file:// URLs are accepted, http only on the loopback interface. Every file i
 `sspnet.load_model` (`torch.load(weights_only=True)`: a file whose pickle would run code is refused).
 sspnet publishes no pretrained weights, so `pretrained=True` is refused with that message.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,10 @@ from torch import nn
 
 URL_SCHEMES = ("https", "http", "file")
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
-NO_PRETRAINED = ("sspnet publishes no pretrained weights, so pretrained=True has nothing to load; pass your own "
-                 "with weights=RUN_DIR, weights=CHECKPOINT.pt or weights='https://.../file.pt#sha256=HEX'")
+NO_PRETRAINED = (
+    "sspnet publishes no pretrained weights, so pretrained=True has nothing to load; pass your own "
+    "with weights=RUN_DIR, weights=CHECKPOINT.pt or weights='https://.../file.pt#sha256=HEX'"
+)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -69,8 +72,9 @@ def fetch(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | No
         raise ValueError(f"weights_sha256={given} and the URL's #sha256={in_url} differ")
     expected = given or in_url
     if expected is None:
-        raise ValueError(f"{url}: a weights URL needs the file's sha256: append #sha256=HEX to the URL or pass "
-                         f"weights_sha256=HEX")
+        raise ValueError(
+            f"{url}: a weights URL needs the file's sha256: append #sha256=HEX to the URL or pass weights_sha256=HEX"
+        )
     clean = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
     if cache_dir is None:
         import torch.hub
@@ -85,13 +89,16 @@ def fetch(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | No
     found = sha256_file(target)
     if found != expected:
         target.unlink(missing_ok=True)
-        raise ValueError(f"{url}: sha256 mismatch: the download has {found}, expected {expected}; the file was "
-                         f"deleted and nothing was loaded")
+        raise ValueError(
+            f"{url}: sha256 mismatch: the download has {found}, expected {expected}; the file was "
+            f"deleted and nothing was loaded"
+        )
     return target
 
 
-def load_weights(weights: str | os.PathLike, scheme: str | None = None, *, sha256: str | None = None,
-                 **overrides: Any) -> nn.Module:
+def load_weights(
+    weights: str | os.PathLike, scheme: str | None = None, *, sha256: str | None = None, **overrides: Any
+) -> nn.Module:
     """A model (eval mode) from a run folder, a checkpoint file or a checkpoint URL, loaded by
     `sspnet.load_model(path, **overrides)`; ValueError when `scheme` is given and the weights hold another."""
     from sspnet.nn.checkpoints import load_model
@@ -101,8 +108,9 @@ def load_weights(weights: str | os.PathLike, scheme: str | None = None, *, sha25
     else:
         path = Path(weights).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"weights={str(weights)!r}: no run folder or checkpoint file there (a URL must "
-                                    f"start with https://)")
+            raise FileNotFoundError(
+                f"weights={str(weights)!r}: no run folder or checkpoint file there (a URL must start with https://)"
+            )
         expected = _check_sha(sha256, "weights_sha256")
         if expected is not None:
             if not path.is_file():
@@ -114,6 +122,8 @@ def load_weights(weights: str | os.PathLike, scheme: str | None = None, *, sha25
     held = getattr(model, "config", {}).get("scheme")
     if scheme is not None and held is not None and held != scheme:
         entry = str(held).replace("-", "_")
-        raise ValueError(f"weights {weights} hold a {held!r} model, not {scheme!r}: load them with "
-                         f"torch.hub.load(..., {entry!r}, weights=...) or sspnet.load_model")
+        raise ValueError(
+            f"weights {weights} hold a {held!r} model, not {scheme!r}: load them with "
+            f"torch.hub.load(..., {entry!r}, weights=...) or sspnet.load_model"
+        )
     return model

@@ -1,5 +1,6 @@
 """The inference copy that attacks, scoring and growth use: eval mode, frozen parameters, the faster memory
 layout for the device, and each BatchNorm that follows a convolution folded into it."""
+
 from __future__ import annotations
 
 import copy
@@ -40,10 +41,21 @@ def _fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     scale = bn.weight.detach() / torch.sqrt(var + bn.eps)
     bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(mean)
     padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, _pair(conv.kernel_size), _pair(conv.stride), padding,
-                      _pair(conv.dilation), conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
-    fmt = (torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last)
-           and not conv.weight.is_contiguous() else torch.contiguous_format)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        _pair(conv.kernel_size),
+        _pair(conv.stride),
+        padding,
+        _pair(conv.dilation),
+        conv.groups,
+        bias=True,
+    ).to(conv.weight.device, conv.weight.dtype)
+    fmt = (
+        torch.channels_last
+        if conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+        else torch.contiguous_format
+    )
     assert fused.bias is not None  # built with bias=True
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))

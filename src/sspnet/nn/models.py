@@ -3,12 +3,14 @@
 Every model takes float images in [0, 1] of shape B x C x H x W (the dataset's normalisation is a buffer
 inside the model) and returns logits B x num_classes. `model.config` rebuilds it: `create_model(**model.config)`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,9 +50,16 @@ class SSPNet(nn.Module):
     groups: nn.ModuleList of nn.Sequential blocks; transitions[j-1] sits before groups[j].
     """
 
-    def __init__(self, spec: DatasetSpec, stem: nn.Module, groups: list[nn.Sequential],
-                 transitions: list[nn.Module], head: nn.Module, config: dict[str, Any],
-                 activation_checkpointing: bool = False):
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        stem: nn.Module,
+        groups: list[nn.Sequential],
+        transitions: list[nn.Module],
+        head: nn.Module,
+        config: dict[str, Any],
+        activation_checkpointing: bool = False,
+    ):
         super().__init__()
         self.spec = spec
         self.normalize = Normalize(spec.mean, spec.std, spec.channels)
@@ -64,8 +73,10 @@ class SSPNet(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         s = self.spec
         if x.dim() != 4 or x.shape[1] != s.channels or x.shape[2] != s.size or x.shape[3] != s.size:
-            raise ValueError(f"{self.config['dataset']} model expects input B x {s.channels} x {s.size} x {s.size} "
-                             f"in [0, 1], got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.config['dataset']} model expects input B x {s.channels} x {s.size} x {s.size} "
+                f"in [0, 1], got shape {tuple(x.shape)}"
+            )
 
     def _group(self, j: int) -> nn.Sequential:
         """The blocks of group j, in depth order."""
@@ -112,22 +123,41 @@ def _f_calls(block: nn.Module) -> int:
     return calls
 
 
-def _build(spec: DatasetSpec, groups: Sequence[BlockEntry], blocks: int, norm: str, options: dict[str, Any],
-           config: dict[str, Any], activation_checkpointing: bool) -> SSPNet:
+def _build(
+    spec: DatasetSpec,
+    groups: Sequence[BlockEntry],
+    blocks: int,
+    norm: str,
+    options: dict[str, Any],
+    config: dict[str, Any],
+    activation_checkpointing: bool,
+) -> SSPNet:
     arch = get_architecture(spec.arch)
     stem = arch.build_stem(spec.channels, norm)  # built in this order: the seeded parameters depend on it
     head = arch.build_head(spec.num_classes, norm)
     transitions = arch.build_transitions(norm)
-    group_mods = [nn.Sequential(*[entry.build(arch.widths[j], norm, arch.name, options) for _ in range(blocks)])
-                  for j, entry in enumerate(groups)]
+    group_mods = [
+        nn.Sequential(*[entry.build(arch.widths[j], norm, arch.name, options) for _ in range(blocks)])
+        for j, entry in enumerate(groups)
+    ]
     return SSPNet(spec, stem, group_mods, transitions, head, config, activation_checkpointing)
 
 
-def create_model(scheme: str | Scheme | dict = "ssp2", dataset: str = "cifar10", blocks: int | None = None,
-                 norm: str | None = None, groups: Sequence[str | Scheme | dict] | None = None,
-                 init: str | None = None, upscale: bool | None = None, a21: float | None = None,
-                 b10: float | None = None, freeze_a: bool | None = None, freeze_b: bool | None = None,
-                 activation_checkpointing: bool = False, seed: int | None = None) -> SSPNet:
+def create_model(
+    scheme: str | Scheme | dict = "ssp2",
+    dataset: str = "cifar10",
+    blocks: int | None = None,
+    norm: str | None = None,
+    groups: Sequence[str | Scheme | dict] | None = None,
+    init: str | None = None,
+    upscale: bool | None = None,
+    a21: float | None = None,
+    b10: float | None = None,
+    freeze_a: bool | None = None,
+    freeze_b: bool | None = None,
+    activation_checkpointing: bool = False,
+    seed: int | None = None,
+) -> SSPNet:
     """Build an SSP network.
 
     scheme: a registered model name (see `list_models()`), a Scheme, a dict description, or a JSON/YAML
@@ -149,18 +179,31 @@ def create_model(scheme: str | Scheme | dict = "ssp2", dataset: str = "cifar10",
     n_groups = get_architecture(spec.arch).n_groups
     if groups is None:
         entry = get_model_entry(scheme)
-        kinds = ([_model_key(b) for b in entry.blocks_per_group(spec.arch, n_groups)] if entry.groups
-                 else [scheme_key] * n_groups)
+        kinds = (
+            [_model_key(b) for b in entry.blocks_per_group(spec.arch, n_groups)]
+            if entry.groups
+            else [scheme_key] * n_groups
+        )
     else:
         if isinstance(groups, str):
             groups = [g.strip() for g in groups.split(",")]
         kinds = [_model_key(g) for g in groups]
         if len(kinds) != n_groups:
-            raise ValueError(f"groups must name {n_groups} block kind(s) for the {spec.arch} architecture "
-                             f"(one per block group), got {len(kinds)}")
+            raise ValueError(
+                f"groups must name {n_groups} block kind(s) for the {spec.arch} architecture "
+                f"(one per block group), got {len(kinds)}"
+            )
     options = {k: v for k, v in dict(a21=a21, b10=b10, freeze_a=freeze_a, freeze_b=freeze_b).items() if v is not None}
-    config = {"scheme": scheme_key, "dataset": spec.name, "blocks": blocks, "norm": norm, "groups": kinds,
-              "init": init, "upscale": upscale, **options}
+    config = {
+        "scheme": scheme_key,
+        "dataset": spec.name,
+        "blocks": blocks,
+        "norm": norm,
+        "groups": kinds,
+        "init": init,
+        "upscale": upscale,
+        **options,
+    }
     entries = [get_block(k) for k in kinds]
     with _seeded(seed):
         model = _build(spec, entries, blocks, norm, options, config, bool(activation_checkpointing))
@@ -171,8 +214,7 @@ def create_model(scheme: str | Scheme | dict = "ssp2", dataset: str = "cifar10",
     return model
 
 
-def _checked_options(spec: DatasetSpec, blocks: int | None, norm: str | None, init: str | None
-                     ) -> tuple[int, str, str]:
+def _checked_options(spec: DatasetSpec, blocks: int | None, norm: str | None, init: str | None) -> tuple[int, str, str]:
     """(blocks, norm, init) with None replaced by the architecture's defaults; ValueError for bad values."""
     arch = get_architecture(spec.arch)
     blocks = arch.blocks if blocks is None else blocks
@@ -215,6 +257,9 @@ class _seeded:
 def model_cost(model: nn.Module) -> dict[str, Any]:
     """Parameters and F calls per block of a built model."""
     calls = model.f_calls_per_block if isinstance(model, SSPNet) else []
-    return {"parameters": sum(p.numel() for p in model.parameters()),
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "f_calls_per_block": calls, "f_calls_total": sum(calls)}
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "f_calls_per_block": calls,
+        "f_calls_total": sum(calls),
+    }

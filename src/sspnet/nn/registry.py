@@ -13,11 +13,13 @@ a composite entry lists one block per group for each architecture, like the pape
     f_calls_per_group("ark", "cifar10")   # [2, 1, 2]
     display_name("ark")                    # 'SSP-adap'
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -58,8 +60,10 @@ class ModelEntry:
         """The block name of each of the n_groups block groups of architecture `arch`."""
         if self.groups:
             if arch not in self.groups:
-                raise ValueError(f"model {self.name!r} is not defined for the {arch} architecture; "
-                                 f"it is for: {', '.join(self.groups)}")
+                raise ValueError(
+                    f"model {self.name!r} is not defined for the {arch} architecture; "
+                    f"it is for: {', '.join(self.groups)}"
+                )
             return list(self.groups[arch])
         return [self.name] * n_groups
 
@@ -67,8 +71,15 @@ class ModelEntry:
 _BLOCKS: dict[str, BlockEntry] = {}
 _MODELS: dict[str, ModelEntry] = {}
 # display names of the preset schemes (a user scheme is shown by its own name)
-_DISPLAY = {"res": "ResNet", "ssp2": "SSP-2", "ssp3": "SSP-3", "midrk2": "MidRK2", "midrk2-orig": "MidRK2-orig",
-            "ssp43": "SSP-4,3", "rk4": "RK4"}
+_DISPLAY = {
+    "res": "ResNet",
+    "ssp2": "SSP-2",
+    "ssp3": "SSP-3",
+    "midrk2": "MidRK2",
+    "midrk2-orig": "MidRK2-orig",
+    "ssp43": "SSP-4,3",
+    "rk4": "RK4",
+}
 
 
 def register_block(entry: BlockEntry, overwrite: bool = False) -> BlockEntry:
@@ -84,7 +95,7 @@ def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
     """Register a model name (its groups must name registered blocks)."""
     if entry.name in _MODELS and not overwrite:
         raise ValueError(f"a model named {entry.name!r} is already registered (pass overwrite=True)")
-    for arch, names in entry.groups.items():
+    for names in entry.groups.values():
         for b in names:
             get_block(b)  # ValueError for an unknown block
     _MODELS[entry.name] = entry
@@ -95,8 +106,16 @@ def _scheme_entry(scheme: Scheme) -> BlockEntry:
     def build(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
         return RKBlock(channels, norm, scheme)
 
-    return BlockEntry(scheme.name, build, scheme.f_calls, scheme.description, scheme.stages, scheme.computed_order,
-                      scheme.computed_ssp_coefficient, scheme)
+    return BlockEntry(
+        scheme.name,
+        build,
+        scheme.f_calls,
+        scheme.description,
+        scheme.stages,
+        scheme.computed_order,
+        scheme.computed_ssp_coefficient,
+        scheme,
+    )
 
 
 def get_block(kind: str | Scheme | dict | Path) -> BlockEntry:
@@ -110,8 +129,9 @@ def get_block(kind: str | Scheme | dict | Path) -> BlockEntry:
         return _scheme_entry(get_scheme(kind))
     except ValueError as exc:
         if isinstance(kind, str) and str(exc).startswith("unknown scheme"):
-            raise ValueError(f"unknown model {kind!r}; valid models: {', '.join(list_models())}, or a JSON/YAML "
-                             "scheme file") from None
+            raise ValueError(
+                f"unknown model {kind!r}; valid models: {', '.join(list_models())}, or a JSON/YAML scheme file"
+            ) from None
         raise
 
 
@@ -163,12 +183,24 @@ def display_name(name: str | Scheme | dict | Path) -> str:
 # ---- the adaptive RK block and the SSP-adap model ----------------------------------------------------------
 def _build_ark(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
     a21, b10 = get_architecture(arch).ark  # the architecture's defaults (a21, b10)
-    return ARKBlock(channels, norm, a21=options.get("a21", a21), b10=options.get("b10", b10),
-                    freeze_a=options.get("freeze_a", True), freeze_b=options.get("freeze_b", False))
+    return ARKBlock(
+        channels,
+        norm,
+        a21=options.get("a21", a21),
+        b10=options.get("b10", b10),
+        freeze_a=options.get("freeze_a", True),
+        freeze_b=options.get("freeze_b", False),
+    )
 
 
-register_block(BlockEntry("ark", _build_ark, ARKBlock.f_calls, "adaptive 2-stage RK, learned c2 = sigmoid(b10)",
-                          stages=2, order=2))
-register_model(ModelEntry("ark", "SSP-adap", "the paper's SSP-adap: ark in the first group, then res and ssp2",
-                          groups={"mnist": ("ark",), "cifar10": ("ark", "res", "ssp2"),
-                                  "tinyimagenet": ("ark", "res", "ssp2", "ssp2")}))
+register_block(
+    BlockEntry("ark", _build_ark, ARKBlock.f_calls, "adaptive 2-stage RK, learned c2 = sigmoid(b10)", stages=2, order=2)
+)
+register_model(
+    ModelEntry(
+        "ark",
+        "SSP-adap",
+        "the paper's SSP-adap: ark in the first group, then res and ssp2",
+        groups={"mnist": ("ark",), "cifar10": ("ark", "res", "ssp2"), "tinyimagenet": ("ark", "res", "ssp2", "ssp2")},
+    )
+)

@@ -9,10 +9,11 @@ SSP coefficient: the largest r such that the method has a Shu-Osher form with ev
 linear feasibility problem in (alpha, beta) (Ketcheson's formulation), solved with `scipy.optimize.linprog`;
 the feasible r form an interval [0, C], found by bisection.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,8 +29,8 @@ def order_conditions(A: Sequence[Sequence[float]], b: Sequence[float]) -> dict[i
     return {
         1: [b_.sum() - 1.0],
         2: [b_ @ c - 1 / 2],
-        3: [b_ @ c ** 2 - 1 / 3, b_ @ Ac - 1 / 6],
-        4: [b_ @ c ** 3 - 1 / 4, b_ @ (c * Ac) - 1 / 8, b_ @ (A_ @ c ** 2) - 1 / 12, b_ @ (A_ @ Ac) - 1 / 24],
+        3: [b_ @ c**2 - 1 / 3, b_ @ Ac - 1 / 6],
+        4: [b_ @ c**3 - 1 / 4, b_ @ (c * Ac) - 1 / 8, b_ @ (A_ @ c**2) - 1 / 12, b_ @ (A_ @ Ac) - 1 / 24],
     }
 
 
@@ -59,7 +60,7 @@ def _shu_osher_feasible(C: np.ndarray, r: float) -> bool:
     A_eq, b_eq = [], []
     for i in range(1, m):
         row = np.zeros(2 * n)
-        for v, (ii, j) in enumerate(pairs):
+        for v, (ii, _) in enumerate(pairs):
             if ii == i:
                 row[v] = 1.0
         A_eq.append(row)
@@ -74,8 +75,15 @@ def _shu_osher_feasible(C: np.ndarray, r: float) -> bool:
             b_eq.append(C[i, k])
     A_ub = np.hstack([-np.eye(n), r * np.eye(n)])  # r beta - alpha <= 0
     bounds = [(0, None)] * (2 * n)
-    res = linprog(np.zeros(2 * n), A_ub=A_ub, b_ub=np.zeros(n), A_eq=np.array(A_eq), b_eq=np.array(b_eq),
-                  bounds=bounds, method="highs")
+    res = linprog(
+        np.zeros(2 * n),
+        A_ub=A_ub,
+        b_ub=np.zeros(n),
+        A_eq=np.array(A_eq),
+        b_eq=np.array(b_eq),
+        bounds=bounds,
+        method="highs",
+    )
     return res.status == 0
 
 

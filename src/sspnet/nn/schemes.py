@@ -10,14 +10,16 @@ once, so a block makes at most s F calls (exactly the number of columns of beta 
 A Butcher tableau (A, b) converts with `Scheme.from_butcher`. Presets live in `SCHEME_PRESETS`; users register
 their own with `register_scheme` or load one from a JSON/YAML file with `load_scheme_file`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 _TOL = 1e-10
 # lower-triangular rows of coefficients: any nested sequence of numbers in, a tuple of tuples of floats stored
@@ -80,15 +82,20 @@ class Scheme:
         alpha = _rows(self.alpha, "alpha")
         beta = _rows(self.beta, "beta")
         if len(alpha) != len(beta):
-            raise ValueError(f"shape: alpha has {len(alpha)} rows but beta has {len(beta)}; both need one row per stage")
+            raise ValueError(
+                f"shape: alpha has {len(alpha)} rows but beta has {len(beta)}; both need one row per stage"
+            )
         for i, (ra, rb) in enumerate(zip(alpha, beta)):
             for name, row in (("alpha", ra), ("beta", rb)):
-                if len(row) > i + 1 and any(abs(v) > 0 for v in row[i + 1:]):
+                if len(row) > i + 1 and any(abs(v) > 0 for v in row[i + 1 :]):
                     raise ValueError(
                         f"explicitness: {name} row {i} has a nonzero entry at or above the diagonal; stage {i + 1} "
-                        f"may only use u_0..u_{i} (row {i} needs exactly {i + 1} entries)")
+                        f"may only use u_0..u_{i} (row {i} needs exactly {i + 1} entries)"
+                    )
                 if len(row) != i + 1 and len(row) < i + 1:
-                    raise ValueError(f"shape: {name} row {i} has {len(row)} entries, expected {i + 1} (lower triangular)")
+                    raise ValueError(
+                        f"shape: {name} row {i} has {len(row)} entries, expected {i + 1} (lower triangular)"
+                    )
             if abs(sum(ra[: i + 1]) - 1.0) > 1e-9:
                 raise ValueError(f"consistency: alpha row {i} sums to {sum(ra[: i + 1]):.6g}, must sum to 1")
         alpha = [r[: i + 1] for i, r in enumerate(alpha)]
@@ -99,8 +106,10 @@ class Scheme:
         object.__setattr__(self, "butcher_A", tuple(tuple(r) for r in A))
         object.__setattr__(self, "butcher_b", tuple(b))
         if self.consistent and abs(sum(b) - 1.0) > 1e-9:
-            raise ValueError(f"consistency: the weights b sum to {sum(b):.6g}, must sum to 1 "
-                             "(pass consistent=False only to reproduce an inconsistent legacy scheme)")
+            raise ValueError(
+                f"consistency: the weights b sum to {sum(b):.6g}, must sum to 1 "
+                "(pass consistent=False only to reproduce an inconsistent legacy scheme)"
+            )
         if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 0:
             raise ValueError(f"order must be a non-negative integer, got {self.order!r}")
         self._check_declared(A, b)
@@ -111,13 +120,17 @@ class Scheme:
 
         got = classical_order(A, b)
         if self.order > got and (got < MAX_CHECKED_ORDER or self.order <= MAX_CHECKED_ORDER):
-            raise ValueError(f"order: {self.name!r} declares order {self.order} but its coefficients satisfy the "
-                             f"order conditions only up to order {got}; declare order {got}")
+            raise ValueError(
+                f"order: {self.name!r} declares order {self.order} but its coefficients satisfy the "
+                f"order conditions only up to order {got}; declare order {got}"
+            )
         if self.ssp_coefficient is not None and _VERIFY_SSP:
             c = self.computed_ssp_coefficient
             if abs(self.ssp_coefficient - c) > 1e-6 * max(1.0, c):
-                raise ValueError(f"ssp_coefficient: {self.name!r} declares {self.ssp_coefficient:g} but its "
-                                 f"coefficients give {c:.6g}; declare {c:.6g} or leave it out")
+                raise ValueError(
+                    f"ssp_coefficient: {self.name!r} declares {self.ssp_coefficient:g} but its "
+                    f"coefficients give {c:.6g}; declare {c:.6g} or leave it out"
+                )
 
     @cached_property
     def computed_order(self) -> int:
@@ -143,7 +156,7 @@ class Scheme:
         return sum(1 for j in range(self.stages) if any(abs(self.beta[i][j]) > 0 for i in range(j, self.stages)))
 
     @classmethod
-    def from_butcher(cls, name: str, A: Sequence[Sequence[Any]], b: Sequence[Any], **kw: Any) -> "Scheme":
+    def from_butcher(cls, name: str, A: Sequence[Sequence[Any]], b: Sequence[Any], **kw: Any) -> Scheme:
         """Build from a Butcher tableau: A is s x s strictly lower triangular, b has s weights."""
         A_rows = _rows(A, "A")
         b_row = _rows([b], "b")[0]
@@ -161,12 +174,18 @@ class Scheme:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description that `Scheme.from_dict` rebuilds."""
-        return {"name": self.name, "alpha": [list(r) for r in self.alpha], "beta": [list(r) for r in self.beta],
-                "order": self.order, "ssp_coefficient": self.ssp_coefficient, "consistent": self.consistent,
-                "description": self.description}
+        return {
+            "name": self.name,
+            "alpha": [list(r) for r in self.alpha],
+            "beta": [list(r) for r in self.beta],
+            "order": self.order,
+            "ssp_coefficient": self.ssp_coefficient,
+            "consistent": self.consistent,
+            "description": self.description,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Scheme":
+    def from_dict(cls, d: dict[str, Any]) -> Scheme:
         if not isinstance(d, dict):
             raise ValueError("a scheme description must be a mapping with name and alpha/beta or A/b")
         known = {"name", "alpha", "beta", "A", "b", "order", "ssp_coefficient", "consistent", "description"}
@@ -235,21 +254,52 @@ def register_scheme(scheme: Scheme, overwrite: bool = False) -> Scheme:
 
 for _s in (
     Scheme("res", [[1]], [[1]], order=1, ssp_coefficient=1.0, description="forward Euler (ResNet block)"),
-    Scheme("ssp2", [[1], [0.5, 0.5]], [[1], [0, 0.5]], order=2, ssp_coefficient=1.0,
-           description="SSPRK(2,2), Heun"),
-    Scheme("ssp3", [[1], [0.75, 0.25], [1 / 3, 0, 2 / 3]], [[1], [0, 0.25], [0, 0, 2 / 3]], order=3,
-           ssp_coefficient=1.0, description="SSPRK(3,3), Shu-Osher"),
-    Scheme("midrk2", [[1], [1, 0]], [[0.5], [0, 1]], order=2, ssp_coefficient=0.0,
-           description="explicit midpoint rule y = x + F(x + F(x)/2)"),
-    Scheme("midrk2-orig", [[1], [0, 1]], [[0.5], [0, 1]], order=0, ssp_coefficient=None, consistent=False,
-           description="the original code's midrk2: y = u + F(u), u = x + F(x)/2 (weights sum to 3/2)"),
-    Scheme("ssp43", [[1], [0, 1], [2 / 3, 0, 1 / 3], [0, 0, 0, 1]], [[0.5], [0, 0.5], [0, 0, 1 / 6], [0, 0, 0, 0.5]],
-           order=3, ssp_coefficient=2.0, description="SSPRK(4,3), four stages, SSP coefficient 2"),
+    Scheme("ssp2", [[1], [0.5, 0.5]], [[1], [0, 0.5]], order=2, ssp_coefficient=1.0, description="SSPRK(2,2), Heun"),
+    Scheme(
+        "ssp3",
+        [[1], [0.75, 0.25], [1 / 3, 0, 2 / 3]],
+        [[1], [0, 0.25], [0, 0, 2 / 3]],
+        order=3,
+        ssp_coefficient=1.0,
+        description="SSPRK(3,3), Shu-Osher",
+    ),
+    Scheme(
+        "midrk2",
+        [[1], [1, 0]],
+        [[0.5], [0, 1]],
+        order=2,
+        ssp_coefficient=0.0,
+        description="explicit midpoint rule y = x + F(x + F(x)/2)",
+    ),
+    Scheme(
+        "midrk2-orig",
+        [[1], [0, 1]],
+        [[0.5], [0, 1]],
+        order=0,
+        ssp_coefficient=None,
+        consistent=False,
+        description="the original code's midrk2: y = u + F(u), u = x + F(x)/2 (weights sum to 3/2)",
+    ),
+    Scheme(
+        "ssp43",
+        [[1], [0, 1], [2 / 3, 0, 1 / 3], [0, 0, 0, 1]],
+        [[0.5], [0, 0.5], [0, 0, 1 / 6], [0, 0, 0, 0.5]],
+        order=3,
+        ssp_coefficient=2.0,
+        description="SSPRK(4,3), four stages, SSP coefficient 2",
+    ),
 ):
     register_scheme(_s)
-register_scheme(Scheme.from_butcher("rk4", [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]],
-                                    [1 / 6, 1 / 3, 1 / 3, 1 / 6], order=4, ssp_coefficient=0.0,
-                                    description="classic RK4 (not SSP, for contrast)"))
+register_scheme(
+    Scheme.from_butcher(
+        "rk4",
+        [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]],
+        [1 / 6, 1 / 3, 1 / 3, 1 / 6],
+        order=4,
+        ssp_coefficient=0.0,
+        description="classic RK4 (not SSP, for contrast)",
+    )
+)
 
 
 _VERIFY_SSP = True

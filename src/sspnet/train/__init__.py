@@ -10,11 +10,26 @@ read them), step (train_step, Adversary, evaluate_clean), setup (building a run:
 syncbn (global-batch BatchNorm under DDP), loop (train).
 Imports nn, data, attacks, io and `sspnet.distributed`; never eval, experiments or cli.
 """
-from sspnet.train.config import (ADVERSARIES, ALIASES, IDENTITY_FIELDS, SELECT_ON, TrainConfig, read_run_config,
-                                 read_run_meta, resume_options)
+
+from sspnet.train.config import ADVERSARIES, IDENTITY_FIELDS, SELECT_ON, TrainConfig
 from sspnet.train.folder import load_state, recorded_data_root
 from sspnet.train.loop import NonFiniteLossError, TrainResult, step_generator, train
+from sspnet.train.options import ALIASES
+from sspnet.train.run_config import read_run_config, read_run_meta, resume_options
 
-__all__ = ["ADVERSARIES", "ALIASES", "IDENTITY_FIELDS", "NonFiniteLossError", "SELECT_ON", "TrainConfig",
-           "TrainResult", "load_state", "read_run_config", "read_run_meta", "recorded_data_root", "resume_options",
-           "step_generator", "train"]
+__all__ = [
+    "ADVERSARIES",
+    "ALIASES",
+    "IDENTITY_FIELDS",
+    "NonFiniteLossError",
+    "SELECT_ON",
+    "TrainConfig",
+    "TrainResult",
+    "load_state",
+    "read_run_config",
+    "read_run_meta",
+    "recorded_data_root",
+    "resume_options",
+    "step_generator",
+    "train",
+]

@@ -4,10 +4,10 @@ None means "the dataset's / the original code's default"; `resolved()` fills the
 config.json). eps / alpha are in pixel units [0, 1] on every dataset; the CLI converts its own units (1/255
 on cifar10/tiny) at its edge. `read_run_config` also reads config.json files written before that change.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import os
@@ -17,51 +17,93 @@ from typing import Any
 
 from sspnet.attacks import ThreatModel, dataset_threat
 from sspnet.data.specs import DatasetSpec, get_dataset_spec
-from sspnet.io.runlayout import RunLayout
 from sspnet.train.optim import OPTIMIZERS, SCHEDULES, default_decay, default_lr, default_milestones
+from sspnet.train.options import (
+    DEFAULT_DATASET,
+    canonical_name,
+    default_recipe,
+    flag,
+    to_cli_units,
+    unit_name,
+)
+from sspnet.train.run_config import resume_options
 from sspnet.train.step import ADVERSARIES, adversary_threat
 
 SELECT_ON = ("val", "test", "none")
 # Fields that define the computation: a resumed run must agree with the folder on all of them.
-IDENTITY_FIELDS = ("dataset", "model", "groups", "blocks", "norm", "init", "adv", "opt", "lr", "decay", "milestones",
-                   "schedule", "batch_size", "steps", "eps", "alpha", "seed", "steps_per_epoch", "craft_eval",
-                   "ball_copies", "init_from", "clean_metrics", "val_split", "select_on", "train_quantize",
-                   "eps_warmup")
+IDENTITY_FIELDS = (
+    "dataset",
+    "model",
+    "groups",
+    "blocks",
+    "norm",
+    "init",
+    "adv",
+    "opt",
+    "lr",
+    "decay",
+    "milestones",
+    "schedule",
+    "batch_size",
+    "steps",
+    "eps",
+    "alpha",
+    "seed",
+    "steps_per_epoch",
+    "craft_eval",
+    "ball_copies",
+    "init_from",
+    "clean_metrics",
+    "val_split",
+    "select_on",
+    "train_quantize",
+    "eps_warmup",
+)
 # what runs whose config.json predates an option did (all images trained on, selection on test, no rounding)
-LEGACY_VALUES = {"val_split": 0.0, "select_on": "test", "train_quantize": False, "eps_warmup": 0.0}
-# defaults that depend on --epochs: a resumed run with a new --epochs derives them again (`resume_options`)
-EPOCH_DEPENDENT = ("milestones",)
-# other names accepted by `TrainConfig.from_dict`: the original code's and those of earlier sspnet versions
-ALIASES = {"tbsize": "batch_size", "block": "blocks", "checkpoint": "activation_checkpointing",
-           "data-root": "data_root", "iters": "steps", "test_limit": "eval_n_images"}
 CONFIG_FORMAT_VERSION = 2  # config.json: 2 = eps/alpha in pixel units; absent = CLI units (+ eps_px/alpha_px)
-# The original's recipe (its full-MNIST / CIFAR-10 / TinyImageNet defaults; lr and decay from `default_lr` /
-# `default_decay`). The embedded mnist5k (4,000 training digits) is not the original's data: with that recipe
-# (plain SGD lr 0.1, batch 128) 2 epochs of a 1-block res end at 20-51% test accuracy. Without --opt, mnist5k
-# takes its own recipe instead (`DATASET_RECIPES`); given --opt, every dataset follows the original's rules.
-ORIGINAL_RECIPE: dict[str, Any] = {"opt": "sgd", "batch_size": 128, "schedule": "multistep"}
-DATASET_RECIPES: dict[str, dict[str, Any]] = {
-    "mnist5k": {"opt": "adam", "lr": 2e-3, "batch_size": 8, "schedule": "cyclic"},
-}
-# options that say how to start this process, not what the run is: never taken from a run's config.json
-RUNTIME_ONLY = ("resume", "force")
-# the canonical `sspnet train` flag of each option whose flag is not --name-with-dashes (the CLI vocabulary,
-# `sspnet.cli._options.VOCABULARY`; the messages name these, the original's names are aliases): `flag`
-FLAGS = {"norm": "--norm-layer", "activation_checkpointing": "--checkpoint", "steps": "--train-pgd-steps",
-         "eps": "--train-eps", "alpha": "--train-alpha", "save": "--out"}
 # the type every option must have (None allowed where the default is None): a config file's `epochs: true` or
 # `quiet: "no"` is refused, not read as 1 or as true
 _STR, _PATH, _INT, _NUM, _BOOL = "a string", "a path", "an integer", "a number", "true or false"
 OPTION_TYPES = {
     **dict.fromkeys(("dataset", "opt", "schedule", "adv", "device"), _STR),
-    **dict.fromkeys(("norm", "init", "select_on"), _STR), **dict.fromkeys(("data_root", "save", "init_from"), _PATH),
+    **dict.fromkeys(("norm", "init", "select_on"), _STR),
+    **dict.fromkeys(("data_root", "save", "init_from"), _PATH),
     "model": "a scheme name or scheme file",
-    **dict.fromkeys(("blocks", "steps", "steps_per_epoch", "eval_n_images", "batch_size", "epochs", "ball_copies",
-                     "seed", "eval_batch_size", "save_every", "log_interval"), _INT),
+    **dict.fromkeys(
+        (
+            "blocks",
+            "steps",
+            "steps_per_epoch",
+            "eval_n_images",
+            "batch_size",
+            "epochs",
+            "ball_copies",
+            "seed",
+            "eval_batch_size",
+            "save_every",
+            "log_interval",
+        ),
+        _INT,
+    ),
     **dict.fromkeys(("lr", "decay", "eps", "alpha", "val_split", "eps_warmup"), _NUM),
-    **dict.fromkeys(("resume", "force", "quiet", "tensorboard", "craft_eval", "clean_metrics",
-                     "activation_checkpointing", "train_quantize", "sync_bn", "amp", "channels_last"), _BOOL),
-    "groups": "a list of schemes", "milestones": "a list of integers",
+    **dict.fromkeys(
+        (
+            "resume",
+            "force",
+            "quiet",
+            "tensorboard",
+            "craft_eval",
+            "clean_metrics",
+            "activation_checkpointing",
+            "train_quantize",
+            "sync_bn",
+            "amp",
+            "channels_last",
+        ),
+        _BOOL,
+    ),
+    "groups": "a list of schemes",
+    "milestones": "a list of integers",
 }
 
 
@@ -89,7 +131,7 @@ class TrainConfig:
     eps / (warmup steps) to their full value, step by step (`step.warmup_fraction`); 0: full eps from the start.
     """
 
-    dataset: str = "mnist5k"
+    dataset: str = DEFAULT_DATASET
     data_root: str | None = None
     model: str = "res"
     groups: list[str] | None = None
@@ -133,7 +175,7 @@ class TrainConfig:
     eps_warmup: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict (config.json, compare's plans); keys may use dashes, the original's or old names.
 
         Values are taken as they are: eps / alpha in pixel units.
@@ -148,7 +190,7 @@ class TrainConfig:
         return cls(**kw)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, **overrides: Any) -> "TrainConfig":
+    def from_run(cls, run_dir: str | Path, **overrides: Any) -> TrainConfig:
         """The config saved in `run_dir`/config.json, set up to resume, with `overrides` applied (pixel units).
 
         Defaults that depend on epochs (`EPOCH_DEPENDENT`) are derived again for the new --epochs."""
@@ -166,8 +208,10 @@ class TrainConfig:
         if self.decay is not None and not (self.decay >= 0 and math.isfinite(self.decay)):
             raise ValueError(f"--decay must be a finite number >= 0, got {self.decay}")
         if self.save is not None and not str(self.save).strip():
-            raise ValueError(f"{flag('save')} must name a run folder, got an empty string; pass {flag('save')} DIR "
-                             "(or leave it out for runs/DATASET-MODEL-ADV-seedSEED)")
+            raise ValueError(
+                f"{flag('save')} must name a run folder, got an empty string; pass {flag('save')} DIR "
+                "(or leave it out for runs/DATASET-MODEL-ADV-seedSEED)"
+            )
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"--epochs must be an integer >= 1, got {self.epochs}")
         if self.opt is not None and str(self.opt).lower() not in OPTIMIZERS:
@@ -182,8 +226,10 @@ class TrainConfig:
         n_fit = self._validate_selection(spec)
         if batch > n_fit:
             held = f" ({spec.n_train} less the --val-split {self.val_split:g} held out)" if n_fit < spec.n_train else ""
-            raise ValueError(f"{flag('batch_size')} {batch} is larger than the {n_fit} training images of "
-                             f"{spec.name}{held}; use at most {n_fit}")
+            raise ValueError(
+                f"{flag('batch_size')} {batch} is larger than the {n_fit} training images of "
+                f"{spec.name}{held}; use at most {n_fit}"
+            )
         for name in ("steps", "steps_per_epoch", "eval_n_images", "blocks"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -220,17 +266,22 @@ class TrainConfig:
         """--val-split / --select-on; returns the number of training images trained on."""
         v = self.val_split
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ValueError(f"--val-split must be a fraction in [0, 1) of the training images (0: no validation "
-                             f"split), got {v!r}")
+            raise ValueError(
+                f"--val-split must be a fraction in [0, 1) of the training images (0: no validation split), got {v!r}"
+            )
         n_val = int(round(v * spec.n_train))
         if v and not n_val:
-            raise ValueError(f"--val-split {v:g} holds out no image of the {spec.n_train} training images of "
-                             f"{spec.name}; pass 0 (no validation split) or at least {1 / spec.n_train:.2g}")
+            raise ValueError(
+                f"--val-split {v:g} holds out no image of the {spec.n_train} training images of "
+                f"{spec.name}; pass 0 (no validation split) or at least {1 / spec.n_train:.2g}"
+            )
         if self.select_on is not None and self.select_on not in SELECT_ON:
             raise ValueError(f"unknown --select-on {self.select_on!r}; valid: {', '.join(SELECT_ON)}")
         if self.select_on == "val" and not n_val:
-            raise ValueError("--select-on val needs a validation split but --val-split is 0; pass --val-split > 0 "
-                             "(e.g. 0.1), --select-on test (the original's; optimistic) or --select-on none")
+            raise ValueError(
+                "--select-on val needs a validation split but --val-split is 0; pass --val-split > 0 "
+                "(e.g. 0.1), --select-on test (the original's; optimistic) or --select-on none"
+            )
         return spec.n_train - n_val
 
     def _validate_radius(self, spec: DatasetSpec) -> None:
@@ -244,21 +295,28 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{f} must be a number (on {spec.name} in units of {unit}), got {v!r}")
             if not math.isfinite(v) or v < 0:
-                raise ValueError(f"{f} must be a finite number >= 0 (on {spec.name} in units of {unit}), "
-                                 f"got {to_cli_units(v, spec):g}")
+                raise ValueError(
+                    f"{f} must be a finite number >= 0 (on {spec.name} in units of {unit}), "
+                    f"got {to_cli_units(v, spec):g}"
+                )
             if v > 1:
-                raise ValueError(f"{f} {to_cli_units(v, spec):g} (TrainConfig.{name}={v:g} in pixel units) is "
-                                 f"more than the whole pixel range; on {spec.name} {f} is in units of {unit}, "
-                                 f"at most {to_cli_units(1.0, spec):g}")
+                raise ValueError(
+                    f"{f} {to_cli_units(v, spec):g} (TrainConfig.{name}={v:g} in pixel units) is "
+                    f"more than the whole pixel range; on {spec.name} {f} is in units of {unit}, "
+                    f"at most {to_cli_units(1.0, spec):g}"
+                )
         if self.alpha == 0 and str(self.adv).lower() == "pgd":
-            raise ValueError(f"{flag('alpha')} must be > 0 for --adv pgd (the PGD step, on {spec.name} in units of "
-                             f"{unit})")
+            raise ValueError(
+                f"{flag('alpha')} must be > 0 for --adv pgd (the PGD step, on {spec.name} in units of {unit})"
+            )
         w = self.eps_warmup
         if not (0 <= w <= self.epochs and math.isfinite(w)):
-            raise ValueError(f"--eps-warmup must be a number of epochs in [0, --epochs {self.epochs}] (0: the full "
-                             f"eps from the first step), got {w!r}")
+            raise ValueError(
+                f"--eps-warmup must be a number of epochs in [0, --epochs {self.epochs}] (0: the full "
+                f"eps from the first step), got {w!r}"
+            )
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every None default filled in from the dataset spec and the original's rules."""
         spec = get_dataset_spec(self.dataset)
         recipe = default_recipe(spec.name, self.opt)
@@ -299,12 +357,12 @@ class TrainConfig:
     def defaulted(self) -> list[str]:
         """The options left at None that `resolved()` fills in (config.json records them)."""
         r = self.resolved()
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None
-                and getattr(r, f.name) is not None]
+        return [
+            f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None and getattr(r, f.name) is not None
+        ]
 
 
 _NOT_NONE = {f.name for f in dataclasses.fields(TrainConfig) if f.default is not None}
-
 
 
 def _has_type(v: Any, expected: str) -> bool:
@@ -322,103 +380,7 @@ def _has_type(v: Any, expected: str) -> bool:
     if expected == "a list of schemes":
         return isinstance(v, (list, tuple)) and all(isinstance(g, (str, os.PathLike)) for g in v)
     if expected == "a list of integers":
-        return isinstance(v, (list, tuple)) and all(isinstance(m, numbers.Integral) and not isinstance(m, bool)
-                                                    for m in v)
+        return isinstance(v, (list, tuple)) and all(
+            isinstance(m, numbers.Integral) and not isinstance(m, bool) for m in v
+        )
     return False
-
-
-def default_recipe(dataset: str, opt: str | None = None) -> dict[str, Any]:
-    """The defaults of opt, batch_size, schedule (and lr, where the recipe fixes it) for a dataset: its own recipe
-    (`DATASET_RECIPES`: mnist5k) when --opt is not given, else the original's (`ORIGINAL_RECIPE`)."""
-    name = get_dataset_spec(dataset).name
-    if opt is None and name in DATASET_RECIPES:
-        return dict(DATASET_RECIPES[name])
-    return dict(ORIGINAL_RECIPE)
-
-
-def canonical_name(key: str) -> str:
-    """The TrainConfig field for an option name: dashes -> underscores, original / old names mapped."""
-    k = ALIASES.get(key, key.replace("-", "_"))
-    return ALIASES.get(k, k)
-
-
-def flag(name: str) -> str:
-    """The `sspnet train` flag of TrainConfig field `name` (`FLAGS`, else --name-with-dashes)."""
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
-def unit_name(spec: DatasetSpec) -> str:
-    """The CLI unit of eps / alpha on a dataset, in words."""
-    return "1/255" if spec.eps_unit < 1 else "[0, 1] pixel values"
-
-
-def to_pixels(value: float, spec: DatasetSpec) -> float:
-    """eps / alpha as the CLI takes them (the original's units, spec.eps_unit) -> pixel units [0, 1]."""
-    return float(value) * spec.eps_unit
-
-
-def to_cli_units(value: float, spec: DatasetSpec) -> float:
-    """Pixel units -> the original's CLI units (8/255 -> 8 on cifar10), rounded to 10 significant digits."""
-    return float(f"{float(value) / spec.eps_unit:.10g}")
-
-
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The training options stored in run_dir/config.json: canonical field names, eps / alpha in pixel units.
-
-    A config.json of an earlier version (eps / alpha in CLI units beside top-level eps_px / alpha_px, old
-    option names, no val_split / select_on / train_quantize: `LEGACY_VALUES`) is converted. FileNotFoundError
-    naming the folder when it is no run folder.
-    """
-    doc = _read_doc(run_dir)
-    options = doc.get("config", doc)
-    if not isinstance(options, dict):
-        raise ValueError(f"{RunLayout(run_dir).config}: its \"config\" entry must be a JSON object of training "
-                         f"options, got {type(options).__name__}; restore the file or start a new run")
-    cfg = {canonical_name(k): v for k, v in options.items()}
-    if "config" in doc and doc.get("format_version") is None:  # before pixel units: eps_px / alpha_px are exact
-        for name in ("eps", "alpha"):
-            if doc.get(f"{name}_px") is not None:
-                cfg[name] = doc[f"{name}_px"]
-            elif cfg.get(name) is not None:
-                cfg[name] = to_pixels(cfg[name], get_dataset_spec(cfg.get("dataset", TrainConfig.dataset)))
-    for name, value in LEGACY_VALUES.items():
-        cfg.setdefault(name, value)
-    return cfg
-
-
-def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
-    """What config.json records besides the options: {"defaulted": options filled from defaults,
-    "budget_history": [{"epochs", "at_epoch", "at_step"[, "milestones"]}, ...], "scheme_hashes": {scheme
-    file: hash of its coefficients}} (empty when absent)."""
-    doc = _read_doc(run_dir)
-    hashes = doc.get("scheme_hashes")
-    return {"defaulted": list(doc.get("defaulted") or []), "budget_history": list(doc.get("budget_history") or []),
-            "scheme_hashes": dict(hashes) if isinstance(hashes, dict) else {}}
-
-
-def resume_options(run_dir: str | Path) -> dict[str, Any]:
-    """`read_run_config` less the options whose stored value is an epoch-dependent default (`EPOCH_DEPENDENT`):
-    a run resumed with a new --epochs derives them as a fresh run with that budget would."""
-    cfg = read_run_config(run_dir)
-    for name in set(EPOCH_DEPENDENT) & set(read_run_meta(run_dir)["defaulted"]):
-        cfg.pop(name, None)
-    for name in RUNTIME_ONLY:  # a run started with --force is resumed, not overwritten again
-        cfg.pop(name, None)
-    return cfg
-
-
-def _read_doc(run_dir: str | Path) -> dict[str, Any]:
-    """run_dir/config.json as a dict; FileNotFoundError / ValueError naming the folder or file."""
-    path = RunLayout(run_dir).config
-    if not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist; start a run with `sspnet train "
-                                f"{flag('save')} DIR`")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not an sspnet training run folder")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return doc

@@ -19,6 +19,7 @@ are `sspnet.io.runlayout.RunLayout`'s (RunFolder is a RunLayout); the readers us
     last.pt         the `TrainState` (see `sspnet.train.state`)
     tb/             TensorBoard events (--tensorboard)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,9 @@ from sspnet.data.specs import get_dataset_spec
 from sspnet.io import files as fileio
 from sspnet.io.jsonio import canonical_hash
 from sspnet.io.runlayout import RunLayout
-from sspnet.train.config import (CONFIG_FORMAT_VERSION, EPOCH_DEPENDENT, IDENTITY_FIELDS, TrainConfig, read_run_config,
-                                 read_run_meta, to_cli_units)
+from sspnet.train.config import CONFIG_FORMAT_VERSION, IDENTITY_FIELDS, TrainConfig
+from sspnet.train.options import EPOCH_DEPENDENT, to_cli_units
+from sspnet.train.run_config import read_run_config, read_run_meta
 from sspnet.train.state import TrainState
 
 
@@ -61,8 +63,11 @@ def recorded_data_root(path: str | Path) -> str | None:
     if not root:
         return None
     if not Path(root).expanduser().is_dir():
-        print(f"note: the data folder {root} recorded in {layout.config} does not exist here; using the default "
-              f"data folder (pass --data-root)", file=sys.stderr)
+        print(
+            f"note: the data folder {root} recorded in {layout.config} does not exist here; using the default "
+            f"data folder (pass --data-root)",
+            file=sys.stderr,
+        )
         return None
     return str(root)
 
@@ -126,16 +131,23 @@ class RunFolder(RunLayout):
             saved = dict(self.saved)
             fresh = dataclasses.replace(cfg, **{k: None for k in EPOCH_DEPENDENT}).resolved()
             saved.update({k: getattr(fresh, k) for k in EPOCH_DEPENDENT if k in self.meta["defaulted"]})
-            bad = [f"{k}={saved.get(k)!r} (asked: {getattr(cfg, k)!r})" for k in IDENTITY_FIELDS
-                   if k in saved and saved.get(k) != getattr(cfg, k)]
+            bad = [
+                f"{k}={saved.get(k)!r} (asked: {getattr(cfg, k)!r})"
+                for k in IDENTITY_FIELDS
+                if k in saved and saved.get(k) != getattr(cfg, k)
+            ]
             if bad:
-                raise ValueError(f"cannot resume {run}: it was made with other settings: {'; '.join(bad)}. "
-                                 "Resume without those flags, or start a new run with another --out (or --force)")
+                raise ValueError(
+                    f"cannot resume {run}: it was made with other settings: {'; '.join(bad)}. "
+                    "Resume without those flags, or start a new run with another --out (or --force)"
+                )
             self._check_schemes()
             self.state = self._read_last()
         elif self.existing and not cfg.force:
-            raise FileExistsError(f"run folder {run} already holds a run ({', '.join(self.existing)}); pass "
-                                  f"--resume {run} to continue it, --force to overwrite it, or another --out folder")
+            raise FileExistsError(
+                f"run folder {run} already holds a run ({', '.join(self.existing)}); pass "
+                f"--resume {run} to continue it, --force to overwrite it, or another --out folder"
+            )
 
     def _check_schemes(self) -> None:
         """Resume: ValueError when a scheme file's coefficients differ from those the run started with."""
@@ -143,24 +155,30 @@ class RunFolder(RunLayout):
         now = scheme_hashes(self.cfg)
         changed = [name for name, h in stored.items() if name in now and now[name] != h]
         if changed:
-            raise ValueError(f"cannot resume {self.path}: the scheme file {changed[0]} was edited since the run "
-                             "started (its coefficients differ); restore it, or start a new run with another --out "
-                             "(or --force)")
+            raise ValueError(
+                f"cannot resume {self.path}: the scheme file {changed[0]} was edited since the run "
+                "started (its coefficients differ); restore it, or start a new run with another --out "
+                "(or --force)"
+            )
 
     def _read_last(self) -> dict[str, Any]:
         """Resume: last.pt, checked against --epochs; one-line errors saying what to do."""
         run, last = self.path, self.state_file
         if not last.is_file():
-            raise FileNotFoundError(f"cannot resume {run}: it has no {self.STATE} (the run saved no training state "
-                                    "yet); start it over with --force instead of --resume")
+            raise FileNotFoundError(
+                f"cannot resume {run}: it has no {self.STATE} (the run saved no training state "
+                "yet); start it over with --force instead of --resume"
+            )
         try:
             state = load_state(last)
         except ValueError as exc:
             raise ValueError(f"cannot resume {run}: {exc}; or start the run over with --force") from None
         done = state.get("epoch") if isinstance(state, dict) else None
         if isinstance(done, int) and self.cfg.epochs < done:
-            raise ValueError(f"cannot resume {run} with --epochs {self.cfg.epochs}: it has trained {done} epochs "
-                             f"already; pass --epochs {done} or more (nothing was changed)")
+            raise ValueError(
+                f"cannot resume {run} with --epochs {self.cfg.epochs}: it has trained {done} epochs "
+                f"already; pass --epochs {done} or more (nothing was changed)"
+            )
         return state
 
     def release(self) -> None:
@@ -194,11 +212,19 @@ class RunFolder(RunLayout):
         if self.main:
             if self.cfg.resume and metrics.is_file():
                 fileio.atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in history))
-            fileio.atomic_write_json(self.config, {
-                "format_version": CONFIG_FORMAT_VERSION, "config": dataclasses.asdict(self.cfg),
-                "defaulted": self._defaulted(), "budget_history": self._budgets(epoch, step),
-                "world_size": self.info.world_size, "model_config": model_config,
-                "scheme_hashes": scheme_hashes(self.cfg), "provenance": fileio.provenance()})
+            fileio.atomic_write_json(
+                self.config,
+                {
+                    "format_version": CONFIG_FORMAT_VERSION,
+                    "config": dataclasses.asdict(self.cfg),
+                    "defaulted": self._defaulted(),
+                    "budget_history": self._budgets(epoch, step),
+                    "world_size": self.info.world_size,
+                    "model_config": model_config,
+                    "scheme_hashes": scheme_hashes(self.cfg),
+                    "provenance": fileio.provenance(),
+                },
+            )
         return history
 
     def _defaulted(self) -> list[str]:
@@ -259,12 +285,17 @@ class RunFolder(RunLayout):
         from sspnet.nn.checkpoints import save_checkpoint
 
         fileio.append_line(self.metrics, json.dumps(rec))
-        extra = {"args": original_args(self.cfg), "epoch": rec["epoch"], "val_split": self.cfg.val_split,
-                 **{k: rec[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss")}}
+        extra = {
+            "args": original_args(self.cfg),
+            "epoch": rec["epoch"],
+            "val_split": self.cfg.val_split,
+            **{k: rec[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss")},
+        }
         for key in ("acc", "loss"):
             if rec["best_" + key]:
-                save_checkpoint(self.checkpoint(key), state.model, **extra, selected_on=self.cfg.select_on,
-                                criterion=key)
+                save_checkpoint(
+                    self.checkpoint(key), state.model, **extra, selected_on=self.cfg.select_on, criterion=key
+                )
         save_checkpoint(self.checkpoint("final"), state.model, **extra, selected_on="final", criterion="final")
         self.save_state(state)
 
@@ -273,8 +304,26 @@ def original_args(cfg: TrainConfig) -> dict[str, Any]:
     """The original code's argparse names and units (eps / alpha in 1/255 on cifar10/tiny), for checkpoints'
     "args" entry."""
     spec = get_dataset_spec(cfg.dataset)
-    cli = (lambda v: None if v is None else to_cli_units(v, spec))
-    return {"model": cfg.model, "block": cfg.blocks, "lr": cfg.lr, "decay": cfg.decay, "tbsize": cfg.batch_size,
-            "iters": cfg.steps, "adv": cfg.adv, "attack": cfg.adv, "epochs": cfg.epochs, "save": cfg.save,
-            "opt": cfg.opt, "norm": cfg.norm, "seed": cfg.seed, "eps": cli(cfg.eps), "alpha": cli(cfg.alpha),
-            "dataset": cfg.dataset, "groups": cfg.groups}
+
+    def cli(v: float | None) -> float | None:
+        return None if v is None else to_cli_units(v, spec)
+
+    return {
+        "model": cfg.model,
+        "block": cfg.blocks,
+        "lr": cfg.lr,
+        "decay": cfg.decay,
+        "tbsize": cfg.batch_size,
+        "iters": cfg.steps,
+        "adv": cfg.adv,
+        "attack": cfg.adv,
+        "epochs": cfg.epochs,
+        "save": cfg.save,
+        "opt": cfg.opt,
+        "norm": cfg.norm,
+        "seed": cfg.seed,
+        "eps": cli(cfg.eps),
+        "alpha": cli(cfg.alpha),
+        "dataset": cfg.dataset,
+        "groups": cfg.groups,
+    }

@@ -15,8 +15,10 @@ written at every epoch end and every `save_every` steps, so on CPU a run killed 
 with bit-identical weights and metrics (timing fields aside). Host syncs happen only every `log_interval` /
 `save_every` steps (the NaN guard and Ctrl-C are checked there) and at epoch ends.
 """
+
 from __future__ import annotations
 
+import functools
 import gc
 import signal
 import sys
@@ -60,8 +62,13 @@ class TrainResult:
 
 def step_generator(seed: int, epoch: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
     """A generator for the adversary's randomness at (seed, epoch, step, rank), independent of any history."""
-    z = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + step * 0x94D049BB133111EB
-         + rank * 0xD1B54A32D192ED03 + 1) % (1 << 64)
+    z = (
+        seed * 0x9E3779B97F4A7C15
+        + epoch * 0xBF58476D1CE4E5B9
+        + step * 0x94D049BB133111EB
+        + rank * 0xD1B54A32D192ED03
+        + 1
+    ) % (1 << 64)
     z = ((z ^ (z >> 31)) * 0xD6E8FEB86659FD93) % (1 << 64)
     g = torch.Generator(device=device)
     g.manual_seed((z ^ (z >> 32)) & ((1 << 63) - 1))
@@ -134,14 +141,18 @@ def _train_run(run: Run) -> TrainResult:
     """The epochs still to do: train, evaluate, write the epoch's files; last.pt saved on Ctrl-C."""
     cfg, st, folder = run.cfg, run.state, run.folder
     what = f"resumed at epoch {st.epoch + 1} step {st.step}" if run.resumed else "started"
-    folder.log(f"run {what}: {cfg.dataset} {cfg.model} adv={cfg.adv} opt={cfg.opt} lr={cfg.lr} "
-               f"batch={cfg.batch_size} epochs={cfg.epochs} steps/epoch={run.steps} device={run.device} "
-               f"world_size={run.info.world_size} amp={run.amp_dtype} val_split={cfg.val_split:g} "
-               f"select_on={cfg.select_on}" + (f" batchnorm={run.batchnorm}" if run.batchnorm else ""))
+    folder.log(
+        f"run {what}: {cfg.dataset} {cfg.model} adv={cfg.adv} opt={cfg.opt} lr={cfg.lr} "
+        f"batch={cfg.batch_size} epochs={cfg.epochs} steps/epoch={run.steps} device={run.device} "
+        f"world_size={run.info.world_size} amp={run.amp_dtype} val_split={cfg.val_split:g} "
+        f"select_on={cfg.select_on}" + (f" batchnorm={run.batchnorm}" if run.batchnorm else "")
+    )
     if cfg.select_on == "test":
-        folder.log(f"{folder.checkpoint_name('acc')} / {folder.checkpoint_name('loss')} are selected on the test set "
-                   "(--select-on test): accuracy and robustness measured with them on that test set are "
-                   "optimistically biased")
+        folder.log(
+            f"{folder.checkpoint_name('acc')} / {folder.checkpoint_name('loss')} are selected on the test set "
+            "(--select-on test): accuracy and robustness measured with them on that test set are "
+            "optimistically biased"
+        )
     tb = folder.tensorboard()
     with _Stop() as stop:
         try:
@@ -155,17 +166,27 @@ def _train_run(run: Run) -> TrainResult:
         except KeyboardInterrupt:
             if bool(_finite_state(run)):
                 folder.save_state(st)
-                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step}; {folder.STATE} saved. Continue "
-                           f"with: sspnet train --resume {folder.path}")
+                folder.log(
+                    f"interrupted at epoch {st.epoch + 1} step {st.step}; {folder.STATE} saved. Continue "
+                    f"with: sspnet train --resume {folder.path}"
+                )
             else:  # aborted between two checks with broken weights: keep the last good last.pt
-                folder.log(f"interrupted at epoch {st.epoch + 1} step {st.step} with non-finite weights; "
-                           f"{folder.STATE} not overwritten (it keeps the last good state)")
+                folder.log(
+                    f"interrupted at epoch {st.epoch + 1} step {st.step} with non-finite weights; "
+                    f"{folder.STATE} not overwritten (it keeps the last good state)"
+                )
             raise
         finally:
             if tb is not None:
                 tb.close()
-    folder.log(f"done: {st.epoch} epochs" + ("" if cfg.select_on == "none" else
-               f", best {cfg.select_on} acc {st.best['acc']}, best {cfg.select_on} loss {st.best['loss']}"))
+    folder.log(
+        f"done: {st.epoch} epochs"
+        + (
+            ""
+            if cfg.select_on == "none"
+            else f", best {cfg.select_on} acc {st.best['acc']}, best {cfg.select_on} loss {st.best['loss']}"
+        )
+    )
     return TrainResult(folder.path, st.epoch, list(run.history), st.best["acc"], st.best["loss"], cfg.select_on)
 
 
@@ -179,21 +200,38 @@ def _train_epoch(run: Run, stop: _Stop, tb) -> float:
     bad = torch.zeros((), dtype=st.meter.sums.dtype, device=run.device)
     images0 = st.meter.totals()["count"]
     st.start_clock()
-    bar = tqdm(total=run.steps, initial=st.step, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=cfg.quiet or not run.info.is_main, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=run.steps,
+        initial=st.step,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        leave=False,
+        disable=cfg.quiet or not run.info.is_main,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         for step, (x, y) in zip(range(st.step, run.steps), run.train_batches.iterate(epoch, st.step)):
             if run.memory_format is not None:
                 x = x.contiguous(memory_format=run.memory_format)
             show = None
             if tb is not None and step == 0:
-                show = (lambda xa: tb.add_images("adversarial_train_images", xa[:16].float().cpu(), epoch + 1))
+                show = functools.partial(_show_adversarial, tb, epoch + 1)
             if run.adversary is not None:
                 run.adversary.set_fraction(warmup_fraction(epoch * run.steps + step, cfg.eps_warmup * run.steps))
-            loss_sum = train_step(run.net, st.optimizer, st.scheduler, st.scaler, (x, y), st.meter,
-                                  adversary=run.adversary, generator=_generator(run, epoch, step),
-                                  loss_scale=run.loss_scale(step), amp_dtype=run.amp_dtype,
-                                  clean_metrics=cfg.clean_metrics, show=show)
+            loss_sum = train_step(
+                run.net,
+                st.optimizer,
+                st.scheduler,
+                st.scaler,
+                (x, y),
+                st.meter,
+                adversary=run.adversary,
+                generator=_generator(run, epoch, step),
+                loss_scale=run.loss_scale(step),
+                amp_dtype=run.amp_dtype,
+                clean_metrics=cfg.clean_metrics,
+                show=show,
+            )
             bad = torch.where((bad == 0) & ~torch.isfinite(loss_sum), float(step + 1), bad)
             st.step = done = step + 1
             at_save = bool(cfg.save_every) and done % cfg.save_every == 0 and done < run.steps
@@ -210,6 +248,11 @@ def _train_epoch(run: Run, stop: _Stop, tb) -> float:
     return images0
 
 
+def _show_adversarial(tb: Any, epoch: int, x_adv: torch.Tensor) -> None:
+    """TensorBoard: the first 16 adversarial training images of an epoch."""
+    tb.add_images("adversarial_train_images", x_adv[:16].float().cpu(), epoch)
+
+
 def _generator(run: Run, epoch: int, step: int) -> torch.Generator | None:
     if run.adversary is None:
         return None
@@ -221,8 +264,12 @@ def _finite_state(run: Run) -> torch.Tensor:
     sync): a huge --decay can overflow the weights at a step whose loss was still finite."""
     st = run.state
     tensors = [t for t in st.model.state_dict().values() if t.is_floating_point()]
-    tensors += [v for s in st.optimizer.state.values() for v in s.values()
-                if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    tensors += [
+        v
+        for s in st.optimizer.state.values()
+        for v in s.values()
+        if isinstance(v, torch.Tensor) and v.is_floating_point()
+    ]
     if not tensors:
         return torch.ones((), device=run.device)
     return torch.stack([torch.isfinite(t).all() for t in tensors]).all().float()
@@ -231,8 +278,11 @@ def _finite_state(run: Run) -> torch.Tensor:
 def _nonfinite_advice(run: Run) -> str:
     """What to do after a non-finite loss or weights: commands that work (a resume keeps the run's --lr)."""
     last = run.folder.state_file
-    kept = (f"{last} keeps the last good state, but a resume keeps the run's --lr and --decay and would fail again"
-            if last.is_file() else "no training state was saved")
+    kept = (
+        f"{last} keeps the last good state, but a resume keeps the run's --lr and --decay and would fail again"
+        if last.is_file()
+        else "no training state was saved"
+    )
     return f"{kept}; start the run over with a lower --lr (or --decay) and --force"
 
 
@@ -245,8 +295,11 @@ def _check(run: Run, bad: torch.Tensor, stop: _Stop | None) -> None:
     first_bad, stopping, weights_bad = dist.all_reduce_max(flags).tolist()
     if first_bad or weights_bad:
         epoch, step = run.state.epoch + 1, int(first_bad) or run.state.step
-        what = (f"non-finite training loss (NaN or inf) at epoch {epoch}, step {step}" if first_bad else
-                f"non-finite weights or optimizer state (NaN or inf) at epoch {epoch}, by step {step}")
+        what = (
+            f"non-finite training loss (NaN or inf) at epoch {epoch}, step {step}"
+            if first_bad
+            else f"non-finite weights or optimizer state (NaN or inf) at epoch {epoch}, by step {step}"
+        )
         msg = f"{what}; stopped. {_nonfinite_advice(run)}"
         run.folder.log(msg)
         raise NonFiniteLossError(msg, epoch, step)
@@ -267,8 +320,9 @@ def _evaluate(run: Run, batches) -> tuple[float | None, float | None]:
     """(mean cross-entropy, accuracy in %) of the model on a split's batches; (None, None) without the split."""
     if batches is None:
         return None, None
-    return evaluate_clean(run.state.model, batches.iterate(0), amp_dtype=run.amp_dtype,
-                          memory_format=run.memory_format, device=run.device)
+    return evaluate_clean(
+        run.state.model, batches.iterate(0), amp_dtype=run.amp_dtype, memory_format=run.memory_format, device=run.device
+    )
 
 
 def _epoch_record(run: Run, images0: float) -> dict[str, Any]:
@@ -282,12 +336,22 @@ def _epoch_record(run: Run, images0: float) -> dict[str, Any]:
     val_loss, val_acc = _evaluate(run, run.val_batches)
     test_loss, test_acc = _evaluate(run, run.test_batches)
     clean = cfg.adv == "none" or cfg.clean_metrics  # else the clean loss / correct were not measured
-    rec = {"epoch": st.epoch + 1, "train_loss": means["loss"] if clean else None,
-           "train_acc": means["acc"] if clean else None, "adv_train_loss": means["adv_loss"],
-           "adv_train_acc": means["adv_acc"], "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss,
-           "test_acc": test_acc, "lr": cfg.lr * st.scheduler.lr_lambdas[0](st.epoch * run.steps),
-           "steps": run.steps, "images": int(sums["count"]),
-           "images_per_s": (sums["count"] - images0 * run.info.world_size) / max(seconds, 1e-9), "seconds": seconds}
+    rec = {
+        "epoch": st.epoch + 1,
+        "train_loss": means["loss"] if clean else None,
+        "train_acc": means["acc"] if clean else None,
+        "adv_train_loss": means["adv_loss"],
+        "adv_train_acc": means["adv_acc"],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "lr": cfg.lr * st.scheduler.lr_lambdas[0](st.epoch * run.steps),
+        "steps": run.steps,
+        "images": int(sums["count"]),
+        "images_per_s": (sums["count"] - images0 * run.info.world_size) / max(seconds, 1e-9),
+        "seconds": seconds,
+    }
     best = {"acc": False, "loss": False}
     if cfg.select_on != "none":
         best = st.update_best(rec[f"{cfg.select_on}_loss"], rec[f"{cfg.select_on}_acc"])
@@ -305,8 +369,10 @@ def _log_epoch(run: Run, rec: dict[str, Any], tb) -> None:
     for split in ("val", "test"):
         if rec[f"{split}_loss"] is not None:
             parts.append(f"| {split} loss {rec[f'{split}_loss']:.4f} acc {rec[f'{split}_acc']:.2f}%")
-    run.folder.log(f"epoch {rec['epoch']}/{run.cfg.epochs} train {' '.join(parts)} | lr {rec['lr']:.3g} | "
-                   f"{rec['images_per_s']:.0f} img/s {rec['seconds']:.1f} s")
+    run.folder.log(
+        f"epoch {rec['epoch']}/{run.cfg.epochs} train {' '.join(parts)} | lr {rec['lr']:.3g} | "
+        f"{rec['images_per_s']:.0f} img/s {rec['seconds']:.1f} s"
+    )
     if tb is not None:
         for key, v in rec.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and key != "epoch":

@@ -7,9 +7,10 @@
 Sums named `<p>loss`, `<p>correct` and `<p>count` form the group `<p>` (prefix p may be empty): `means` gives
 its mean loss and accuracy in %.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -49,7 +50,7 @@ class Meter:
             raise ValueError(f"saved metric sums have shape {tuple(sums.shape)}, expected {tuple(self.sums.shape)}")
         self.sums.copy_(sums.to(self.sums.device, self.sums.dtype))
 
-    def reduced(self) -> "Meter":
+    def reduced(self) -> Meter:
         """A copy summed over all ranks (collective: every rank must call it; a plain copy single-process)."""
         out = Meter(self.names, self.sums.device, self.sums.dtype)
         out.sums.copy_(self.sums)

@@ -14,10 +14,11 @@ state_dict round-trips through `torch.load(weights_only=True)` and a resumed run
 `load_schedule_state` takes only the position of a saved schedule: a run resumed with another --epochs
 continues at its step on the schedule a fresh run with the new budget would follow.
 """
+
 from __future__ import annotations
 
 import bisect
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -61,8 +62,9 @@ def default_milestones(arch: str, epochs: int, adversarial: bool, lr: float, mod
     return [30, 60, 90] if epochs <= 100 else [60, 100, 140]
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], opt: str, lr: float, decay: float,
-                    arch: str) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], opt: str, lr: float, decay: float, arch: str
+) -> torch.optim.Optimizer:
     """SGD (Nesterov momentum 0.9 on colour datasets, plain on grey ones), Adam or RMSprop."""
     opt = _check_opt(opt)
     if not lr > 0:
@@ -110,8 +112,15 @@ class CyclicFactor:
         return max(0.0, (1.0 - t) / (1.0 - self.peak))
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int, steps_per_epoch: int,
-                   milestones: list[int] | None = None, gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+def build_schedule(
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    milestones: list[int] | None = None,
+    gamma: float = 0.1,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR: `multistep` (needs milestones, in epochs) or `cyclic` over epochs * steps_per_epoch."""
     key = str(schedule).lower()
     if key not in SCHEDULES:

@@ -3,6 +3,7 @@
 The order matters: the run folder is checked before anything is loaded, and an old run is cleared (--force)
 or its last.pt read (--resume) only once data and model are known to be good.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,10 +15,11 @@ from torch import Tensor, nn
 
 from sspnet import distributed as dist
 from sspnet.data.specs import get_dataset_spec
-from sspnet.train.config import TrainConfig, flag
+from sspnet.train.config import TrainConfig
 from sspnet.train.folder import RunFolder
 from sspnet.train.meter import TRAIN_SUMS, Meter
 from sspnet.train.optim import build_optimizer, build_schedule
+from sspnet.train.options import flag
 from sspnet.train.state import TrainState
 from sspnet.train.step import Adversary
 
@@ -60,8 +62,15 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     """`sspnet.nn.create_model` with only the options the user set (None: the model's default)."""
     from sspnet.nn.models import create_model
 
-    kw = {"dataset": cfg.dataset, "blocks": cfg.blocks, "norm": cfg.norm, "groups": cfg.groups, "init": cfg.init,
-          "activation_checkpointing": cfg.activation_checkpointing, "seed": cfg.seed}
+    kw = {
+        "dataset": cfg.dataset,
+        "blocks": cfg.blocks,
+        "norm": cfg.norm,
+        "groups": cfg.groups,
+        "init": cfg.init,
+        "activation_checkpointing": cfg.activation_checkpointing,
+        "seed": cfg.seed,
+    }
     return create_model(cfg.model, **{k: v for k, v in kw.items() if v is not None})
 
 
@@ -81,8 +90,9 @@ def prepare(cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None =
     defaulted: the options `resolved()` filled in (`TrainConfig.defaulted`), recorded in config.json."""
     device = torch.device(info.device)
     if cfg.batch_size % info.world_size:
-        raise ValueError(f"{flag('batch_size')} {cfg.batch_size} must be divisible by the number of processes "
-                         f"({info.world_size})")
+        raise ValueError(
+            f"{flag('batch_size')} {cfg.batch_size} must be divisible by the number of processes ({info.world_size})"
+        )
     folder = RunFolder(cfg, info, defaulted)
     try:
         return _prepare(cfg, info, device, folder)
@@ -99,22 +109,39 @@ def _prepare(cfg: TrainConfig, info: dist.DistInfo, device: torch.device, folder
     model, net, memory_format, batchnorm = _model(cfg, info, device)
     arch = get_dataset_spec(cfg.dataset).arch
     optimizer = build_optimizer(model.parameters(), cfg.opt, cfg.lr, cfg.decay, arch)
-    scheduler = build_schedule(optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps,
-                               milestones=cfg.milestones)
+    scheduler = build_schedule(
+        optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps, milestones=cfg.milestones
+    )
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    state = TrainState(model, optimizer, scheduler, scaler, Meter(TRAIN_SUMS, device),
-                       config=dataclasses.asdict(cfg))
+    state = TrainState(model, optimizer, scheduler, scaler, Meter(TRAIN_SUMS, device), config=dataclasses.asdict(cfg))
     threat = cfg.threat()  # the training adversary's threat model (None: no adversary)
-    adversary = None if threat is None else Adversary(cfg.adv, model, threat, cfg.ball_copies, cfg.craft_eval,
-                                                      amp_dtype)
+    adversary = (
+        None if threat is None else Adversary(cfg.adv, model, threat, cfg.ball_copies, cfg.craft_eval, amp_dtype)
+    )
     saved = folder.open()
     if saved is not None:
         state.load_state_dict(saved, str(folder.state_file))
     elif cfg.init_from:
         _load_init(model, cfg.init_from)
     history = folder.start(state.epoch, state.step, getattr(model, "config", None))
-    return Run(cfg, info, device, folder, state, net, train_batches, val_batches, test_batches, steps, amp_dtype,
-               memory_format, adversary, history, resumed=saved is not None, batchnorm=batchnorm)
+    return Run(
+        cfg,
+        info,
+        device,
+        folder,
+        state,
+        net,
+        train_batches,
+        val_batches,
+        test_batches,
+        steps,
+        amp_dtype,
+        memory_format,
+        adversary,
+        history,
+        resumed=saved is not None,
+        batchnorm=batchnorm,
+    )
 
 
 def split_train(images: Tensor, labels: Tensor, val_split: float, seed: int):
@@ -135,16 +162,29 @@ def _batches(cfg: TrainConfig, info: dist.DistInfo, device: torch.device):
     from sspnet.data import Batches, load
 
     spec, W = get_dataset_spec(cfg.dataset), info.world_size
-    (xtr, ytr), val = split_train(*load(cfg.dataset, root=cfg.data_root, split="train", device=device),
-                                  cfg.val_split, cfg.seed)
+    (xtr, ytr), val = split_train(
+        *load(cfg.dataset, root=cfg.data_root, split="train", device=device), cfg.val_split, cfg.seed
+    )
     xte, yte = eval_subset(*load(cfg.dataset, root=cfg.data_root, split="test", device=device), cfg.eval_n_images)
     n = xtr.shape[0]
     if cfg.batch_size > n:
-        raise ValueError(f"{flag('batch_size')} {cfg.batch_size} is larger than the {n} training images of "
-                         f"{cfg.dataset} left after --val-split {cfg.val_split:g}; use at most {n}")
+        raise ValueError(
+            f"{flag('batch_size')} {cfg.batch_size} is larger than the {n} training images of "
+            f"{cfg.dataset} left after --val-split {cfg.val_split:g}; use at most {n}"
+        )
     tail = n % cfg.batch_size
-    train = Batches(xtr, ytr, cfg.batch_size // W, shuffle=True, seed=cfg.seed, crop_pad=spec.crop_pad,
-                    flip=spec.flip, drop_last=0 < tail < W, rank=info.rank, world_size=W)
+    train = Batches(
+        xtr,
+        ytr,
+        cfg.batch_size // W,
+        shuffle=True,
+        seed=cfg.seed,
+        crop_pad=spec.crop_pad,
+        flip=spec.flip,
+        drop_last=0 < tail < W,
+        rank=info.rank,
+        world_size=W,
+    )
     eval_bs = max(1, cfg.eval_batch_size // W)
     val = None if val is None else Batches(*val, eval_bs, shuffle=False, rank=info.rank, world_size=W)
     test = Batches(xte, yte, eval_bs, shuffle=False, rank=info.rank, world_size=W)
@@ -168,8 +208,11 @@ def _model(cfg: TrainConfig, info: dist.DistInfo, device: torch.device):
     from sspnet.train.syncbn import has_batchnorm, sync_batchnorm
 
     model = build_model(cfg).to(device)
-    channels_last = (cfg.channels_last if cfg.channels_last is not None else
-                     preferred_memory_format(model, device) == torch.channels_last)
+    channels_last = (
+        cfg.channels_last
+        if cfg.channels_last is not None
+        else preferred_memory_format(model, device) == torch.channels_last
+    )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net, batchnorm = model, "per-rank" if has_batchnorm(model) else ""
@@ -189,6 +232,8 @@ def _load_init(model: nn.Module, path: str) -> None:
     src = load_model(path)
     mine, theirs = model.state_dict(), src.state_dict()
     if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
-        raise ValueError(f"--init-from {path}: its model {getattr(src, 'config', '?')} does not match this run's "
-                         f"model {getattr(model, 'config', '?')}")
+        raise ValueError(
+            f"--init-from {path}: its model {getattr(src, 'config', '?')} does not match this run's "
+            f"model {getattr(model, 'config', '?')}"
+        )
     model.load_state_dict(theirs)

@@ -6,6 +6,7 @@ last.pt (torch.save, loadable with weights_only=True) holds {"format": "sspnet-t
 current epoch; sums: the epoch's metric sums (`meter.TRAIN_SUMS` order); seconds: training seconds of the
 current epoch so far.
 """
+
 from __future__ import annotations
 
 import random
@@ -62,8 +63,10 @@ class TrainState:
     def update_best(self, loss: float, acc: float) -> dict[str, bool]:
         """Record an epoch's result on the selection split; returns {"acc": new best accuracy, "loss": new best
         loss}."""
-        new = {"acc": self.best["acc"] is None or acc > self.best["acc"],
-               "loss": self.best["loss"] is None or loss < self.best["loss"]}
+        new = {
+            "acc": self.best["acc"] is None or acc > self.best["acc"],
+            "loss": self.best["loss"] is None or loss < self.best["loss"],
+        }
         if new["acc"]:
             self.best["acc"] = acc
         if new["loss"]:
@@ -73,15 +76,26 @@ class TrainState:
     def state_dict(self) -> dict[str, Any]:
         """The last.pt content (module docstring); tensors on CPU, RNG states of torch, Python and CUDA."""
         cuda = self.meter.sums.device.type == "cuda"
-        return {"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, "config": dict(self.config),
-                "model_config": dict(getattr(self.model, "config", {})),
-                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "epoch": self.epoch, "step": self.step, "sums": self.meter.sums.detach().cpu(),
-                "seconds": self.elapsed(), "best": dict(self.best),
-                "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                        "cuda": torch.cuda.get_rng_state_all() if cuda else None}}
+        return {
+            "format": STATE_FORMAT,
+            "format_version": STATE_FORMAT_VERSION,
+            "config": dict(self.config),
+            "model_config": dict(getattr(self.model, "config", {})),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "step": self.step,
+            "sums": self.meter.sums.detach().cpu(),
+            "seconds": self.elapsed(),
+            "best": dict(self.best),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if cuda else None,
+            },
+        }
 
     def load_state_dict(self, state: dict[str, Any], source: str = RunLayout.STATE) -> None:
         """Continue from a `state_dict()` (also sets the global RNG states); ValueError if it is none."""
@@ -91,8 +105,9 @@ class TrainState:
             self.model.load_state_dict(state["model"])
         except (RuntimeError, KeyError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [""])[-1].strip()[:200]
-            raise ValueError(f"{source} does not fit the run's model ({RunLayout.CONFIG} changed since it was "
-                             f"saved?): {first}") from None
+            raise ValueError(
+                f"{source} does not fit the run's model ({RunLayout.CONFIG} changed since it was saved?): {first}"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         load_schedule_state(self.scheduler, state["scheduler"])  # this run's budget, the saved step
         if self.scaler is not None and state.get("scaler"):

@@ -3,10 +3,11 @@
 Images are float B x C x H x W in [0, 1], labels int64 B; eps / alpha in pixel units. Loss sums and metric
 sums stay on the device (no host sync per step).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,15 @@ class Adversary:
     it has no gradient scaling).
     """
 
-    def __init__(self, kind: str, model: nn.Module, threat: ThreatModel, copies: int = 1, craft_eval: bool = False,
-                 amp_dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        kind: str,
+        model: nn.Module,
+        threat: ThreatModel,
+        copies: int = 1,
+        craft_eval: bool = False,
+        amp_dtype: torch.dtype | None = None,
+    ):
         self.kind, self.threat = kind, threat
         self.eps = threat.eps
         self.copies = copies if kind == "ball" else 1
@@ -96,11 +104,21 @@ def warmup_fraction(done_steps: int, warmup_steps: float) -> float:
     return min(1.0, (done_steps + 1) / warmup_steps)
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler | None,
-               batch: tuple[Tensor, Tensor], meter: Meter, *, adversary: Adversary | None = None,
-               generator: torch.Generator | None = None, loss_scale: float = 1.0,
-               amp_dtype: torch.dtype | None = None, clean_metrics: bool = False,
-               show: Callable[[Tensor], None] | None = None) -> Tensor:
+def train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler: torch.amp.GradScaler | None,
+    batch: tuple[Tensor, Tensor],
+    meter: Meter,
+    *,
+    adversary: Adversary | None = None,
+    generator: torch.Generator | None = None,
+    loss_scale: float = 1.0,
+    amp_dtype: torch.dtype | None = None,
+    clean_metrics: bool = False,
+    show: Callable[[Tensor], None] | None = None,
+) -> Tensor:
     """One optimizer step (and one scheduler step) on a batch, or on its adversarial version.
 
     Args:
@@ -155,9 +173,14 @@ def _clean_sums(model: nn.Module, x: Tensor, y: Tensor, meter: Meter, amp_dtype:
 
 
 @torch.no_grad()
-def evaluate_clean(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *,
-                   amp_dtype: torch.dtype | None = None, memory_format: torch.memory_format | None = None,
-                   device: torch.device | str = "cpu") -> tuple[float, float]:
+def evaluate_clean(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    amp_dtype: torch.dtype | None = None,
+    memory_format: torch.memory_format | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[float, float]:
     """Clean test metrics, summed over all ranks (a collective under torchrun: every rank calls it).
 
     Args:

@@ -17,6 +17,7 @@ of a model use the statistics of the whole global batch:
 Both keep the parameter and buffer tensors and the state_dict keys of the BatchNorm they replace, so
 checkpoints keep the plain BatchNorm2d layout and load with `sspnet.load_model`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,7 +51,7 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
     """
 
     @classmethod
-    def from_batchnorm(cls, bn: nn.BatchNorm2d) -> "CrossRankBatchNorm2d":
+    def from_batchnorm(cls, bn: nn.BatchNorm2d) -> CrossRankBatchNorm2d:
         """A CrossRankBatchNorm2d holding `bn`'s own parameter and buffer tensors (nothing copied)."""
         new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, device="meta")
         for name in ("weight", "bias"):
@@ -70,7 +71,7 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
         total = _AllReduceSum.apply(torch.cat([xd.sum(dims), (xd * xd).sum(dims), count]))
         n = float(total[-1].detach())  # elements per channel in the global batch
         mean = total[:c] / n
-        var = (total[c:2 * c] / n - mean * mean).clamp_min(0.0)
+        var = (total[c : 2 * c] / n - mean * mean).clamp_min(0.0)
         self._update_running(mean.detach(), var.detach(), n)
         shape = (1, c, 1, 1)
         y = (x - mean.to(x.dtype).view(shape)) * torch.rsqrt(var.to(x.dtype) + self.eps).view(shape)

@@ -16,17 +16,19 @@ Presets (`--dry-run` prints the expected time from per-step costs measured on th
 - paper-cifar10: the paper's grid (N, K) in {6, 10} x {7, 12}: PGD-K adversarial training at 8/255, 200
   epochs, SGD lr 0.1; evaluation PGD-20 at 8/255 on the 10,000 test images; growth as the paper (PGD-20).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from sspnet.attacks import DEFAULTS, ThreatModel, threat_config
 from sspnet.attacks.defaults import default_of, format_default
 from sspnet.attacks.threat import check_config_names, flat_dict
+from sspnet.experiments.compare.presets import PRESETS
 
-DEFAULT_MODELS = ("res", "ssp2", "ssp3", "ark", "midrk2")  # the paper presets
 AUTOATTACK_MODES = ("auto", "on", "off")
 AUDIT_MODES = ("on", "off")
 AUDIT_FIELDS = ("audit", "audit_images", "audit_queries")  # cached apart from the evaluation (compare.audit)
@@ -34,14 +36,13 @@ RECORD_VERSION = 2  # 2: per-image correctness, checkpoint description
 # dataset-dependent evaluation eps of the default (standard-training) budget, pixel units
 BUDGET_EPS = {"mnist": 0.1, "cifar10": 2 / 255, "tinyimagenet": 1 / 255}
 # evaluation options renamed to one name per concept: old name -> new name (for the error message)
-RENAMED_EVAL = {"pgd_steps": "steps", "n": "n_images", "sweep_n": "sweep_images", "growth_n": "growth_images",
-                "autoattack_n": "autoattack_images"}
-
-# the adversarial training of the default and cpu-hour budgets (docs/default-budget.md): PGD-3 with a random
-# start at eps 0.2, step 2.5 eps / 3, the eps warmed up linearly over the first 2 epochs, Adam with a one-cycle
-# lr of 3e-3, 8 epochs of batch 64, 2 blocks
-ADVERSARIAL_MNIST5K = {"blocks": 2, "epochs": 8, "batch_size": 64, "opt": "adam", "lr": 3e-3, "schedule": "cyclic",
-                       "adv": "pgd", "eps": 0.2, "steps": 3, "alpha": 2.5 * 0.2 / 3, "eps_warmup": 2}
+RENAMED_EVAL = {
+    "pgd_steps": "steps",
+    "n": "n_images",
+    "sweep_n": "sweep_images",
+    "growth_n": "growth_images",
+    "autoattack_n": "autoattack_images",
+}
 
 _USE = DEFAULTS["compare"]  # the threat model, batch size and images of the default preset
 # what the hash of the evaluation leaves out: the relative defaults (their resolved values are hashed), the norm
@@ -89,22 +90,24 @@ class EvalSettings:
     early_stop: bool = True
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalSettings":
+    def from_dict(cls, d: dict[str, Any]) -> EvalSettings:
         """From a dict of options (the threat model's flat, as before it existed); ValueError naming an
         unknown (or renamed) option."""
         for key in d:
             if key in RENAMED_EVAL:
                 raise ValueError(f"evaluation option {key!r} is now called {RENAMED_EVAL[key]!r}")
             if key == "random_start":
-                raise ValueError("random_start is not a compare option: its PGD starts at random points exactly "
-                                 "when it restarts (restarts > 1)")
+                raise ValueError(
+                    "random_start is not a compare option: its PGD starts at random points exactly "
+                    "when it restarts (restarts > 1)"
+                )
         return cls(**check_config_names(cls, d, what="evaluation option"))
 
     def to_dict(self) -> dict[str, Any]:
         """The flat options (JSON-able) that `from_dict` takes back: random_start, derived, left out."""
         return {k: v for k, v in flat_dict(self).items() if k != "random_start"}
 
-    def resolve(self, dataset: str) -> "EvalSettings":
+    def resolve(self, dataset: str) -> EvalSettings:
         """A copy with eps / alpha / sweep / random start filled in for `dataset`, checked (ValueError naming
         the option). alpha: `ThreatModel.step` (alpha_rel * eps, at least 1/255 when quantised)."""
         from sspnet.data.specs import get_dataset_spec
@@ -127,10 +130,20 @@ class EvalSettings:
         if self.audit not in AUDIT_MODES:
             raise ValueError(f"unknown audit mode {self.audit!r}; valid: {', '.join(AUDIT_MODES)}")
         if self.norm != "linf":
-            raise ValueError(f"compare evaluates linf threat models only (its sweep, growth and report are linf), "
-                             f"got norm {self.norm!r}")
-        for name in ("steps", "restarts", "sweep_images", "growth_images", "autoattack_images", "audit_images",
-                     "audit_queries", "batch_size"):
+            raise ValueError(
+                f"compare evaluates linf threat models only (its sweep, growth and report are linf), "
+                f"got norm {self.norm!r}"
+            )
+        for name in (
+            "steps",
+            "restarts",
+            "sweep_images",
+            "growth_images",
+            "autoattack_images",
+            "audit_images",
+            "audit_queries",
+            "batch_size",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -151,9 +164,13 @@ class EvalSettings:
         from sspnet.eval.masking import AuditConfig
         from sspnet.experiments.compare.work.evaluation import use_autoattack
 
-        return AuditConfig(threat=dataclasses.replace(self.threat, restarts=1, random_start=False),
-                           queries=self.audit_queries, autoattack=use_autoattack(self.autoattack),
-                           batch_size=self.batch_size, early_stop=self.early_stop)
+        return AuditConfig(
+            threat=dataclasses.replace(self.threat, restarts=1, random_start=False),
+            queries=self.audit_queries,
+            autoattack=use_autoattack(self.autoattack),
+            batch_size=self.batch_size,
+            early_stop=self.early_stop,
+        )
 
     def key(self) -> dict[str, Any]:
         """What the evaluation hash covers: the resolved flat options less `NOT_HASHED` (the same dict as
@@ -165,43 +182,6 @@ class EvalSettings:
         d["subset_rule"] = SUBSET_RULE  # a new image rule re-evaluates the runs
         d["record_version"] = RECORD_VERSION  # so does a record that holds more
         return d
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {
-        "dataset": "mnist5k", "models": ("res", "ssp2"), "seeds": 3, "grid": None,
-        "train": ADVERSARIAL_MNIST5K,
-        "eval": {"eps": 0.2},  # the rest: EvalSettings' defaults
-        "about": "res vs ssp2, 3 seeds, PGD-3 adversarial training on the embedded digits (about 9 minutes on 2 "
-                 "CPU cores)",
-    },
-    "paper-mnist": {
-        "dataset": "mnist", "models": DEFAULT_MODELS, "seeds": 3, "grid": None,
-        "train": {"blocks": 5, "epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "ball", "eps": 0.3},
-        "eval": {"eps": 0.3, "alpha": 0.05, "steps": 20, "restarts": 1, "sweep": (0.1, 0.2, 0.3, 0.4),
-                 "sweep_images": 1000, "growth_images": 1000, "autoattack": "auto", "audit_images": 1000,
-                 "audit_queries": 5000},
-        "about": "the original's MNIST settings: ball training, 200 epochs on full MNIST (GPU hours)",
-    },
-    "paper-cifar10": {
-        "dataset": "cifar10", "models": DEFAULT_MODELS, "seeds": 3, "grid": [(6, 7), (6, 12), (10, 7), (10, 12)],
-        "train": {"epochs": 200, "batch_size": 128, "opt": "sgd", "adv": "pgd"},
-        "eval": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 20, "restarts": 1,
-                 "sweep": (2 / 255, 4 / 255, 8 / 255, 16 / 255), "sweep_images": 1000, "growth_images": 1000,
-                 "autoattack": "auto", "audit_images": 1000, "audit_queries": 5000},
-        "about": "the paper's CIFAR-10 grid N x K in {6, 10} x {7, 12}, PGD-K training, 200 epochs (GPU days; "
-                 "split it with --models / --seeds / --grid)",
-    },
-}
-
-# the default's design with the power it lacks: twice the seeds, more PGD restarts, AutoAttack in the audit
-PRESETS["cpu-hour"] = {
-    **PRESETS["default"], "seeds": 6,
-    "eval": {**PRESETS["default"]["eval"], "restarts": 3, "sweep_images": 500, "growth_images": 500,
-             "autoattack": "on"},
-    "about": "res vs ssp2, 6 seeds, the default's training, PGD with 3 restarts and AutoAttack (about an hour on "
-             "2 CPU cores)",
-}
 
 
 def preset_value(preset: str, name: str, section: str = "eval") -> Any:
@@ -267,8 +247,9 @@ class ClusterSettings:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {v!r}")
         if self.submitit_cluster not in SUBMITIT_CLUSTERS:
-            raise ValueError(f"unknown --submitit-cluster {self.submitit_cluster!r}; valid: "
-                             f"{', '.join(SUBMITIT_CLUSTERS)}")
+            raise ValueError(
+                f"unknown --submitit-cluster {self.submitit_cluster!r}; valid: {', '.join(SUBMITIT_CLUSTERS)}"
+            )
 
 
 @dataclass
@@ -308,8 +289,16 @@ class CompareConfig:
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown --executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
         self.cluster.check()
-        modes = [name for name, on in (("--dry-run", self.dry_run), ("--emit-jobs", self.emit_jobs),
-                                       ("--report-only", self.report_only), ("--only-run", self.only_run)) if on]
+        modes = [
+            name
+            for name, on in (
+                ("--dry-run", self.dry_run),
+                ("--emit-jobs", self.emit_jobs),
+                ("--report-only", self.report_only),
+                ("--only-run", self.only_run),
+            )
+            if on
+        ]
         if len(modes) > 1:
             raise ValueError(f"{' and '.join(modes)} exclude each other; give one of them")
 
@@ -337,8 +326,12 @@ def _scale_warmup(train: dict[str, Any], preset: dict[str, Any], given: dict[str
     """A preset's eps warm-up is a share of its epochs: with other --epochs and no --eps-warmup it keeps that
     share (default / cpu-hour: 2 of 8 epochs, a quarter)."""
     epochs = given.get("epochs")
-    if preset.get("eps_warmup") and "eps_warmup" not in given and isinstance(epochs, int) \
-            and not isinstance(epochs, bool):
+    if (
+        preset.get("eps_warmup")
+        and "eps_warmup" not in given
+        and isinstance(epochs, int)
+        and not isinstance(epochs, bool)
+    ):
         train["eps_warmup"] = preset["eps_warmup"] * epochs / preset["epochs"]
 
 

@@ -1,19 +1,21 @@
 """The driver of a comparison, the same whatever executes the jobs: submit every run to do (`work.job.needs_work`)
 as one job (`work.job.run_job`) to an executor (`executors`), wait for them with a progress line per finished job,
 then `report_finished`: collect the finished runs' records, merge their cached audits, write the report."""
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sspnet.experiments.compare.plan.context import CompareContext
-from sspnet.experiments.compare.work.run import read_record
-from sspnet.experiments.compare.work.job import busy
 from sspnet.experiments.compare.plan.runs import PlannedRun, plan_runs
+from sspnet.experiments.compare.work.job import busy
+from sspnet.experiments.compare.work.run import read_record
 from sspnet.io.progress import fmt_seconds
 from sspnet.io.runlayout import RunLayout
 
@@ -44,8 +46,9 @@ class JobLines:
         self.say(f"[{self.k}/{self.n}] {run.run_dir.name}: {nums}{where}")
 
 
-def execute(ctx: CompareContext, todo: list[PlannedRun], executor: Any, progress: Any,
-            say: Callable[[str], None]) -> tuple[list[str], list[str]]:
+def execute(
+    ctx: CompareContext, todo: list[PlannedRun], executor: Any, progress: Any, say: Callable[[str], None]
+) -> tuple[list[str], list[str]]:
     """Submit the runs of `todo` (a run another process works on, by its live lock, is not submitted: waited
     for) to `executor`, wait for every job; returns the folder names of the runs whose job failed and of the
     runs submitted. On
@@ -124,8 +127,14 @@ def collect(plan: list[PlannedRun], ctx: CompareContext) -> tuple[dict[int, dict
     return records, None
 
 
-def report_finished(ctx: CompareContext, elapsed: float, how: int | str, statuses: dict[str, int],
-                    failed: list[str] | tuple = (), say: Callable[[str], None] | None = None) -> dict[str, Any]:
+def report_finished(
+    ctx: CompareContext,
+    elapsed: float,
+    how: int | str,
+    statuses: dict[str, int],
+    failed: list[str] | tuple = (),
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """The one place the report is made: the plan's statuses read again, the finished runs' records with their
     audits (`collect`), REPORT.md / results.json / plots listing the missing runs (`report.writer.write_report`).
     ValueError when no run is finished. how: parallel local jobs, or where the runs ran; statuses: the
@@ -136,13 +145,26 @@ def report_finished(ctx: CompareContext, elapsed: float, how: int | str, statuse
     plan = plan_runs(ctx)
     records, note = collect(plan, ctx)
     if not records:
-        raise ValueError(f"no finished run in {ctx.out}: nothing to report; run `sspnet compare` with the same "
-                         "options (or the commands of --emit-jobs) first")
-    missing: list[dict[str, Any]] = [{"model": r.model, "seed": r.seed, "variant": r.variant, "status": r.status,
-                "run_dir": str(r.run_dir)} for r in plan if r.status != "cached"]
-    summary = write_report(Path(ctx.out), [records[i] for i in sorted(records)], ctx, elapsed,
-                           command=" ".join(["sspnet"] + sys.argv[1:]), statuses=statuses, jobs=how,
-                           audit_note=note, missing=missing)
+        raise ValueError(
+            f"no finished run in {ctx.out}: nothing to report; run `sspnet compare` with the same "
+            "options (or the commands of --emit-jobs) first"
+        )
+    missing: list[dict[str, Any]] = [
+        {"model": r.model, "seed": r.seed, "variant": r.variant, "status": r.status, "run_dir": str(r.run_dir)}
+        for r in plan
+        if r.status != "cached"
+    ]
+    summary = write_report(
+        Path(ctx.out),
+        [records[i] for i in sorted(records)],
+        ctx,
+        elapsed,
+        command=" ".join(["sspnet"] + sys.argv[1:]),
+        statuses=statuses,
+        jobs=how,
+        audit_note=note,
+        missing=missing,
+    )
     summary["failed"] = list(failed)
     if say is not None:
         gone = f"; missing: {', '.join(Path(m['run_dir']).name for m in missing)}" if missing else ""
@@ -186,8 +208,10 @@ class Progress:
     def start(self, run: PlannedRun) -> None:
         self.running.add(run.index)
         variant = " " + run.variant if run.variant else ""
-        self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}{variant}: {run.status}... "
-                 f"(done {self.done}, to do {len(self.todo)}, {self._where()})")
+        self.say(
+            f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}{variant}: {run.status}... "
+            f"(done {self.done}, to do {len(self.todo)}, {self._where()})"
+        )
 
     def finish(self, run: PlannedRun, result: dict[str, Any]) -> None:
         """A job of `work.job.run_job` ended: its record's numbers, then one line per audit it did."""
@@ -197,15 +221,19 @@ class Progress:
         self.running.discard(run.index)
         rec = (result or {}).get("record")
         if rec is None:
-            self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: not finished (another process "
-                     f"worked on it) | done {self.done}/{len(self.plan)}, to do {len(self.todo)}, {self._where()}")
+            self.say(
+                f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: not finished (another process "
+                f"worked on it) | done {self.done}/{len(self.plan)}, to do {len(self.todo)}, {self._where()}"
+            )
             return
         e = rec["eval"]
         growth = rec["growth"]["adversarial"]["groups"]["2"][-1]
-        self.say(f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: clean {e['clean']:.1f}%  FGSM "
-                 f"{e['fgsm']:.1f}%  PGD {e['pgd']:.1f}%  growth(L2) {growth:.3f}  train "
-                 f"{rec['train_seconds']:.1f}s  eval {e['seconds']:.1f}s | done {self.done}/{len(self.plan)}, "
-                 f"to do {len(self.todo)}, {self._where()}")
+        self.say(
+            f"[{run.index}/{len(self.plan)}] {run.model} seed {run.seed}: clean {e['clean']:.1f}%  FGSM "
+            f"{e['fgsm']:.1f}%  PGD {e['pgd']:.1f}%  growth(L2) {growth:.3f}  train "
+            f"{rec['train_seconds']:.1f}s  eval {e['seconds']:.1f}s | done {self.done}/{len(self.plan)}, "
+            f"to do {len(self.todo)}, {self._where()}"
+        )
         names = {r.run_dir.name: r for r in self.plan}
         for name, flags in ((result or {}).get("audit_flags") or {}).items():
             r = names.get(name)

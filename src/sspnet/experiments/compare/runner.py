@@ -11,21 +11,23 @@ report_finished` (records and audits collected; REPORT.md, results.json, plots; 
 OUT/runs/*/compare.json and audit.json, OUT/results.json, OUT/REPORT.md and the PNG plots. `--only-run` does
 one job; `--report-only` reports the finished runs.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sspnet.experiments.compare.config import CompareConfig
-from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.drive import JobLines, Progress, default_jobs, execute, report_finished, say_to
 from sspnet.experiments.compare.executors import make_executor
 from sspnet.experiments.compare.executors.base import require
-from sspnet.io.progress import fmt_seconds
-from sspnet.experiments.compare.work.job import job_config, needs_work, run_job
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.plan.runs import PlannedRun, format_plan, make_plan, status_counts
+from sspnet.experiments.compare.work.job import job_config, needs_work, run_job
+from sspnet.io.progress import fmt_seconds
 
 
 def _jobs(config: CompareConfig, device: str, todo: int) -> int:
@@ -67,8 +69,9 @@ def run_compare(config: CompareConfig, train_fn: Callable | None = None) -> dict
         return _run_local(config, plan, ctx, train_fn)
 
 
-def _local_setup(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext,
-                 todo: list[PlannedRun]) -> tuple[str | None, int, str]:
+def _local_setup(
+    config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext, todo: list[PlannedRun]
+) -> tuple[str | None, int, str]:
     """(device, jobs, the plan's text with the expected time) of a local run; device None: a dry run's plan
     for another machine (no estimate)."""
     from sspnet.distributed import resolve_device
@@ -83,20 +86,29 @@ def _local_setup(config: CompareConfig, plan: list[PlannedRun], ctx: CompareCont
     jobs = _jobs(config, device or "cpu", len(todo))
     # the expected time from costs measured now (a few seconds); not for a quiet run, which prints nothing
     threads = ctx.run_threads(pooled=jobs > 1) if str(device or "cpu").startswith("cpu") else config.threads
-    estimate = (estimate_plan(plan, ctx, device, jobs, worker_threads=threads)
-                if device is not None and (config.dry_run or not config.quiet) else None)
+    estimate = (
+        estimate_plan(plan, ctx, device, jobs, worker_threads=threads)
+        if device is not None and (config.dry_run or not config.quiet)
+        else None
+    )
     return device, jobs, format_plan(plan, ctx, estimate)
 
 
 def _dry_run(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext) -> dict[str, Any]:
     text = _local_setup(config, plan, ctx, [r for r in plan if r.status != "cached"])[2]
     print(text)
-    return {"plan": text, "runs": [{"model": r.model, "seed": r.seed, "variant": r.variant, "status": r.status,
-                                    "run_dir": str(r.run_dir)} for r in plan]}
+    return {
+        "plan": text,
+        "runs": [
+            {"model": r.model, "seed": r.seed, "variant": r.variant, "status": r.status, "run_dir": str(r.run_dir)}
+            for r in plan
+        ],
+    }
 
 
-def _run_local(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext,
-               train_fn: Callable | None) -> dict[str, Any]:
+def _run_local(
+    config: CompareConfig, plan: list[PlannedRun], ctx: CompareContext, train_fn: Callable | None
+) -> dict[str, Any]:
     """The plan's jobs on this machine (`executors.local`), then the report."""
     todo = needs_work(plan, ctx)
     device, jobs, text = _local_setup(config, plan, ctx, todo)
@@ -108,8 +120,10 @@ def _run_local(config: CompareConfig, plan: list[PlannedRun], ctx: CompareContex
     elapsed = time.perf_counter() - t_start
     statuses = status_counts(plan)
     summary = report_finished(ctx, elapsed, jobs, statuses)
-    prog.say(f"done: {len(plan)} runs ({statuses['cached']} cached) in {fmt_seconds(elapsed)} with {jobs} job(s); "
-             f"report: {Path(config.out) / 'REPORT.md'}")
+    prog.say(
+        f"done: {len(plan)} runs ({statuses['cached']} cached) in {fmt_seconds(elapsed)} with {jobs} job(s); "
+        f"report: {Path(config.out) / 'REPORT.md'}"
+    )
     return summary
 
 
@@ -144,9 +158,11 @@ def _emit_jobs(config: CompareConfig) -> dict[str, Any]:
     executor.close()
     path, lines, say = Path(str(config.emit_jobs)), executor.lines, say_to(ctx)
     if lines:
-        say(f"wrote {len(lines)} job command(s) for {len(plan)} planned runs to {path}; run them in any order "
+        say(
+            f"wrote {len(lines)} job command(s) for {len(plan)} planned runs to {path}; run them in any order "
             f"(e.g. `parallel -j 4 < {path}`, or a Slurm array --array=1-{len(lines)} running "
-            f"`sed -n ${{SLURM_ARRAY_TASK_ID}}p {path} | bash`), then the same options with --report-only")
+            f"`sed -n ${{SLURM_ARRAY_TASK_ID}}p {path} | bash`), then the same options with --report-only"
+        )
     else:
         say(f"nothing to do: all {len(plan)} runs are finished ({path} is empty); --report-only writes the report")
     return {"emit_jobs": str(path), "commands": lines, "runs": [r.run_dir.name for r in todo]}

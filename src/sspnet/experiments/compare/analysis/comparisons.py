@@ -6,6 +6,7 @@ Units: accuracies in % points, growth as the ratio itself. MDDs at 80% power, tw
 the number of tests: the threshold of Holm's first step), so a difference the size of the MDD would be found
 significant after the correction with probability >= 80% whatever the other tests give.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,22 +14,30 @@ from typing import Any
 
 import numpy as np
 
-from sspnet.experiments.compare.work.perimage import run_correct
-from sspnet.experiments.compare.analysis.significance import (ALPHA, POWER, holm, mcnemar, mdd_images, mdd_t, signflip_test,
-                                                      t_test)
+from sspnet.experiments.compare.analysis.significance import (
+    ALPHA,
+    POWER,
+    holm,
+    mcnemar,
+    mdd_images,
+    mdd_t,
+    signflip_test,
+    t_test,
+)
 from sspnet.experiments.compare.analysis.stats import METRICS, groups, mean_std, paired_ci, run_metrics
+from sspnet.experiments.compare.work.perimage import run_correct
 
 ACCURACIES = ("clean", "fgsm", "pgd", "autoattack")  # the metrics with per-image correctness
 PREFERRED_BASELINE = "res"
 METHOD = {
     "seeds": "paired t-test over seeds of (model - baseline) with the same seed; 95% t-interval",
     "images": "exact McNemar test per seed (binomial on the discordant images); combined over seeds by an "
-              "exact sign-flip test on images of d = sum over seeds of (model right - baseline right), which "
-              "is McNemar's test for one seed and stays valid when every seed uses the same images",
+    "exact sign-flip test on images of d = sum over seeds of (model right - baseline right), which "
+    "is McNemar's test for one seed and stays valid when every seed uses the same images",
     "correction": "Holm over every test of the report (both kinds, every model, metric and variant)",
     "mdd": f"MDD: minimum detectable difference at {POWER:.0%} power, two-sided, alpha / m: seed level from the "
-           "observed SD of the paired differences (noncentral t), image level from the observed discordance "
-           "over images x seeds",
+    "observed SD of the paired differences (noncentral t), image level from the observed discordance "
+    "over images x seeds",
 }
 
 
@@ -52,8 +61,13 @@ def _image_level(pairs: list[tuple[dict, dict]], metric: str) -> tuple[dict[str,
         per_seed.append({"seed": rec["seed"], **mcnemar(a[1], b[1])})
     if d is None:
         return None
-    out = {"images": int(images.size), "pairs": int(images.size) * len(pairs), "per_seed": per_seed,
-           "net_discordant": int(np.abs(d).sum()), "p_images": signflip_test(d)}
+    out = {
+        "images": int(images.size),
+        "pairs": int(images.size) * len(pairs),
+        "per_seed": per_seed,
+        "net_discordant": int(np.abs(d).sum()),
+        "p_images": signflip_test(d),
+    }
     return out, d
 
 
@@ -65,8 +79,15 @@ def _comparison(pairs: list[tuple[dict, dict]], metric: str) -> tuple[dict[str, 
         if value is not None and ref is not None:
             diffs.append(value - ref)
     m, low, high, n = paired_ci(diffs)
-    row: dict[str, Any] = {"metric": metric, "n": n, "mean": m, "low": low, "high": high,
-                           "sd": mean_std(diffs)[1], "p_seeds": t_test(diffs)}
+    row: dict[str, Any] = {
+        "metric": metric,
+        "n": n,
+        "mean": m,
+        "low": low,
+        "high": high,
+        "sd": mean_std(diffs)[1],
+        "p_seeds": t_test(diffs),
+    }
     images = _image_level(pairs, metric) if metric in ACCURACIES and n else None
     if images is None:
         return row, None
@@ -107,5 +128,4 @@ def compare_to_baseline(records: list[dict[str, Any]]) -> dict[str, Any]:
             row["mdd_images"] = 100.0 * mdd_images(d, row["pairs"], alpha_mdd)
         for kind in ("seeds", "images"):
             row["significant_" + kind] = row.get(f"p_{kind}_holm", math.nan) <= ALPHA
-    return {"rows": rows, "tests": len(tests), "alpha": ALPHA, "alpha_mdd": alpha_mdd, "power": POWER,
-            "method": METHOD}
+    return {"rows": rows, "tests": len(tests), "alpha": ALPHA, "alpha_mdd": alpha_mdd, "power": POWER, "method": METHOD}

@@ -1,5 +1,6 @@
 """The "Findings" paragraph at the top of REPORT.md: what the run can and cannot conclude, generated from
 the numbers (`comparisons`), the gradient-masking audit and the checkpoint descriptions."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,14 @@ from typing import Any
 
 from sspnet.experiments.compare.analysis.significance import ALPHA, POWER
 
-NAMES = {"clean": "clean accuracy", "fgsm": "FGSM accuracy", "pgd": "PGD accuracy", "autoattack": "AutoAttack accuracy",
-         "growth_adv": "growth ratio (PGD)", "growth_noise": "growth ratio (noise)"}
+NAMES = {
+    "clean": "clean accuracy",
+    "fgsm": "FGSM accuracy",
+    "pgd": "PGD accuracy",
+    "autoattack": "AutoAttack accuracy",
+    "growth_adv": "growth ratio (PGD)",
+    "growth_noise": "growth ratio (noise)",
+}
 BOUND_ORDER = ("pgd", "autoattack", "fgsm", "clean")  # the accuracies named in the bound sentences
 
 
@@ -37,30 +44,39 @@ def _who(row: dict[str, Any]) -> str:
 
 
 def _effect(row: dict[str, Any], kind: str) -> str:
-    return (f"{_who(row)} {NAMES[row['metric']]} {amount(row['mean'], row['metric'], True)} "
-            f"(Holm-adjusted p {row[f'p_{kind}_holm']:.2g})")
+    return (
+        f"{_who(row)} {NAMES[row['metric']]} {amount(row['mean'], row['metric'], True)} "
+        f"(Holm-adjusted p {row[f'p_{kind}_holm']:.2g})"
+    )
 
 
 def _span(values: list[float], metric: str) -> str:
     """'9.3 points of PGD accuracy' or '4.1-9.3 points of ...' over the finite values of the models."""
     lo, hi = min(values), max(values)
-    text = amount(hi, metric) if amount(lo, metric) == amount(hi, metric) else \
-        f"{amount(lo, metric).split()[0]}-{amount(hi, metric)}"
+    text = (
+        amount(hi, metric)
+        if amount(lo, metric) == amount(hi, metric)
+        else f"{amount(lo, metric).split()[0]}-{amount(hi, metric)}"
+    )
     return text + f" of {NAMES[metric]}" + (" (more than the whole scale)" if is_accuracy(metric) and hi >= 100 else "")
 
 
 def _design(comp: dict[str, Any], seeds: int, n_images: Any) -> str:
     models = sorted({short_name(r["model"]) for r in comp["rows"]})
     base = short_name(comp["rows"][0]["baseline"]) if comp["rows"] else "?"
-    return (f"{len(models)} model(s) against {base} ({', '.join(models)}), {seeds} seed(s), {n_images} test "
-            f"images; {comp['tests']} tests, Holm-corrected at family-wise alpha {ALPHA}; minimum detectable "
-            f"differences (MDD) at {POWER:.0%} power and alpha/{comp['tests']} = {comp['alpha_mdd']:.2g}.")
+    return (
+        f"{len(models)} model(s) against {base} ({', '.join(models)}), {seeds} seed(s), {n_images} test "
+        f"images; {comp['tests']} tests, Holm-corrected at family-wise alpha {ALPHA}; minimum detectable "
+        f"differences (MDD) at {POWER:.0%} power and alpha/{comp['tests']} = {comp['alpha_mdd']:.2g}."
+    )
 
 
 def _seed_level(rows: list[dict[str, Any]], seeds: int, base: str) -> str:
     if seeds < 2:
-        return ("With 1 seed there is no seed-level test: this run cannot conclude anything about the "
-                "architectures, only about these trained networks.")
+        return (
+            "With 1 seed there is no seed-level test: this run cannot conclude anything about the "
+            "architectures, only about these trained networks."
+        )
     sig = [r for r in rows if r["significant_seeds"]]
     if not sig:
         return f"No difference to {base} is significant at the seed level after Holm's correction."
@@ -76,11 +92,17 @@ def _image_level(rows: list[dict[str, Any]], seeds: int) -> str:
         if any(r["significant_seeds"] for r in rows):
             return "The image-level test finds no further difference between the trained networks."
         return f"The image-level test finds no difference between the trained networks{' either' if seeds > 1 else ''}."
-    why = ("with one seed this says nothing about the architectures" if seeds < 2 else
-           "not significant at the seed level, these may be differences between training seeds rather than "
-           "architectures")
-    return ("The image-level test finds that these trained networks differ in " +
-            "; ".join(_effect(r, "images") for r in only) + f" ({why}).")
+    why = (
+        "with one seed this says nothing about the architectures"
+        if seeds < 2
+        else "not significant at the seed level, these may be differences between training seeds rather than "
+        "architectures"
+    )
+    return (
+        "The image-level test finds that these trained networks differ in "
+        + "; ".join(_effect(r, "images") for r in only)
+        + f" ({why})."
+    )
 
 
 def _mdds(rows: list[dict[str, Any]], metrics: list[str], key: str) -> str:
@@ -110,12 +132,16 @@ def _bounds(rows: list[dict[str, Any]], seeds: int, n_images: Any) -> str:
     metrics = [m for m in BOUND_ORDER if any(r["metric"] == m for r in open_rows)]
     if not metrics:
         return ""
-    images = (f"On these trained networks and {n_images} images, the image-level test could not detect "
-              f"{_mdds(open_rows, metrics, 'mdd_images')} (MDD per model)")
+    images = (
+        f"On these trained networks and {n_images} images, the image-level test could not detect "
+        f"{_mdds(open_rows, metrics, 'mdd_images')} (MDD per model)"
+    )
     if seeds < 2:
         return images + "; this bounds the conclusion, which holds for these networks only."
-    return (f"With {seeds} seeds, the seed-level test could not detect {_mdds(open_rows, metrics, 'mdd_seeds')} "
-            f"(MDD per model); this bounds any conclusion about the architectures. {images}.")
+    return (
+        f"With {seeds} seeds, the seed-level test could not detect {_mdds(open_rows, metrics, 'mdd_seeds')} "
+        f"(MDD per model); this bounds any conclusion about the architectures. {images}."
+    )
 
 
 def _audit(audit: dict[str, Any] | None) -> str:
@@ -131,8 +157,10 @@ def _audit(audit: dict[str, Any] | None) -> str:
         runs.setdefault(f["name"], []).append(f["run"])
     listed = "; ".join(f"{name} ({', '.join(who)})" for name, who in runs.items())
     n_runs = len({f["run"] for f in flags})
-    return (f"{head} raised {len(flags)} flag(s) in {n_runs} of {audit['of']} runs: {listed}; the robustness of "
-            "the flagged runs may be overestimated (see Gradient-masking audit).")
+    return (
+        f"{head} raised {len(flags)} flag(s) in {n_runs} of {audit['of']} runs: {listed}; the robustness of "
+        "the flagged runs may be overestimated (see Gradient-masking audit)."
+    )
 
 
 def checkpoints(records: list[dict[str, Any]]) -> str:
@@ -146,13 +174,16 @@ def checkpoints(records: list[dict[str, Any]]) -> str:
     kinds: dict[str, set] = {}
     for d in descs:
         crit = f" by {d['criterion']}" if d.get("criterion") not in (None, "final") else ""
-        kinds.setdefault(f"{Path(d['file']).name}: {how.get(d['selected_on'], d['selected_on'])}{crit}", set()
-                         ).add(d.get("epoch"))
+        kinds.setdefault(f"{Path(d['file']).name}: {how.get(d['selected_on'], d['selected_on'])}{crit}", set()).add(
+            d.get("epoch")
+        )
     text = "; ".join(f"{k}, epoch {'/'.join(str(e) for e in sorted(v, key=str))}" for k, v in kinds.items())
     warned = [d for d in descs if d.get("warning")]
     if warned:
-        text += (f". WARNING: {len(warned)} of {len(descs)} runs were evaluated at a checkpoint selected on the "
-                 f"test set: {warned[0]['warning']}")
+        text += (
+            f". WARNING: {len(warned)} of {len(descs)} runs were evaluated at a checkpoint selected on the "
+            f"test set: {warned[0]['warning']}"
+        )
     return text
 
 
@@ -182,8 +213,15 @@ def at_chance(records: list[dict[str, Any]], margin: float = CHANCE_MARGIN) -> l
     for (model, variant), values in seen.items():
         mean = sum(values) / len(values)
         if mean <= chance[(model, variant)] + margin:
-            out.append({"model": model, "variant": variant, "clean": mean, "chance": chance[(model, variant)],
-                        "runs": len(values)})
+            out.append(
+                {
+                    "model": model,
+                    "variant": variant,
+                    "clean": mean,
+                    "chance": chance[(model, variant)],
+                    "runs": len(values),
+                }
+            )
     return out
 
 
@@ -191,26 +229,37 @@ def chance_text(items: list[dict[str, Any]]) -> str:
     """The warning sentence about models at chance accuracy ('' when none is)."""
     if not items:
         return ""
-    who = "; ".join(f"{short_name(d['model'])}{' (' + d['variant'] + ')' if d['variant'] else ''}: clean "
-                    f"{d['clean']:.1f}% (mean of {d['runs']} run(s)), chance {d['chance']:.1f}%" for d in items)
+    who = "; ".join(
+        f"{short_name(d['model'])}{' (' + d['variant'] + ')' if d['variant'] else ''}: clean "
+        f"{d['clean']:.1f}% (mean of {d['runs']} run(s)), chance {d['chance']:.1f}%"
+        for d in items
+    )
     one = len(items) == 1
-    return (f"WARNING: {'a model is' if one else 'models are'} at chance accuracy ({who}): "
-            f"{'it' if one else 'they'} did not learn, so {'its' if one else 'their'} robust accuracies and growth "
-            f"ratios say nothing about {'its' if one else 'their'} architecture (check the training recipe: learning "
-            "rate, epochs).")
+    return (
+        f"WARNING: {'a model is' if one else 'models are'} at chance accuracy ({who}): "
+        f"{'it' if one else 'they'} did not learn, so {'its' if one else 'their'} robust accuracies and growth "
+        f"ratios say nothing about {'its' if one else 'their'} architecture (check the training recipe: learning "
+        "rate, epochs)."
+    )
 
 
-def findings(comp: dict[str, Any], records: list[dict[str, Any]], seeds: int, n_images: Any,
-             audit: dict[str, Any] | None = None) -> list[str]:
+def findings(
+    comp: dict[str, Any], records: list[dict[str, Any]], seeds: int, n_images: Any, audit: dict[str, Any] | None = None
+) -> list[str]:
     """The Findings section (markdown lines); a warning first when a model is at chance accuracy."""
     rows = comp["rows"]
     chance = chance_text(at_chance(records))
     if not rows:
         text = " ".join(p for p in (chance, "One model only: nothing to compare. " + _audit(audit)) if p)
     else:
-        parts = [chance, _design(comp, seeds, n_images),
-                 _seed_level(rows, seeds, short_name(rows[0]["baseline"])),
-                 _image_level(rows, seeds), _bounds(rows, seeds, n_images), _audit(audit),
-                 f"Evaluated at: {checkpoints(records)}."]
+        parts = [
+            chance,
+            _design(comp, seeds, n_images),
+            _seed_level(rows, seeds, short_name(rows[0]["baseline"])),
+            _image_level(rows, seeds),
+            _bounds(rows, seeds, n_images),
+            _audit(audit),
+            f"Evaluated at: {checkpoints(records)}.",
+        ]
         text = " ".join(p for p in parts if p)
     return ["## Findings", "", text, ""]

@@ -13,10 +13,11 @@ Two questions, two tests:
   into one binomial would not be valid here: every seed uses the same images, so an image discordant in
   several seeds is not several independent pairs.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import optimize, stats

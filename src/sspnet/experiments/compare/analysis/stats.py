@@ -2,18 +2,30 @@
 sweeps, and the paired t-interval of differences (scipy.stats). The tests against the baseline are in
 `comparisons` / `significance`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from scipy import stats
 
 # the scalar metrics of a run and their table headers (accuracies in %, growth = mean L2 ratio over groups)
-METRICS = (("clean", "clean %"), ("fgsm", "FGSM %"), ("pgd", "PGD %"), ("autoattack", "AutoAttack %"),
-           ("growth_adv", "PGR L2 (PGD)"), ("growth_noise", "PGR L2 (noise)"))
-PROFILES = {"growth_blocks": ("adversarial", "blocks"), "growth_blocks_noise": ("baseline", "blocks"),
-            "growth_groups": ("adversarial", "groups"), "growth_groups_noise": ("baseline", "groups")}
+METRICS = (
+    ("clean", "clean %"),
+    ("fgsm", "FGSM %"),
+    ("pgd", "PGD %"),
+    ("autoattack", "AutoAttack %"),
+    ("growth_adv", "PGR L2 (PGD)"),
+    ("growth_noise", "PGR L2 (noise)"),
+)
+PROFILES = {
+    "growth_blocks": ("adversarial", "blocks"),
+    "growth_blocks_noise": ("baseline", "blocks"),
+    "growth_groups": ("adversarial", "groups"),
+    "growth_groups_noise": ("baseline", "groups"),
+}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -46,9 +58,15 @@ def _growth_scalar(rec: dict[str, Any], which: str) -> float | None:
 def run_metrics(rec: dict[str, Any]) -> dict[str, float | None]:
     """The scalar metrics of one run record (accuracies in %, growth = mean over groups of the L2 PGR)."""
     e = rec["eval"]
-    return {"clean": e["clean"], "fgsm": e["fgsm"], "pgd": e["pgd"], "autoattack": e.get("autoattack"),
-            "growth_adv": _growth_scalar(rec, "adversarial"), "growth_noise": _growth_scalar(rec, "baseline"),
-            "train_seconds": rec["train_seconds"]}
+    return {
+        "clean": e["clean"],
+        "fgsm": e["fgsm"],
+        "pgd": e["pgd"],
+        "autoattack": e.get("autoattack"),
+        "growth_adv": _growth_scalar(rec, "adversarial"),
+        "growth_noise": _growth_scalar(rec, "baseline"),
+        "train_seconds": rec["train_seconds"],
+    }
 
 
 def groups(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -74,8 +92,12 @@ def _mean_profile(recs: list[dict[str, Any]], which: str, by: str, part: int = 0
 def _model_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
     """mean/std/n of every metric, mean growth profiles and the mean (std) sweep of one model's runs."""
     mets = [run_metrics(r) for r in recs]
-    row: dict[str, Any] = {"n": len(recs), "seeds": [r["seed"] for r in recs], "cost": recs[0]["cost"],
-                           "blocks_per_group": list(recs[0]["growth"].get("blocks_per_group") or [])}
+    row: dict[str, Any] = {
+        "n": len(recs),
+        "seeds": [r["seed"] for r in recs],
+        "cost": recs[0]["cost"],
+        "blocks_per_group": list(recs[0]["growth"].get("blocks_per_group") or []),
+    }
     for key in [k for k, _ in METRICS] + ["train_seconds"]:
         m, sd, n = mean_std([mt[key] for mt in mets])
         row[key] = {"mean": m, "std": sd, "n": n}
@@ -89,5 +111,7 @@ def _model_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per variant and model: mean/std/n of every metric, growth profiles and the sweep."""
-    return {variant: {model: _model_row(recs) for model, recs in models.items()}
-            for variant, models in groups(records).items()}
+    return {
+        variant: {model: _model_row(recs) for model, recs in models.items()}
+        for variant, models in groups(records).items()
+    }

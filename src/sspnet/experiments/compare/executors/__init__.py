@@ -1,9 +1,11 @@
 """The executors of compare's jobs (`work.job.run_job`), one interface (`base.Executor`: submit / wait / close):
 `local` (this process, or a pool of worker processes: `pool`), `submitit` (Slurm), `ray`, `emit` (writes
 the commands of --emit-jobs). `make_executor` picks one from the config."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def make_executor(config: Any, ctx: Any, jobs: int = 1, train_fn: Callable | None = None, cwd: str = ".") -> Any:

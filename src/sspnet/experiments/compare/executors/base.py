@@ -7,10 +7,12 @@ work) implements it, so the driver (`compare.drive`) and the audits are the same
         ...
     ex.close()                             # always; after cancel() when interrupted
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.plan.runs import PlannedRun
@@ -83,5 +85,5 @@ def last_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     rules = [i for i, ln in enumerate(lines) if ln.startswith("----")]
     if len(rules) >= 2 and rules[1] > rules[0] + 1:
-        lines = lines[:rules[1]]
+        lines = lines[: rules[1]]
     return (lines[-1] if lines else type(exc).__name__)[:300]

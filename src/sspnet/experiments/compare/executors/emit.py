@@ -1,16 +1,17 @@
 """`--emit-jobs FILE`: the executor that runs nothing: each job becomes the shell command of `--only-run`
 (`work.job.job_command`), written one a line into FILE when it is closed; they can run in any order (the second
 finisher of a pair audits), then `--report-only` reports."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from sspnet.experiments.compare.config import CompareConfig
-from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.executors.base import Executor, Finished
-from sspnet.experiments.compare.work.job import job_command
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.plan.runs import PlannedRun
+from sspnet.experiments.compare.work.job import job_command
 
 
 class EmitExecutor(Executor):

@@ -2,15 +2,17 @@
 `jobs` spawned worker processes (`executors.pool`), longest first, each with the torch threads of
 `plan.context.apply_threads` (1 unless --threads). Ctrl-C, SIGTERM and SIGHUP stop the workers, which save last.pt
 first; a worker exits by itself when the driver dies."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from sspnet.experiments.compare.plan.context import CompareContext, apply_threads
 from sspnet.experiments.compare.executors.base import Executor, Finished
 from sspnet.experiments.compare.executors.pool import ProcessPool
-from sspnet.experiments.compare.work.job import run_job
+from sspnet.experiments.compare.plan.context import CompareContext, apply_threads
 from sspnet.experiments.compare.plan.runs import PlannedRun
+from sspnet.experiments.compare.work.job import run_job
 
 
 def _job(args: tuple) -> dict[str, Any]:
@@ -72,8 +74,10 @@ class LocalExecutor(Executor):
         if self.pool is not None:
             pool, self.pool = self.pool, None
             pool.close(interrupted=True)
-        return ("interrupted: finished runs are kept, the interrupted ones resume from their last.pt; run the "
-                "same command again to continue")
+        return (
+            "interrupted: finished runs are kept, the interrupted ones resume from their last.pt; run the "
+            "same command again to continue"
+        )
 
     def close(self) -> None:
         import torch

@@ -2,13 +2,15 @@
 executor (`executors.local`). The workers are ended when the pool is closed, on Ctrl-C, SIGTERM or SIGHUP of
 the driver (after a grace period in which a training worker saves last.pt), and each exits by itself within a
 second when the driver dies without cleaning up (SIGKILL)."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -76,6 +78,7 @@ class _Terminated(KeyboardInterrupt):
 def _terminate_as_interrupt():
     """While a pool runs, SIGTERM and SIGHUP raise _Terminated in the driver's main thread, so that the workers
     are stopped before it exits (Python's default would end the driver at once and orphan them)."""
+
     def handle(signum, frame):
         raise _Terminated(f"signal {signum}")
 
@@ -134,8 +137,12 @@ class ProcessPool:
         self.jobs = jobs
         self._signals = contextlib.ExitStack()
         self._signals.enter_context(_terminate_as_interrupt())
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_pool_worker, initargs=(os.getpid(), setup, setup_args))
+        self.pool = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_pool_worker,
+            initargs=(os.getpid(), setup, setup_args),
+        )
         self.running: set[Any] = set()
         self._procs: dict[int, Any] = {}
 
@@ -171,8 +178,15 @@ class ProcessPool:
             self._signals.close()
 
 
-def pool_map(items: list[Any], worker: Callable, common: tuple, jobs: int, on_start: Callable,
-             on_done: Callable, threads: int = 1) -> None:
+def pool_map(
+    items: list[Any],
+    worker: Callable,
+    common: tuple,
+    jobs: int,
+    on_start: Callable,
+    on_done: Callable,
+    threads: int = 1,
+) -> None:
     """worker((item, *common)) for every item in a `ProcessPool` of `jobs` processes of `threads` torch threads
     each, in order of submission; on_start(item) before and on_done(item, result) after each. The workers never
     outlive this call."""

@@ -1,5 +1,6 @@
 """`--executor ray`: each job (`work.job.run_job`) one Ray task, on the cluster of $RAY_ADDRESS, else on a local Ray
 started here. Interrupted, the driver cancels the tasks (they save last.pt; the next invocation resumes them)."""
+
 from __future__ import annotations
 
 import logging
@@ -7,10 +8,10 @@ import os
 import time
 from typing import Any
 
-from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.executors.base import Executor, Finished, last_line, require
-from sspnet.experiments.compare.work.job import run_job
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.plan.runs import PlannedRun
+from sspnet.experiments.compare.work.job import run_job
 
 
 class RayExecutor(Executor):
@@ -24,8 +25,7 @@ class RayExecutor(Executor):
         address = os.environ.get("RAY_ADDRESS") or None
         self.own = not ray.is_initialized()
         if self.own:
-            ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
-                     logging_level=logging.WARNING)
+            ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, logging_level=logging.WARNING)
         self.where = f"Ray cluster {address}" if address else "a local Ray"
         self.task = ray.remote(num_cpus=cpus, num_gpus=gpus)(run_job)
         self.cwd = cwd
@@ -62,8 +62,10 @@ class RayExecutor(Executor):
     def cancel(self) -> str:
         for ref in self.pending:
             self.ray.cancel(ref)  # KeyboardInterrupt in the task: the trainer saves last.pt
-        return (f"interrupted: {len(self.pending)} Ray task(s) cancelled (Ray tasks end with their driver; each "
-                "saves its last.pt); run the same command again to resume them")
+        return (
+            f"interrupted: {len(self.pending)} Ray task(s) cancelled (Ray tasks end with their driver; each "
+            "saves its last.pt); run the same command again to resume them"
+        )
 
     def close(self) -> None:
         if self.own:

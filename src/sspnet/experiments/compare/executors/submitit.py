@@ -1,6 +1,7 @@
 """`--executor submitit`: each job (`work.job.run_job`) one task of a Slurm job array (or local processes, or the
 driver's process with cluster debug); logs in OUT/jobs/. Interrupted, the driver leaves the jobs running (the
 next invocation collects them)."""
+
 from __future__ import annotations
 
 import time
@@ -8,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sspnet.experiments.compare.config import ClusterSettings
-from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.executors.base import Executor, Finished, last_line, require
-from sspnet.experiments.compare.work.job import run_job
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.plan.runs import PlannedRun
+from sspnet.experiments.compare.work.job import run_job
 
 
 def slurm_parameters(cluster: ClusterSettings, cpus: int) -> dict[str, Any]:
@@ -20,10 +21,14 @@ def slurm_parameters(cluster: ClusterSettings, cpus: int) -> dict[str, Any]:
     from submitit.slurm.slurm import SlurmExecutor
 
     valid = SlurmExecutor._valid_parameters()
-    params: dict[str, Any] = {"name": "sspnet-compare", "timeout_min": cluster.timeout_min,
-                              "gpus_per_node": cluster.gpus_per_run, "cpus_per_task": cpus,
-                              "slurm_partition": cluster.partition,
-                              "slurm_array_parallelism": cluster.array_parallelism}
+    params: dict[str, Any] = {
+        "name": "sspnet-compare",
+        "timeout_min": cluster.timeout_min,
+        "gpus_per_node": cluster.gpus_per_run,
+        "cpus_per_task": cpus,
+        "slurm_partition": cluster.partition,
+        "slurm_array_parallelism": cluster.array_parallelism,
+    }
     extra = {}
     for key, value in cluster.slurm_options.items():
         name = key.replace("-", "_")
@@ -99,5 +104,7 @@ class SubmititExecutor(Executor):
             return "interrupted; run the same command again to continue"
         ids = " ".join(str(j.job_id) for j in self.pending)
         stop = f"`scancel {ids}` stops them" if self.kind == "slurm" else f"processes {ids}"
-        return (f"interrupted: {len(self.pending)} submitted job(s) keep running ({stop}); run the same command "
-                "again to collect the finished runs and submit the missing ones")
+        return (
+            f"interrupted: {len(self.pending)} submitted job(s) keep running ({stop}); run the same command "
+            "again to collect the finished runs and submit the missing ones"
+        )

@@ -5,11 +5,13 @@ processes, submitit and Ray jobs get it as it is.
     plan, ctx = make_plan(CompareConfig(out="compare"))
     ctx.eval.eps, ctx.eval_hash, ctx.dataset        # EvalSettings (pixel units), str, str
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sspnet.experiments.compare.config import EvalSettings
 
@@ -39,7 +41,7 @@ class CompareContext:
     threads: int | None = None
     quiet: bool = False
 
-    def replace(self, **changes: Any) -> "CompareContext":
+    def replace(self, **changes: Any) -> CompareContext:
         """A copy with `changes` (e.g. the resolved device, quiet for worker processes)."""
         return dataclasses.replace(self, **changes)
 
@@ -56,7 +58,7 @@ class CompareContext:
         return 1 if pooled or str(self.device).startswith("cpu") else None
 
     @classmethod
-    def from_settings(cls, settings: "CompareContext | Mapping[str, Any]") -> "CompareContext":
+    def from_settings(cls, settings: CompareContext | Mapping[str, Any]) -> CompareContext:
         """A context from an old settings dict (its SUMMARY_FIELDS; other keys ignored); a context as it is."""
         if isinstance(settings, CompareContext):
             return settings

@@ -7,14 +7,16 @@ overrun the time budget (big models on a CPU), at a smaller batch scaled per ima
 `estimate_plan` counts the plan's passes and multiplies out. Upper bounds: attacks that stop early (sweep,
 AutoAttack, audit) count in full; AutoAttack as APGD-CE 100 + APGD-T 9 x 100 fwd+bwd and Square 5000 forwards.
 """
+
 from __future__ import annotations
 
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sspnet.io.progress import fmt_seconds
 
@@ -47,7 +49,7 @@ class Passes:
     def seconds(self, c: Costs) -> float:
         return (self.train * c.train + self.attack * c.attack + self.forward * c.forward) / 1000.0
 
-    def __add__(self, other: "Passes") -> "Passes":
+    def __add__(self, other: Passes) -> Passes:
         return Passes(self.train + other.train, self.attack + other.attack, self.forward + other.forward)
 
 
@@ -71,13 +73,17 @@ class Estimate:
         if not self.costs:
             return "expected time: none (every run and audit is cached)"
         aa = f", AutoAttack {_words(self.autoattack_s)} of it" if self.autoattack_s else ""
-        cost = ", ".join(f"{Path(str(m)).stem}{'' if b is None else f'-N{b}'} {c.train:.3g}/{c.attack:.3g}/"
-                         f"{c.forward:.3g}" for (m, b), c in self.costs.items())
-        return (f"expected time: about {_words(self.total_s)} on this machine (training "
-                f"{_words(self.train_s)}, evaluation {_words(self.eval_s)}{aa}; {self.jobs} worker(s) "
-                f"on {self.device}, {self.threads} thread(s) each)\n  measured per-step costs, ms per image of "
-                f"train fwd+bwd / attack fwd+bwd / forward: {cost}; attacks that stop early counted in full "
-                "(an upper bound)")
+        cost = ", ".join(
+            f"{Path(str(m)).stem}{'' if b is None else f'-N{b}'} {c.train:.3g}/{c.attack:.3g}/{c.forward:.3g}"
+            for (m, b), c in self.costs.items()
+        )
+        return (
+            f"expected time: about {_words(self.total_s)} on this machine (training "
+            f"{_words(self.train_s)}, evaluation {_words(self.eval_s)}{aa}; {self.jobs} worker(s) "
+            f"on {self.device}, {self.threads} thread(s) each)\n  measured per-step costs, ms per image of "
+            f"train fwd+bwd / attack fwd+bwd / forward: {cost}; attacks that stop early counted in full "
+            "(an upper bound)"
+        )
 
 
 def training_passes(cfg: Any, epochs: int) -> Passes:
@@ -144,8 +150,7 @@ def evaluation_passes(ev: Any, n_test: int, autoattack: bool) -> Passes:
     return p
 
 
-def audit_passes(ev: Any, n_test: int, autoattack: bool, transfer: bool, input_dim: int = 784
-                 ) -> tuple[Passes, Passes]:
+def audit_passes(ev: Any, n_test: int, autoattack: bool, transfer: bool, input_dim: int = 784) -> tuple[Passes, Passes]:
     """(the audited model's passes, the transfer source's) of `sspnet.eval.audit` as compare calls it: the
     runs of `AuditConfig.runs` of `EvalSettings.audit_config` (input_dim: pixels x channels of an image, for
     the large eps; the counts do not depend on it)."""
@@ -185,8 +190,16 @@ def _makespan(seconds: list[float], jobs: int) -> float:
     return max(loads)
 
 
-def estimate_plan(plan: list[Any], ctx: Any, device: str, jobs: int, *, budget_s: float = 4.0,
-                  measure: Callable | None = None, worker_threads: int | None = None) -> Estimate:
+def estimate_plan(
+    plan: list[Any],
+    ctx: Any,
+    device: str,
+    jobs: int,
+    *,
+    budget_s: float = 4.0,
+    measure: Callable | None = None,
+    worker_threads: int | None = None,
+) -> Estimate:
     """The plan's expected wall time on `device` with `jobs` workers, as `work.job.run_job` does the work: each
     run to do is one job (train unless status evaluate, evaluate), and an audit runs in the job of the later of
     its two runs (the audited run and its transfer source; the longer job when both are to do). Cached runs and
@@ -201,27 +214,42 @@ def estimate_plan(plan: list[Any], ctx: Any, device: str, jobs: int, *, budget_s
     from sspnet.experiments.compare.work.evaluation import autoattack_in_evaluation, use_autoattack
 
     spec, ev = get_dataset_spec(ctx.dataset), ctx.eval
-    n_test, pixels = spec.n_test, spec.channels * spec.size ** 2
-    threads = (worker_threads if worker_threads is not None else
-               1 if jobs > 1 and torch.device(device).type == "cpu" else torch.get_num_threads())
+    n_test, pixels = spec.n_test, spec.channels * spec.size**2
+    threads = (
+        worker_threads
+        if worker_threads is not None
+        else 1
+        if jobs > 1 and torch.device(device).type == "cpu"
+        else torch.get_num_threads()
+    )
     runs = [r for r in plan if r.status != "cached"]
-    audits = ([j for j in plan_audits(plan, ctx.eval_hash, ev) if read_cached(j) is None]
-              if ev.audit == "on" and audit_function() is not None else [])
+    audits = (
+        [j for j in plan_audits(plan, ctx.eval_hash, ev) if read_cached(j) is None]
+        if ev.audit == "on" and audit_function() is not None
+        else []
+    )
     needed = {_key(r) for r in runs} | {_key(x) for j in audits for x in (j.run, j.source) if x is not None}
     if not needed:
         return Estimate(0.0, 0.0, 0.0, device=device, threads=threads, jobs=jobs)
-    costs = (measure or measure_costs)({_key(r): r.train_config for r in plan if _key(r) in needed}, ev, device,
-                                       threads, budget_s)
-    train = [0.0 if r.status == "evaluate" else
-             training_passes(r.train_config, _epochs_left(r)).seconds(costs[_key(r)]) for r in runs]
+    costs = (measure or measure_costs)(
+        {_key(r): r.train_config for r in plan if _key(r) in needed}, ev, device, threads, budget_s
+    )
+    train = [
+        0.0 if r.status == "evaluate" else training_passes(r.train_config, _epochs_left(r)).seconds(costs[_key(r)])
+        for r in runs
+    ]
 
     def evaluation(aa: bool) -> tuple[list[float], list[float]]:
         """Seconds per run to evaluate and per audit to do (with or without AutoAttack)."""
-        evals = [evaluation_passes(ev, n_test, aa and autoattack_in_evaluation(ev)).seconds(costs[_key(r)])
-                 for r in runs]
+        evals = [
+            evaluation_passes(ev, n_test, aa and autoattack_in_evaluation(ev)).seconds(costs[_key(r)]) for r in runs
+        ]
         on = aa and use_autoattack(ev.autoattack)
-        return evals, [a.seconds(costs[_key(j.run)]) + (s.seconds(costs[_key(j.source)]) if j.source else 0.0)
-                       for j in audits for a, s in [audit_passes(ev, n_test, on, j.source is not None, pixels)]]
+        return evals, [
+            a.seconds(costs[_key(j.run)]) + (s.seconds(costs[_key(j.source)]) if j.source else 0.0)
+            for j in audits
+            for a, s in [audit_passes(ev, n_test, on, j.source is not None, pixels)]
+        ]
 
     evals, audit = evaluation(True)
     job = {r.index: t + e for r, t, e in zip(runs, train, evals)}
@@ -234,8 +262,9 @@ def estimate_plan(plan: list[Any], ctx: Any, device: str, jobs: int, *, budget_s
     work = sum(train) + sum(evals) + sum(audit)
     share = total / max(work, 1e-12)  # wall seconds per worker-second
     aa = sum(evals) + sum(audit) - sum(map(sum, evaluation(False)))
-    return Estimate(total, share * sum(train), share * (work - sum(train)), share * aa, costs, device, threads,
-                    jobs, len(runs))
+    return Estimate(
+        total, share * sum(train), share * (work - sum(train)), share * aa, costs, device, threads, jobs, len(runs)
+    )
 
 
 def measure_costs(configs: dict[Any, Any], ev: Any, device: str, threads: int, budget_s: float) -> dict[Any, Costs]:
@@ -264,8 +293,13 @@ def _measure_one(cfg: Any, eval_batch: int, device: Any, slice_s: float) -> Cost
 
     c = cfg.resolved()
     spec, model = get_dataset_spec(c.dataset), build_model(c).to(device).train()
-    fmt = (preferred_memory_format(model, device) if c.channels_last is None else
-           torch.channels_last if c.channels_last else torch.contiguous_format)
+    fmt = (
+        preferred_memory_format(model, device)
+        if c.channels_last is None
+        else torch.channels_last
+        if c.channels_last
+        else torch.contiguous_format
+    )
     model = model.to(memory_format=fmt)
     gen, n = torch.Generator().manual_seed(0), max(c.batch_size, eval_batch)
     x = torch.rand(n, spec.channels, spec.size, spec.size, generator=gen).to(device).contiguous(memory_format=fmt)
@@ -287,14 +321,19 @@ def _measure_one(cfg: Any, eval_batch: int, device: Any, slice_s: float) -> Cost
             inf(x[:b])
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return Costs(*(1000 * _per_image(f, b, slice_s, sync)
-                   for f, b in ((train, c.batch_size), (attack, eval_batch), (forward, eval_batch))))
+    return Costs(
+        *(
+            1000 * _per_image(f, b, slice_s, sync)
+            for f, b in ((train, c.batch_size), (attack, eval_batch), (forward, eval_batch))
+        )
+    )
 
 
 def _per_image(step: Callable[[int], None], batch: int, slice_s: float, sync: Callable) -> float:
     """Seconds per image of step(b): b grows from 2 by 4x up to `batch` while the next step would take under
     slice_s / 2 (so fixed per-step overheads are not taken for per-image costs); then the median of up to
     REPEATS timed steps within slice_s / 2 (at least one)."""
+
     def timed(b: int) -> float:
         sync()
         t = time.perf_counter()

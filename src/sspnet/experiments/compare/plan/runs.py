@@ -7,6 +7,7 @@ changes the result, so a re-run finds its runs again. A run's status, read from 
 - resume: interrupted (config.json and last.pt exist): the trainer resumes from last.pt;
 - train: nothing usable there.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,16 +53,19 @@ def config_hash(obj: Any) -> str:
 
 def train_key(cfg: Any) -> dict[str, Any]:
     """What the training hash covers: the resolved options that change the result. Options left at None,
-    and options added later at the value runs had before them (`sspnet.train.config.LEGACY_VALUES`), are
+    and options added later at the value runs had before them (`sspnet.train.options.LEGACY_VALUES`), are
     dropped, so an option added to the trainer does not change the hashes of runs it does not change."""
     from sspnet.nn.registry import model_identity
     from sspnet.train import IDENTITY_FIELDS
-    from sspnet.train.config import LEGACY_VALUES
+    from sspnet.train.options import LEGACY_VALUES
 
     r = cfg.resolved()
     keys = set(IDENTITY_FIELDS) | set(EXTRA_HASHED)
-    key = {HASHED_AS.get(k, k): v for k, v in dataclasses.asdict(r).items()
-           if k in keys and v is not None and not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])}
+    key = {
+        HASHED_AS.get(k, k): v
+        for k, v in dataclasses.asdict(r).items()
+        if k in keys and v is not None and not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])
+    }
     identity = model_identity(r.model)
     if isinstance(identity, dict):  # a scheme file: hash its coefficients, not only its path
         key["scheme"] = identity
@@ -95,9 +99,21 @@ def make_context(config: CompareConfig) -> CompareContext:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"--threads must be an integer >= 1, got {threads!r}")
     eval_hash = config_hash({**res.eval.key(), **({"threads": threads} if threads not in (None, 1) else {})})
-    return CompareContext(preset=config.preset, dataset=res.dataset, models=res.models, seeds=res.seeds,
-                          train=res.train, eval=res.eval, eval_hash=eval_hash, grid=res.grid, out=str(config.out),
-                          device=config.device, data_root=config.data_root, threads=threads, quiet=config.quiet)
+    return CompareContext(
+        preset=config.preset,
+        dataset=res.dataset,
+        models=res.models,
+        seeds=res.seeds,
+        train=res.train,
+        eval=res.eval,
+        eval_hash=eval_hash,
+        grid=res.grid,
+        out=str(config.out),
+        device=config.device,
+        data_root=config.data_root,
+        threads=threads,
+        quiet=config.quiet,
+    )
 
 
 def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
@@ -109,8 +125,16 @@ def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
     for label, extra in _variants(ctx.grid):
         for model in ctx.models:
             for seed in range(ctx.seeds):
-                opts = {**ctx.train, **extra, "dataset": ctx.dataset, "model": model, "seed": seed,
-                        "data_root": ctx.data_root, "device": ctx.device, "quiet": True}
+                opts = {
+                    **ctx.train,
+                    **extra,
+                    "dataset": ctx.dataset,
+                    "model": model,
+                    "seed": seed,
+                    "data_root": ctx.data_root,
+                    "device": ctx.device,
+                    "quiet": True,
+                }
                 tc = TrainConfig.from_dict(opts)
                 tc.validate()
                 key = train_key(tc)
@@ -119,8 +143,18 @@ def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
                 h = config_hash(key)
                 name = f"{label + '-' if label else ''}{Path(model).stem}-s{seed}-{h[:8]}"
                 tc.save = str(runs_dir / name)
-                plan.append(PlannedRun(len(plan) + 1, model, seed, label, tc, h, runs_dir / name,
-                                       cost_units=cost_units(model, ctx.dataset, tc.blocks)))
+                plan.append(
+                    PlannedRun(
+                        len(plan) + 1,
+                        model,
+                        seed,
+                        label,
+                        tc,
+                        h,
+                        runs_dir / name,
+                        cost_units=cost_units(model, ctx.dataset, tc.blocks),
+                    )
+                )
     for run in plan:
         run.status = run_status(run, ctx.eval_hash)
     return plan
@@ -178,20 +212,21 @@ def format_plan(plan: list[PlannedRun], ctx: CompareContext, estimate: Any = Non
     """The plan as a text table (what --dry-run prints); estimate: its expected time
     (`compare.estimate.Estimate`; None: not estimated)."""
     ev, grid = ctx.eval, ctx.grid
-    aa_where = ("" if ev.autoattack == "off" else " in the audit" if ev.audit == "on"
-                else f" on {ev.autoattack_images}")
-    lines = [f"plan: preset {ctx.preset}, dataset {ctx.dataset}, {len(plan)} runs "
-             f"({len(ctx.models)} models x {ctx.seeds} seeds"
-             f"{' x ' + str(len(grid)) + ' grid points' if grid else ''})",
-             "training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
-             f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps}"
-             f"{f' x {ev.restarts} restarts' if ev.restarts > 1 else ''} at eps {ev.eps:.4g} "
-             f"(step {ev.alpha:.4g}), PGD sweep eps {', '.join(f'{e:.4g}' for e in ev.sweep)} on "
-             f"{ev.sweep_images}, growth on {ev.growth_images}, autoattack {ev.autoattack}{aa_where}, "
-             "gradient-masking audit "
-             f"{'off' if ev.audit == 'off' else f'on {ev.audit_images}'}; class-stratified image subsets",
-             estimate.describe() if estimate is not None else "expected time: not estimated",
-             f"{'#':>3}  {'model':10s} {'seed':>4}  {'variant':8s} {'status':9s} run folder"]
+    aa_where = "" if ev.autoattack == "off" else " in the audit" if ev.audit == "on" else f" on {ev.autoattack_images}"
+    lines = [
+        f"plan: preset {ctx.preset}, dataset {ctx.dataset}, {len(plan)} runs "
+        f"({len(ctx.models)} models x {ctx.seeds} seeds"
+        f"{' x ' + str(len(grid)) + ' grid points' if grid else ''})",
+        "training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
+        f"evaluation: {ev.n_images or 'all'} test images, clean / FGSM / PGD-{ev.steps}"
+        f"{f' x {ev.restarts} restarts' if ev.restarts > 1 else ''} at eps {ev.eps:.4g} "
+        f"(step {ev.alpha:.4g}), PGD sweep eps {', '.join(f'{e:.4g}' for e in ev.sweep)} on "
+        f"{ev.sweep_images}, growth on {ev.growth_images}, autoattack {ev.autoattack}{aa_where}, "
+        "gradient-masking audit "
+        f"{'off' if ev.audit == 'off' else f'on {ev.audit_images}'}; class-stratified image subsets",
+        estimate.describe() if estimate is not None else "expected time: not estimated",
+        f"{'#':>3}  {'model':10s} {'seed':>4}  {'variant':8s} {'status':9s} run folder",
+    ]
     for r in plan:
         lines.append(f"{r.index:>3}  {r.model:10s} {r.seed:>4}  {r.variant or '-':8s} {r.status:9s} {r.run_dir}")
     lines.append("to do: " + ", ".join(f"{v} {k}" for k, v in status_counts(plan).items()))

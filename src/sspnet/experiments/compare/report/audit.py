@@ -1,5 +1,6 @@
 """The report's gradient-masking section from the runs' audit records (`work.audit` runs and caches them):
 `audit_summary` (what ran, the flags) and `audit_section` (accuracy (%) of every check per run, the flags)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,26 +19,45 @@ def audit_summary(records: list[dict[str, Any]], note: str | None = None) -> dic
     audited = [r for r in records if r.get("audit")]
     if not audited:
         return {"ran": False, "reason": note or "no run was audited", "flags": []}
-    flags = [{"run": run_name(r), "name": f.get("name", "?"), "message": f.get("message", str(f))}
-             for r in audited for f in r["audit"].get("flags") or []]
+    flags = [
+        {"run": run_name(r), "name": f.get("name", "?"), "message": f.get("message", str(f))}
+        for r in audited
+        for f in r["audit"].get("flags") or []
+    ]
     images = sorted({r["audit"].get("images") for r in audited}, key=str)
-    return {"ran": True, "images": "/".join(map(str, images)), "runs": len(audited), "of": len(records),
-            "checks": _checks(audited[0]["audit"]), "flags": flags, "reason": note}
+    return {
+        "ran": True,
+        "images": "/".join(map(str, images)),
+        "runs": len(audited),
+        "of": len(records),
+        "checks": _checks(audited[0]["audit"]),
+        "flags": flags,
+        "reason": note,
+    }
 
 
 def _checks(a: dict[str, Any]) -> str:
     """What an audit ran, from its config: 'white-box PGD-10/40, Square (1000 queries), transfer, ...'."""
     c = a.get("config") or {}
-    parts = [f"white-box PGD-{c.get('steps', '?')}/{c.get('long_steps', '?')}",
-             f"Square ({c.get('queries', '?')} queries)", "transfer PGD from the baseline",
-             f"PGD at eps {(a.get('details') or {}).get('large_eps', '?')}"]
+    parts = [
+        f"white-box PGD-{c.get('steps', '?')}/{c.get('long_steps', '?')}",
+        f"Square ({c.get('queries', '?')} queries)",
+        "transfer PGD from the baseline",
+        f"PGD at eps {(a.get('details') or {}).get('large_eps', '?')}",
+    ]
     if "autoattack" in (a.get("accuracy") or {}):
         parts.append("AutoAttack")
     return ", ".join(parts)
 
 
-AUDIT_COLUMNS = (("clean", "clean"), ("white_box", "white-box PGD"), ("square", "Square"),
-                 ("transfer", "transfer"), ("autoattack", "AutoAttack"), ("large_eps", "large eps"))
+AUDIT_COLUMNS = (
+    ("clean", "clean"),
+    ("white_box", "white-box PGD"),
+    ("square", "Square"),
+    ("transfer", "transfer"),
+    ("autoattack", "AutoAttack"),
+    ("large_eps", "large eps"),
+)
 
 
 def audit_section(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
@@ -45,11 +65,14 @@ def audit_section(records: list[dict[str, Any]], summary: dict[str, Any]) -> lis
     lines = ["", "## Gradient-masking audit", ""]
     if not summary["ran"]:
         return lines + [f"Not run: {summary['reason']}."]
-    lines += [f"{summary['runs']} of {summary['of']} runs audited (`sspnet.eval.audit`) on a class-stratified "
-              f"subset of {summary['images']} test images: {summary['checks']}. Transfer source: the baseline run "
-              "of the same seed (for the baseline itself, the baseline of another seed; none with one seed).", "",
-              "| run | source | " + " | ".join(n for _, n in AUDIT_COLUMNS) + " | flags |",
-              "|---|---|" + "---:|" * len(AUDIT_COLUMNS) + "---|"]
+    lines += [
+        f"{summary['runs']} of {summary['of']} runs audited (`sspnet.eval.audit`) on a class-stratified "
+        f"subset of {summary['images']} test images: {summary['checks']}. Transfer source: the baseline run "
+        "of the same seed (for the baseline itself, the baseline of another seed; none with one seed).",
+        "",
+        "| run | source | " + " | ".join(n for _, n in AUDIT_COLUMNS) + " | flags |",
+        "|---|---|" + "---:|" * len(AUDIT_COLUMNS) + "---|",
+    ]
     for r in records:
         a = r.get("audit")
         if a:

@@ -1,5 +1,6 @@
 """The markdown tables of REPORT.md: results per model, differences to the baseline, the tests, the eps
 sweep and the growth profiles."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ def f_calls_text(calls: list[int], blocks_per_group: list[int] | None = None) ->
     if blocks_per_group and sum(blocks_per_group) == len(calls):
         per, k = [], 0
         for n in blocks_per_group:
-            group = set(calls[k:k + n])
+            group = set(calls[k : k + n])
             k += n
             if len(group) != 1:
                 break
@@ -69,8 +70,7 @@ def _p(value: float | None, holm: float | None) -> str:
 def results_table(variant: str, rows: dict[str, Any], metrics: list[tuple[str, str]]) -> list[str]:
     """Mean ± std over seeds (the value alone with one seed; n = runs), cost and training time."""
     lines = [f"## Results{' ' + variant if variant else ''}", ""]
-    lines += table_head("model", ["n"] + [n for _, n in metrics] + ["F calls / block", "parameters",
-                                                                     "train time (s)"])
+    lines += table_head("model", ["n"] + [n for _, n in metrics] + ["F calls / block", "parameters", "train time (s)"])
     for model, row in rows.items():
         cells = [str(row["n"])]
         for k, _ in metrics:
@@ -100,8 +100,12 @@ def paired_table(comp_rows: list[dict[str, Any]], metrics: list[tuple[str, str]]
     by_model: dict[str, dict[str, Any]] = {}
     for r in comp_rows:
         by_model.setdefault(r["model"], {})[r["metric"]] = r
-    lines = ["", f"Paired difference to {short_name(base)} (same seed), mean [95% t-interval] (n seeds; no "
-             "interval with n = 1; * the interval excludes 0, before any correction):", ""]
+    lines = [
+        "",
+        f"Paired difference to {short_name(base)} (same seed), mean [95% t-interval] (n seeds; no "
+        "interval with n = 1; * the interval excludes 0, before any correction):",
+        "",
+    ]
     lines += table_head("model", ["Δ " + n for _, n in metrics])
     for model, d in by_model.items():
         cells = [_diff_cell(d[k]) if k in d else "-" for k, _ in metrics]
@@ -117,25 +121,52 @@ def significance_table(comp_rows: list[dict[str, Any]], comp: dict[str, Any]) ->
     """Both tests of every (model, metric) with Holm-adjusted p-values and both MDDs."""
     if not comp_rows:
         return []
-    lines = ["", f"Tests against {short_name(comp_rows[0]['baseline'])} ({comp['tests']} tests in the report, "
-             f"Holm-adjusted p in parentheses, * <= {comp['alpha']}; MDD at {comp['power']:.0%} power, alpha "
-             f"{comp['alpha_mdd']:.2g}; accuracies in points; discordant +/−: images right only for the model / "
-             "only for the baseline, summed over seeds):", ""]
-    lines += table_head("model", ["metric", "Δ", "n", "p seeds (Holm)", "MDD seeds", "images x seeds",
-                                  "discordant +/−", "McNemar p per seed", "p images (Holm)", "MDD images"])
+    lines = [
+        "",
+        f"Tests against {short_name(comp_rows[0]['baseline'])} ({comp['tests']} tests in the report, "
+        f"Holm-adjusted p in parentheses, * <= {comp['alpha']}; MDD at {comp['power']:.0%} power, alpha "
+        f"{comp['alpha_mdd']:.2g}; accuracies in points; discordant +/−: images right only for the model / "
+        "only for the baseline, summed over seeds):",
+        "",
+    ]
+    lines += table_head(
+        "model",
+        [
+            "metric",
+            "Δ",
+            "n",
+            "p seeds (Holm)",
+            "MDD seeds",
+            "images x seeds",
+            "discordant +/−",
+            "McNemar p per seed",
+            "p images (Holm)",
+            "MDD images",
+        ],
+    )
     for r in comp_rows:
         k = digits(r["metric"])
         plus = sum(s["model_only"] for s in r.get("per_seed", []))
         minus = sum(s["base_only"] for s in r.get("per_seed", []))
-        cells = [NAMES[r["metric"]], f"{r['mean']:+.{k}f}", str(r["n"]), _p(r["p_seeds"], r.get("p_seeds_holm")),
-                 fmt(r.get("mdd_seeds"), None, k),
-                 f"{r['images']} x {len(r['per_seed'])}" if "images" in r else "-",
-                 f"{plus}/{minus}" if "per_seed" in r else "-", _seed_ps(r),
-                 _p(r.get("p_images"), r.get("p_images_holm")), fmt(r.get("mdd_images"), None, k)]
+        cells = [
+            NAMES[r["metric"]],
+            f"{r['mean']:+.{k}f}",
+            str(r["n"]),
+            _p(r["p_seeds"], r.get("p_seeds_holm")),
+            fmt(r.get("mdd_seeds"), None, k),
+            f"{r['images']} x {len(r['per_seed'])}" if "images" in r else "-",
+            f"{plus}/{minus}" if "per_seed" in r else "-",
+            _seed_ps(r),
+            _p(r.get("p_images"), r.get("p_images_holm")),
+            fmt(r.get("mdd_images"), None, k),
+        ]
         lines.append(f"| {model_label(r['model'])} | " + " | ".join(cells) + " |")
-    lines += ["", "Seed level: " + comp["method"]["seeds"] + ". Image level: " + comp["method"]["images"] + ". "
-              "The seed-level MDD bounds conclusions about the architectures; the image-level MDD only those "
-              "about these trained networks. " + comp["method"]["mdd"] + "."]
+    lines += [
+        "",
+        "Seed level: " + comp["method"]["seeds"] + ". Image level: " + comp["method"]["images"] + ". "
+        "The seed-level MDD bounds conclusions about the architectures; the image-level MDD only those "
+        "about these trained networks. " + comp["method"]["mdd"] + ".",
+    ]
     return lines
 
 
@@ -144,24 +175,33 @@ def sweep_table(rows: dict[str, Any], ev: Any, unit: float = 1.0) -> list[str]:
     from sspnet.eval.plots import eps_text
 
     eps_keys = list(next(iter(rows.values()))["sweep"])
-    lines = ["", f"PGD-{ev.steps} accuracy (%) against eps ({ev.sweep_images} images; eps 0 = clean; mean ± std "
-             "over seeds):", ""]
+    lines = [
+        "",
+        f"PGD-{ev.steps} accuracy (%) against eps ({ev.sweep_images} images; eps 0 = clean; mean ± std over seeds):",
+        "",
+    ]
     lines += table_head("model", [f"eps {eps_text(float(e), unit)}" for e in eps_keys])
     for model, row in rows.items():
-        lines.append(f"| {model_label(model)} | " + " | ".join(fmt(*row["sweep"][e], 1, row["n"]) for e in eps_keys)
-                     + " |")
+        lines.append(
+            f"| {model_label(model)} | " + " | ".join(fmt(*row["sweep"][e], 1, row["n"]) for e in eps_keys) + " |"
+        )
     return lines
 
 
 def growth_table(rows: dict[str, Any]) -> list[str]:
     nb = max((len(v) for row in rows.values() for v in row["growth_blocks"].values()), default=0)
-    lines = ["", "Growth ratio per block (depth order), mean over seeds, PGD / noise:", "",
-             "| model | p | " + " | ".join(f"block {i + 1}" for i in range(nb)) + " |", "|---|---|" + "---:|" * nb]
+    lines = [
+        "",
+        "Growth ratio per block (depth order), mean over seeds, PGD / noise:",
+        "",
+        "| model | p | " + " | ".join(f"block {i + 1}" for i in range(nb)) + " |",
+        "|---|---|" + "---:|" * nb,
+    ]
     for model, row in rows.items():
         for p, vals in row["growth_blocks"].items():
             noise = row["growth_blocks_noise"].get(p, [])
-            cells = [f"{a:.3f} / {b:.3f}" if b is not None else f"{a:.3f}"
-                     for a, b in zip(vals, noise or [None] * len(vals))]
+            cells = [
+                f"{a:.3f} / {b:.3f}" if b is not None else f"{a:.3f}" for a, b in zip(vals, noise or [None] * len(vals))
+            ]
             lines.append(f"| {model_label(model)} | {p} | " + " | ".join(cells) + " |")
     return lines
-

@@ -3,6 +3,7 @@ mean +- std over seeds (`stats`), differences to the baseline with both tests, H
 (`comparisons`), cost columns, the eps sweep, growth tables, the gradient-masking audit, the checkpoints and
 images each table used, and one table of all runs. results.json holds every record with its per-image
 correctness (`perimage`), so every number can be recomputed."""
+
 from __future__ import annotations
 
 import datetime
@@ -11,14 +12,14 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from sspnet.experiments.compare.analysis.comparisons import compare_to_baseline
+from sspnet.experiments.compare.analysis.findings import at_chance, chance_text, checkpoints, findings, short_name
+from sspnet.experiments.compare.analysis.stats import METRICS, aggregate, run_metrics
+from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.report import tables
 from sspnet.experiments.compare.report.audit import audit_section, audit_summary
-from sspnet.experiments.compare.analysis.comparisons import compare_to_baseline
-from sspnet.experiments.compare.plan.context import CompareContext
-from sspnet.experiments.compare.analysis.findings import at_chance, chance_text, checkpoints, findings, short_name
-from sspnet.experiments.compare.work.perimage import FORMAT, share_images
-from sspnet.experiments.compare.analysis.stats import METRICS, aggregate, run_metrics
 from sspnet.experiments.compare.report.tables import fmt, model_label
+from sspnet.experiments.compare.work.perimage import FORMAT, share_images
 from sspnet.io.files import atomic_write_json, atomic_write_text, provenance
 from sspnet.io.jsonio import to_jsonable
 
@@ -28,41 +29,61 @@ def _machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     dev = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({cpu})"
-    return (f"{dev}, {os.cpu_count()} logical cores, torch {torch.__version__} with {torch.get_num_threads()} "
-            f"threads, Python {platform.python_version()}, {platform.system()}")
+    return (
+        f"{dev}, {os.cpu_count()} logical cores, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, Python {platform.python_version()}, {platform.system()}"
+    )
 
 
 def _variant_plots(out: Path, variant: str, rows: dict[str, Any], ev: Any, dataset: str | None = None) -> list[str]:
     """accuracy_vs_eps, growth_depth (group boundaries marked) and growth_groups (with several groups) PNGs of one
     variant; eps in the dataset's unit (k/255 for CIFAR-10 / TinyImageNet)."""
-    from sspnet.eval.plots import eps_text
     from sspnet.eval.growth_plots import plot_growth
+    from sspnet.eval.plots import eps_text
     from sspnet.experiments.compare.report.plots import plot_accuracy_vs_eps
 
     unit = _eps_unit(dataset)
     suffix = f"_{variant}" if variant else ""
     named = {model_label(m): row for m, row in rows.items()}
-    curves = {m: ([float(e) for e in row["sweep"]], [v[0] for v in row["sweep"].values()],
-                  [v[1] for v in row["sweep"].values()]) for m, row in named.items()}
-    files = [plot_accuracy_vs_eps(curves, out / f"accuracy_vs_eps{suffix}.png", eps_unit=unit,
-                                  title=f"{dataset + ': ' if dataset else ''}PGD-{ev.steps} (L∞), {ev.sweep_images} "
-                                        f"test images{'; ' + variant if variant else ''}\nerror bars: ± std over "
-                                        "seeds")]
+    curves = {
+        m: (
+            [float(e) for e in row["sweep"]],
+            [v[0] for v in row["sweep"].values()],
+            [v[1] for v in row["sweep"].values()],
+        )
+        for m, row in named.items()
+    }
+    files = [
+        plot_accuracy_vs_eps(
+            curves,
+            out / f"accuracy_vs_eps{suffix}.png",
+            eps_unit=unit,
+            title=f"{dataset + ': ' if dataset else ''}PGD-{ev.steps} (L∞), {ev.sweep_images} "
+            f"test images{'; ' + variant if variant else ''}\nerror bars: ± std over "
+            "seeds",
+        )
+    ]
     kinds = [("block", "growth_blocks", "growth_depth")]
     if max(len(g) for row in rows.values() for g in row["growth_groups"].values()) > 1:
         kinds.append(("group", "growth_groups", "growth_groups"))
     shapes = {tuple(row.get("blocks_per_group") or ()) for row in rows.values()}
     groups = list(shapes.pop()) if len(shapes) == 1 else None
     for by, key, stem in kinds:
-        files.append(plot_growth({m: row[key] for m, row in named.items()}, out / f"{stem}{suffix}.png",
-                                 baselines={m: row[key + "_noise"] for m, row in named.items()}, by=by,
-                                 errors={m: row.get(key + "_std", {}) for m, row in named.items()},
-                                 blocks_per_group=groups,
-                                 title=f"perturbation growth per {'block' if by == 'block' else 'block group'}"
-                                       f"{' (' + variant + ')' if variant else ''}: PGD-{ev.steps} at L∞ eps "
-                                       f"{eps_text(ev.eps, unit)} vs {ev.growth_noise} noise of the same eps,\n"
-                                       f"{ev.growth_images} {dataset + ' ' if dataset else ''}test images; "
-                                       f"{_spread(rows, key)}: ± std over seeds"))
+        files.append(
+            plot_growth(
+                {m: row[key] for m, row in named.items()},
+                out / f"{stem}{suffix}.png",
+                baselines={m: row[key + "_noise"] for m, row in named.items()},
+                by=by,
+                errors={m: row.get(key + "_std", {}) for m, row in named.items()},
+                blocks_per_group=groups,
+                title=f"perturbation growth per {'block' if by == 'block' else 'block group'}"
+                f"{' (' + variant + ')' if variant else ''}: PGD-{ev.steps} at L∞ eps "
+                f"{eps_text(ev.eps, unit)} vs {ev.growth_noise} noise of the same eps,\n"
+                f"{ev.growth_images} {dataset + ' ' if dataset else ''}test images; "
+                f"{_spread(rows, key)}: ± std over seeds",
+            )
+        )
     return [f.name for f in files]
 
 
@@ -84,9 +105,17 @@ def _eps_unit(dataset: str | None) -> float:
         return 1.0
 
 
-def write_report(out: Path, records: list[dict[str, Any]], ctx: CompareContext | dict[str, Any], elapsed: float,
-                 command: str = "sspnet compare", statuses: dict[str, int] | None = None, jobs: int | str = 1,
-                 audit_note: str | None = None, missing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def write_report(
+    out: Path,
+    records: list[dict[str, Any]],
+    ctx: CompareContext | dict[str, Any],
+    elapsed: float,
+    command: str = "sspnet compare",
+    statuses: dict[str, int] | None = None,
+    jobs: int | str = 1,
+    audit_note: str | None = None,
+    missing: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Write OUT/results.json, OUT/REPORT.md and OUT/*.png; returns the results dict. audit_note: why the
     gradient-masking audit did not run (None: it ran, or see the records); jobs: parallel jobs, or a text
     saying where the runs ran; missing: the planned runs not finished ({"model", "seed", "variant", "status",
@@ -99,8 +128,7 @@ def write_report(out: Path, records: list[dict[str, Any]], ctx: CompareContext |
     agg, comp = aggregate(records), compare_to_baseline(records)
     has_aa = any(r["eval"].get("autoattack") is not None for r in records)
     metrics = [(k, name) for k, name in METRICS if k != "autoattack" or has_aa]
-    plots = {variant: _variant_plots(out, variant, rows, ev, ctx.dataset)
-             for variant, rows in agg.items()}
+    plots = {variant: _variant_plots(out, variant, rows, ev, ctx.dataset) for variant, rows in agg.items()}
     audit = audit_summary(records, audit_note)
     n_images = records[0]["eval"]["n_images"] if records else "?"
     lines = [f"# sspnet compare: {ctx.dataset}, preset {ctx.preset}", ""]
@@ -109,16 +137,32 @@ def write_report(out: Path, records: list[dict[str, Any]], ctx: CompareContext |
     lines += _header(records, ctx, elapsed, command, statuses or {}, jobs)
     chance = at_chance(records)
     for variant, rows in agg.items():
-        lines += _variant_section(variant, rows, comp, metrics, ev, plots.get(variant, []),
-                                  [d for d in chance if d["variant"] == (variant or "")],
-                                  _eps_unit(ctx.dataset))
+        lines += _variant_section(
+            variant,
+            rows,
+            comp,
+            metrics,
+            ev,
+            plots.get(variant, []),
+            [d for d in chance if d["variant"] == (variant or "")],
+            _eps_unit(ctx.dataset),
+        )
     lines += _runs_table(records) + _missing_section(missing) + audit_section(records, audit) + _flags(records)
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     images, slim = share_images(records)
-    summary = {"settings": ctx.summary(), "elapsed_seconds": elapsed, "aggregate": agg,
-               "comparisons": comp, "audit": audit, "machine": _machine(), "provenance": provenance(),
-               "per_image_format": FORMAT, "images": images, "records": slim,
-               "missing": [to_jsonable(m) for m in missing]}
+    summary = {
+        "settings": ctx.summary(),
+        "elapsed_seconds": elapsed,
+        "aggregate": agg,
+        "comparisons": comp,
+        "audit": audit,
+        "machine": _machine(),
+        "provenance": provenance(),
+        "per_image_format": FORMAT,
+        "images": images,
+        "records": slim,
+        "missing": [to_jsonable(m) for m in missing],
+    }
     atomic_write_json(out / "results.json", to_jsonable(summary))
     return summary
 
@@ -142,8 +186,10 @@ def _images_line(records: list[dict[str, Any]]) -> str:
         per = [c for c in d["per_class"] if c]
         spread = f"{min(per)}-{max(per)}" if per and min(per) < max(per) else f"{max(per, default=0)}"
         parts.append(f"{table} {d['n']} ({len(per)} classes, {spread} per class)")
-    return (f"- images: class-stratified nested subsets of the test split (`sspnet.data.subsets`, rule "
-            f"{first['rule']}, seed {first['seed']}; indices in each run's compare.json): " + "; ".join(parts))
+    return (
+        f"- images: class-stratified nested subsets of the test split (`sspnet.data.subsets`, rule "
+        f"{first['rule']}, seed {first['seed']}; indices in each run's compare.json): " + "; ".join(parts)
+    )
 
 
 def _header(records, ctx, elapsed, command, statuses, jobs) -> list[str]:
@@ -155,27 +201,32 @@ def _header(records, ctx, elapsed, command, statuses, jobs) -> list[str]:
     from sspnet.eval.plots import eps_text
 
     unit = _eps_unit(ctx.dataset)
-    return ["## Settings", "", f"- command: `{command}`",
-            f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {_machine()}",
-            f"- wall time of this invocation: {elapsed:.0f} s ({done}; {_how(records, jobs)}); when each run was "
-            "made, training + "
-            f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
-            f"{total_train:.0f} s)",
-            "- training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
-            f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
-            f"{eps_text(ev.eps, unit)}: FGSM, PGD-{ev.steps} (step {eps_text(ev.alpha, unit)}, {_restarts(ev)}, "
-            "8-bit rounding "
-            f"{'on' if ev.quantize else 'off'}; the per-image worst case counts); eps sweep on {ev.sweep_images} "
-            f"images; early stop {'on' if ev.early_stop else 'off'} in the sweep and the audit; AutoAttack "
-            f"{_autoattack_line(records, ev)}",
-            _images_line(records),
-            f"- growth: PGR_p = mean over {ev.growth_images} images of ||G(h(x')) - G(h(x))||_p / "
-            f"||h(x') - h(x)||_p (group input h after the stem / transition, x' = the PGD example at eps "
-            f"{eps_text(ev.eps, unit)}; noise: random {ev.growth_noise} noise of the same eps). 'PGR L2' = mean over "
-            "block groups of the L2 ratio.",
-            f"- mean ± std over {ctx.seeds} seed(s) (the value alone with one seed); differences to the "
-            "baseline: mean over seeds of (model - baseline) of the same seed, tested at the seed and the image "
-            "level (see the tests under each results table).", ""]
+    return [
+        "## Settings",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: {_machine()}",
+        f"- wall time of this invocation: {elapsed:.0f} s ({done}; {_how(records, jobs)}); when each run was "
+        "made, training + "
+        f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
+        f"{total_train:.0f} s)",
+        "- training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
+        f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
+        f"{eps_text(ev.eps, unit)}: FGSM, PGD-{ev.steps} (step {eps_text(ev.alpha, unit)}, {_restarts(ev)}, "
+        "8-bit rounding "
+        f"{'on' if ev.quantize else 'off'}; the per-image worst case counts); eps sweep on {ev.sweep_images} "
+        f"images; early stop {'on' if ev.early_stop else 'off'} in the sweep and the audit; AutoAttack "
+        f"{_autoattack_line(records, ev)}",
+        _images_line(records),
+        f"- growth: PGR_p = mean over {ev.growth_images} images of ||G(h(x')) - G(h(x))||_p / "
+        f"||h(x') - h(x)||_p (group input h after the stem / transition, x' = the PGD example at eps "
+        f"{eps_text(ev.eps, unit)}; noise: random {ev.growth_noise} noise of the same eps). 'PGR L2' = mean over "
+        "block groups of the L2 ratio.",
+        f"- mean ± std over {ctx.seeds} seed(s) (the value alone with one seed); differences to the "
+        "baseline: mean over seeds of (model - baseline) of the same seed, tested at the seed and the image "
+        "level (see the tests under each results table).",
+        "",
+    ]
 
 
 def _how(records: list[dict[str, Any]], jobs: int | str) -> str:
@@ -197,9 +248,12 @@ def _seeds(records: list[dict[str, Any]], ctx: CompareContext, missing: list[dic
 def _incomplete(records: list[dict[str, Any]], missing: list[dict[str, Any]]) -> list[str]:
     if not missing:
         return []
-    return [f"**Incomplete: {len(records)} of {len(records) + len(missing)} planned runs are finished; the "
-            f"statistics below use these only (missing: {', '.join(_missing_name(m) for m in missing)}; see "
-            "Missing runs).**", ""]
+    return [
+        f"**Incomplete: {len(records)} of {len(records) + len(missing)} planned runs are finished; the "
+        f"statistics below use these only (missing: {', '.join(_missing_name(m) for m in missing)}; see "
+        "Missing runs).**",
+        "",
+    ]
 
 
 def _missing_name(m: dict[str, Any]) -> str:
@@ -210,8 +264,16 @@ def _missing_section(missing: list[dict[str, Any]]) -> list[str]:
     """The planned runs not finished, with what their folders hold (status) and where they are."""
     if not missing:
         return []
-    lines = ["", "## Missing runs", "", "Not finished when this report was written (status: what the run folder "
-             "holds; re-running the same command does them):", "", "| run | status | run folder |", "|---|---|---|"]
+    lines = [
+        "",
+        "## Missing runs",
+        "",
+        "Not finished when this report was written (status: what the run folder "
+        "holds; re-running the same command does them):",
+        "",
+        "| run | status | run folder |",
+        "|---|---|---|",
+    ]
     return lines + [f"| {_missing_name(m)} | {m['status']} | `{Path(m['run_dir']).name}` |" for m in missing]
 
 
@@ -222,15 +284,24 @@ def _restarts(ev: Any) -> str:
 def _autoattack_line(records: list[dict[str, Any]], ev: Any) -> str:
     n = next((r["eval"].get("autoattack_images") for r in records if r["eval"].get("autoattack_images")), None)
     if n is None:
-        return (f"off (mode {ev.autoattack}; `--autoattack on` or `--preset cpu-hour` runs AutoAttack standard, "
-                "about 5 minutes per run of 100 images on one CPU core)")
+        return (
+            f"off (mode {ev.autoattack}; `--autoattack on` or `--preset cpu-hour` runs AutoAttack standard, "
+            "about 5 minutes per run of 100 images on one CPU core)"
+        )
     where = " inside the gradient-masking audit" if ev.audit == "on" else ""
     return f"standard, on a class-stratified subset of {n} images{where}"
 
 
-def _variant_section(variant: str, rows: dict[str, Any], comp: dict[str, Any], metrics: list[tuple[str, str]],
-                     ev: Any, plots: list[str], chance: list[dict[str, Any]] | None = None,
-                     unit: float = 1.0) -> list[str]:
+def _variant_section(
+    variant: str,
+    rows: dict[str, Any],
+    comp: dict[str, Any],
+    metrics: list[tuple[str, str]],
+    ev: Any,
+    plots: list[str],
+    chance: list[dict[str, Any]] | None = None,
+    unit: float = 1.0,
+) -> list[str]:
     """Results (with a warning line for models at chance accuracy), differences and tests, sweep and growth
     tables and the plots of one variant."""
     mine = [r for r in comp["rows"] if r["variant"] == variant]
@@ -244,18 +315,26 @@ def _variant_section(variant: str, rows: dict[str, Any], comp: dict[str, Any], m
 
 def _flags(records: list[dict[str, Any]]) -> list[str]:
     """The evaluation engine's sanity flags (`sspnet.eval.flags`), one line per run and flag."""
-    lines = [f"- {short_name(r['model'])} seed {r['seed']}{' ' + r['variant'] if r['variant'] else ''}: "
-             f"{f['message']}"
-             for r in records for f in r["eval"].get("flags") or []]
+    lines = [
+        f"- {short_name(r['model'])} seed {r['seed']}{' ' + r['variant'] if r['variant'] else ''}: {f['message']}"
+        for r in records
+        for f in r["eval"].get("flags") or []
+    ]
     return ["", "## Sanity flags", ""] + lines if lines else []
 
 
 def _runs_table(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Runs", "", "| model | seed | variant | clean | FGSM | PGD | PGR L2 | train s | run folder |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "## Runs",
+        "",
+        "| model | seed | variant | clean | FGSM | PGD | PGR L2 | train s | run folder |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in records:
         m = run_metrics(r)
-        lines.append(f"| {short_name(r['model'])} | {r['seed']} | {r['variant'] or '-'} | {fmt(m['clean'])} | "
-                     f"{fmt(m['fgsm'])} | {fmt(m['pgd'])} | {fmt(m['growth_adv'], None, 3)} | "
-                     f"{fmt(r['train_seconds'])} | `{Path(r['run_dir']).name}` |")
+        lines.append(
+            f"| {short_name(r['model'])} | {r['seed']} | {r['variant'] or '-'} | {fmt(m['clean'])} | "
+            f"{fmt(m['fgsm'])} | {fmt(m['pgd'])} | {fmt(m['growth_adv'], None, 3)} | "
+            f"{fmt(r['train_seconds'])} | `{Path(r['run_dir']).name}` |"
+        )
     return lines

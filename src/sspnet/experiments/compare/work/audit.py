@@ -4,12 +4,14 @@ class-stratified test images, with the baseline run of the same seed as the tran
 itself, the baseline of the next seed; none with one seed).
 Each audit is cached in RUN_DIR/audit.json under a key of the evaluation settings and both runs' training
 hashes; its flags go into the record, the report's audit section (`report.audit`) and the Findings."""
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sspnet.experiments.compare.analysis.comparisons import baseline_of
 from sspnet.experiments.compare.plan.runs import PlannedRun, config_hash
@@ -84,9 +86,14 @@ def execute_audit(job: AuditJob, ev: Any, dataset: str, device: str, data_root: 
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
     idx = subset_indices(labels, min(ev.audit_images, ev.n_images or ev.audit_images))  # inside the main set
     result = call_audit(model, source, images, labels, idx, ev)
-    out = {"key": job.key, "images": int(idx.numel()), "source": _name(job.source) if job.source else None,
-           "source_run": str(job.source.run_dir) if job.source else None, **result,
-           "seconds": time.perf_counter() - t0}
+    out = {
+        "key": job.key,
+        "images": int(idx.numel()),
+        "source": _name(job.source) if job.source else None,
+        "source_run": str(job.source.run_dir) if job.source else None,
+        **result,
+        "seconds": time.perf_counter() - t0,
+    }
     atomic_write_json(job.run.run_dir / AUDIT_FILE, to_jsonable(out))
     return json.loads((job.run.run_dir / AUDIT_FILE).read_text(encoding="utf-8"))
 
@@ -114,5 +121,12 @@ def call_audit(model: Any, source: Any, images: Any, labels: Any, idx: Any, ev: 
     from sspnet.experiments.compare.work.perimage import pack
 
     r = audit_function()(model, images, labels, ev.audit_config(), indices=idx, source_model=source)
-    return {"flags": r.flags, "accuracy": r.accuracy, "details": r.details, "timings": r.timings,
-            "config": r.config, "subset": r.subset, "correct": {k: pack(v) for k, v in r.correct.items()}}
+    return {
+        "flags": r.flags,
+        "accuracy": r.accuracy,
+        "details": r.details,
+        "timings": r.timings,
+        "config": r.config,
+        "subset": r.subset,
+        "correct": {k: pack(v) for k, v in r.correct.items()},
+    }

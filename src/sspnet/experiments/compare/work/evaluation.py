@@ -6,6 +6,7 @@ Every table's images are chosen by `sspnet.data.subsets.subset_indices` over the
 (class-stratified, nested): the sweep, growth and AutoAttack images lie inside the n_images set, so the sweep
 reuses the clean and PGD results at eps and growth the PGD examples of the main evaluation.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,8 +97,9 @@ def _config(ev: Any, attack: str, eps: list[float], relative: bool = False, **kw
     return EvalConfig(attack=attack, threat=threat, eps=eps, batch_size=ev.batch_size, **kw)
 
 
-def _sweep(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor, sweep: Any
-           ) -> tuple[dict[str, float], dict[str, Tensor], list[dict[str, Any]]]:
+def _sweep(
+    model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor, sweep: Any
+) -> tuple[dict[str, float], dict[str, Tensor], list[dict[str, Any]]]:
     """PGD accuracy (%) per sweep eps on images idx (eps 0: clean), the per-image correctness behind it
     (keyed `sweep_key(eps)`) and the engine's sanity flags; sweep: the sweep's `EnginePass` (None: every
     sweep eps is ev.eps, whose main PGD results are reused)."""
@@ -116,21 +118,43 @@ def _percent(ok: Tensor) -> float:
     return 100.0 * float(ok.double().mean()) if ok.numel() else float("nan")
 
 
-def _growth(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, main: Any, idx: Tensor, label: str,
-            dataset: str, run_dir: str | None):
+def _growth(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    ev: Any,
+    main: Any,
+    idx: Tensor,
+    label: str,
+    dataset: str,
+    run_dir: str | None,
+):
     """Growth ratios of the main evaluation's PGD examples of images idx, and of `ev.growth_noise` noise."""
     from sspnet.eval.growth import GrowthConfig, measure_growth
     from sspnet.nn.models import inference_copy
 
-    cfg = GrowthConfig(threat=dataclasses.replace(ev.threat, restarts=1, random_start=False), noise=ev.growth_noise,
-                       batch_size=ev.batch_size)  # the threat model describes the given PGD examples
-    return measure_growth(inference_copy(model), images, labels, cfg, indices=idx,
-                          x_adv=main.adversarial_images(ev.eps, idx), adversary_info=main.attack_info("pgd", ev.eps),
-                          label=label, dataset=dataset, run_dir=run_dir)
+    cfg = GrowthConfig(
+        threat=dataclasses.replace(ev.threat, restarts=1, random_start=False),
+        noise=ev.growth_noise,
+        batch_size=ev.batch_size,
+    )  # the threat model describes the given PGD examples
+    return measure_growth(
+        inference_copy(model),
+        images,
+        labels,
+        cfg,
+        indices=idx,
+        x_adv=main.adversarial_images(ev.eps, idx),
+        adversary_info=main.attack_info("pgd", ev.eps),
+        label=label,
+        dataset=dataset,
+        run_dir=run_dir,
+    )
 
 
-def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, dataset: str, label: str,
-                 run_dir: str | None = None) -> dict[str, Any]:
+def evaluate_run(
+    model: nn.Module, images: Tensor, labels: Tensor, ev: Any, dataset: str, label: str, run_dir: str | None = None
+) -> dict[str, Any]:
     """Clean / FGSM / PGD / sweep (/ AutoAttack) accuracy in % and growth ratios of one model.
 
     images: the whole test split, uint8 N x C x H x W (or float in [0, 1]); labels: int64 N; ev: resolved
@@ -146,9 +170,16 @@ def evaluate_run(model: nn.Module, images: Tensor, labels: Tensor, ev: Any, data
     main = evaluate(model, images, labels, passes["main"].config, indices=chosen["eval"])
     correct = {"clean": main.correct("clean"), **{a: main.correct(a, ev.eps) for a in ("fgsm", "pgd")}}
     sweep, sweep_correct, sweep_flags = _sweep(model, images, labels, ev, main, chosen["sweep"], passes.get("sweep"))
-    out: dict[str, Any] = {"n_images": main.n, "eps": ev.eps, "alpha": ev.alpha, "steps": ev.steps,
-                           **{k: _percent(ok) for k, ok in correct.items()}, "sweep_images": len(chosen["sweep"]),
-                           "sweep": sweep, "autoattack": None}
+    out: dict[str, Any] = {
+        "n_images": main.n,
+        "eps": ev.eps,
+        "alpha": ev.alpha,
+        "steps": ev.steps,
+        **{k: _percent(ok) for k, ok in correct.items()},
+        "sweep_images": len(chosen["sweep"]),
+        "sweep": sweep,
+        "autoattack": None,
+    }
     flags = main.flags + sweep_flags
     if "autoattack" in passes:
         aa = evaluate(model, images, labels, passes["autoattack"].config, indices=chosen["autoattack"])

@@ -9,6 +9,7 @@ OUT must be on a file system every worker sees. While a job works on a run it ho
 RUN_DIR/.compare-job/.sspnet.lock (`sspnet.io.lock`): a second job for the same run does nothing, and a driver
 does not submit the run again.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sspnet.experiments.compare.config import CompareConfig
 from sspnet.experiments.compare.plan.context import CompareContext, apply_threads
@@ -28,8 +30,20 @@ from sspnet.io.runlayout import RunLayout
 JOB_LOCK = RunLayout.JOB_LOCK  # RUN_DIR/.compare-job/.sspnet.lock: a job works on the run
 AUDIT_LOCK = RunLayout.AUDIT_LOCK  # RUN_DIR/.compare-audit/.sspnet.lock: a job audits the run
 # the options that make the plan (hashes, run folders) and how a job prints: all a job command carries
-SPEC_FIELDS = ("preset", "dataset", "models", "seeds", "out", "train", "eval", "grid", "data_root", "device",
-               "threads", "quiet")
+SPEC_FIELDS = (
+    "preset",
+    "dataset",
+    "models",
+    "seeds",
+    "out",
+    "train",
+    "eval",
+    "grid",
+    "data_root",
+    "device",
+    "threads",
+    "quiet",
+)
 
 
 def _say(ctx: Any, msg: str) -> None:
@@ -110,12 +124,15 @@ def find_run(plan: list[PlannedRun], name: str) -> PlannedRun:
         if run.run_dir.name == name:
             return run
     names = ", ".join(r.run_dir.name for r in plan[:6]) + (", ..." if len(plan) > 6 else "")
-    raise ValueError(f"--only-run {name}: no such run in the plan of these options (other options or another "
-                     f"sspnet version give other hashes); the plan's runs: {names}")
+    raise ValueError(
+        f"--only-run {name}: no such run in the plan of these options (other options or another "
+        f"sspnet version give other hashes); the plan's runs: {names}"
+    )
 
 
-def run_job(ctx: CompareContext, run: PlannedRun | str, cwd: str | None = None,
-            train_fn: Callable | None = None) -> dict[str, Any]:
+def run_job(
+    ctx: CompareContext, run: PlannedRun | str, cwd: str | None = None, train_fn: Callable | None = None
+) -> dict[str, Any]:
     """Do one run of the plan of `ctx` (a PlannedRun or its folder name): train / resume, evaluate, and the
     audits it completes, under the run's job lock, in the driver's working directory `cwd`. train_fn: the
     training function (default `sspnet.train.train`). Returns {"name", "state": done | busy, "status",
@@ -135,8 +152,7 @@ def run_job(ctx: CompareContext, run: PlannedRun | str, cwd: str | None = None,
     run = find_run(plan, name)
     device = resolve_device(ctx.device)
     apply_threads(ctx.replace(device=device))  # as every executor: the numbers must not depend on it
-    out: dict[str, Any] = {"name": name, "host": socket.gethostname(), "audits": [], "audit_flags": {},
-                           "record": None}
+    out: dict[str, Any] = {"name": name, "host": socket.gethostname(), "audits": [], "audit_flags": {}, "record": None}
     lock = FolderLock(run.run_dir / JOB_LOCK, f"sspnet compare job {name}")
     try:
         lock.acquire()
@@ -192,5 +208,7 @@ def _audits(plan: list[PlannedRun], run: PlannedRun, ctx: CompareContext, device
 def job_command(config: CompareConfig, name: str) -> str:
     """The shell command that does run `name` as `run_job` (absolute paths; the plan's options inline)."""
     spec = to_spec(job_config(config))
-    return (f"cd {shlex.quote(os.getcwd())} && {shlex.quote(sys.executable)} -m sspnet compare --job-spec "
-            f"{shlex.quote(spec)} --only-run {shlex.quote(name)}")
+    return (
+        f"cd {shlex.quote(os.getcwd())} && {shlex.quote(sys.executable)} -m sspnet compare --job-spec "
+        f"{shlex.quote(spec)} --only-run {shlex.quote(name)}"
+    )

@@ -10,10 +10,12 @@ once, in results.json's "images").
     runs = unpack_results(json.load(open("OUT/results.json")))
     idx, ok = runs[0]["correct"]["pgd"]        # image indices, bool per image
 """
+
 from __future__ import annotations
 
 import base64
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,9 +69,15 @@ def run_correct(rec: dict[str, Any], images: dict[str, Any] | None = None) -> di
 def unpack_results(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every run of a results.json dict as {"model", "seed", "variant", "correct": {key: (indices, bools)}}."""
     shared = results.get("images") or {}
-    return [{"model": r["model"], "seed": r["seed"], "variant": r["variant"],
-             "correct": run_correct(r, {**shared, **{k: v for k, v in r["images"].items() if "indices" in v}})}
-            for r in results["records"]]
+    return [
+        {
+            "model": r["model"],
+            "seed": r["seed"],
+            "variant": r["variant"],
+            "correct": run_correct(r, {**shared, **{k: v for k, v in r["images"].items() if "indices" in v}}),
+        }
+        for r in results["records"]
+    ]
 
 
 def share_images(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -80,7 +88,9 @@ def share_images(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[di
     shared = records[0].get("images") or {}
     slim = []
     for r in records:
-        images = {t: ({k: v for k, v in d.items() if k != "indices"} if shared.get(t) == d else d)
-                  for t, d in (r.get("images") or {}).items()}
+        images = {
+            t: ({k: v for k, v in d.items() if k != "indices"} if shared.get(t) == d else d)
+            for t, d in (r.get("images") or {}).items()
+        }
         slim.append({**r, "images": images})
     return shared, slim

@@ -3,13 +3,15 @@
 Each run writes RUN_DIR/compare.json (its record: hashes, cost, timings, accuracies, the images of every
 table, growth) and RUN_DIR/growth.json; a record with the plan's hashes makes the run "cached" next time.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -45,8 +47,15 @@ def _train(run: PlannedRun, device: str, train_fn: Callable | None) -> float | N
     return time.perf_counter() - t0
 
 
-def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str, device: str,
-                data_root: str | None = None, train_fn: Callable | None = None) -> dict[str, Any]:
+def execute_run(
+    run: PlannedRun,
+    ev: EvalSettings,
+    dataset: str,
+    eval_hash: str,
+    device: str,
+    data_root: str | None = None,
+    train_fn: Callable | None = None,
+) -> dict[str, Any]:
     """Train (or resume) one planned run if needed, evaluate it, write RUN_DIR/compare.json and growth.json;
     returns the record (as read back from compare.json)."""
     from sspnet import data
@@ -62,14 +71,26 @@ def execute_run(run: PlannedRun, ev: EvalSettings, dataset: str, eval_hash: str,
     res = evaluate_run(model, images, labels, ev, dataset, label, str(run.run_dir))
     res["growth"].save(RunLayout(run.run_dir).growth_record)
     metrics = _read_metrics(run.run_dir)
-    rec = {"model": run.model, "seed": run.seed, "variant": run.variant, "run_dir": str(run.run_dir),
-           "status": run.status, "train_hash": run.train_hash, "eval_hash": eval_hash, "cost": model_cost(model),
-           "train_seconds": sum(float(m.get("seconds") or 0.0) for m in metrics),
-           "train_wall_seconds": wall_train, "run_wall_seconds": time.perf_counter() - t0,
-           "threads": torch.get_num_threads(), "epochs": len(metrics),
-           "trainer_test_acc": metrics[-1].get("test_acc") if metrics else None,
-           "checkpoint": describe_checkpoint(run.run_dir, ev.crit),
-           "eval": res["eval"], "images": res["images"], "correct": res["correct"],
-           "growth": res["growth"].to_dict()}
+    rec = {
+        "model": run.model,
+        "seed": run.seed,
+        "variant": run.variant,
+        "run_dir": str(run.run_dir),
+        "status": run.status,
+        "train_hash": run.train_hash,
+        "eval_hash": eval_hash,
+        "cost": model_cost(model),
+        "train_seconds": sum(float(m.get("seconds") or 0.0) for m in metrics),
+        "train_wall_seconds": wall_train,
+        "run_wall_seconds": time.perf_counter() - t0,
+        "threads": torch.get_num_threads(),
+        "epochs": len(metrics),
+        "trainer_test_acc": metrics[-1].get("test_acc") if metrics else None,
+        "checkpoint": describe_checkpoint(run.run_dir, ev.crit),
+        "eval": res["eval"],
+        "images": res["images"],
+        "correct": res["correct"],
+        "growth": res["growth"].to_dict(),
+    }
     atomic_write_json(RunLayout(run.run_dir).compare_record, to_jsonable(rec))
     return read_record(run)
