@@ -1,5 +1,6 @@
 """The layering of the package: every module imports only the subpackages below it (docs/architecture.md), no
 module imports itself through a circle of imports, and `import sspnet` reaches every subpackage."""
+
 import ast
 import textwrap
 from pathlib import Path
@@ -94,7 +95,7 @@ def _module_graph(src: Path) -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 out.update(a.name for a in node.names if a.name in paths)
             elif isinstance(node, ast.ImportFrom):
-                base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+                base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
                 module = ".".join(p for p in (base, node.module or "") if p)
                 for a in node.names:
                     target = f"{module}.{a.name}"
@@ -158,11 +159,14 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_cycle_finder_sees_lazy_relative_and_package_imports(tmp_path):
     pkg = tmp_path / "pkg"
-    for name, text in {"__init__.py": "from pkg.a import f\n",
-                       "a.py": "from . import b\ndef f():\n    return b\n",
-                       "b.py": "def g():\n    from pkg.sub.c import h\n",
-                       "sub/__init__.py": "", "sub/c.py": "import pkg.a\nfrom pkg import sub\n",
-                       "d.py": "import pkg.a\nfrom pkg.sub import c\n"}.items():
+    for name, text in {
+        "__init__.py": "from pkg.a import f\n",
+        "a.py": "from . import b\ndef f():\n    return b\n",
+        "b.py": "def g():\n    from pkg.sub.c import h\n",
+        "sub/__init__.py": "",
+        "sub/c.py": "import pkg.a\nfrom pkg import sub\n",
+        "d.py": "import pkg.a\nfrom pkg.sub import c\n",
+    }.items():
         (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         (pkg / name).write_text(textwrap.dedent(text))
     graph = _module_graph(pkg)
@@ -175,20 +179,21 @@ def test_cycle_finder_sees_lazy_relative_and_package_imports(tmp_path):
 
 def test_no_import_cycles():
     circles = _cycles(_module_graph(SRC))
-    assert not circles, "import circles (each module imports the next):\n" + "\n".join(
-        " -> ".join(c) for c in circles)
+    assert not circles, "import circles (each module imports the next):\n" + "\n".join(" -> ".join(c) for c in circles)
 
 
 def test_no_import_cycles_inside_each_subpackage():
     """Every subpackage (sspnet.nn, sspnet.experiments.compare, its executors, ...) on its own: the modules inside
     it import each other without a circle, lazy imports included (`_module_graph`)."""
     graph = _module_graph(SRC)
-    packages = sorted(n for n in graph
-                      if n != SRC.name and (SRC.parent.joinpath(*n.split(".")) / "__init__.py").is_file())
+    packages = sorted(
+        n for n in graph if n != SRC.name and (SRC.parent.joinpath(*n.split(".")) / "__init__.py").is_file()
+    )
     assert "sspnet.experiments.compare" in packages and "sspnet.experiments.compare.executors" in packages
     bad = []
     for pkg in packages:
-        inside = {n: {m for m in deps if m.startswith(pkg + ".")} for n, deps in graph.items()
-                  if n.startswith(pkg + ".")}
+        inside = {
+            n: {m for m in deps if m.startswith(pkg + ".")} for n, deps in graph.items() if n.startswith(pkg + ".")
+        }
         bad += [f"{pkg}: " + " -> ".join(c) for c in _cycles(inside)]
     assert not bad, "import circles inside a subpackage:\n" + "\n".join(sorted(set(bad)))
