@@ -230,7 +230,7 @@ def test_findings_name_significant_differences_and_bound_the_others(tmp_path):
 
 
 def test_a_masked_model_is_flagged_in_the_findings(tmp_path):
-    """Records with audits as `compare.audit` stores them (sspnet.eval.audit's flags and accuracies)."""
+    """Records with audits as `work.audit` stores them (sspnet.eval.audit's flags and accuracies)."""
     flag = {
         "flag": "transfer_beats_pgd",
         "name": "transfer_beats_pgd",

@@ -31,7 +31,7 @@ from sspnet.experiments.compare.presets import PRESETS
 
 AUTOATTACK_MODES = ("auto", "on", "off")
 AUDIT_MODES = ("on", "off")
-AUDIT_FIELDS = ("audit", "audit_images", "audit_queries")  # cached apart from the evaluation (compare.audit)
+AUDIT_FIELDS = ("audit", "audit_images", "audit_queries")  # cached apart from the evaluation (work.audit)
 RECORD_VERSION = 2  # 2: per-image correctness, checkpoint description
 # dataset-dependent evaluation eps of the default (standard-training) budget, pixel units
 BUDGET_EPS = {"mnist": 0.1, "cifar10": 2 / 255, "tinyimagenet": 1 / 255}
@@ -159,8 +159,8 @@ class EvalSettings:
     def audit_config(self) -> Any:
         """The `sspnet.eval.AuditConfig` of every run's audit (resolved settings): this threat model with one PGD
         run per image from the image itself (the audit's long PGD, Square and transfer are its strength),
-        audit_queries, AutoAttack as `autoattack` says, batch_size, early_stop. `compare.audit.call_audit` runs
-        it and `compare.estimate` counts its passes."""
+        audit_queries, AutoAttack as `autoattack` says, batch_size, early_stop. `work.audit.call_audit` runs
+        it and `plan.estimate` counts its passes."""
         from sspnet.eval.masking import AuditConfig
         from sspnet.experiments.compare.work.evaluation import use_autoattack
 

@@ -137,8 +137,8 @@ def call_passes(cfg: Any, images: int, source: Passes | None = None) -> Passes:
 
 
 def evaluation_passes(ev: Any, n_test: int, autoattack: bool) -> Passes:
-    """`compare.evaluation.evaluate_run` with resolved EvalSettings on a test split of n_test images: its
-    engine calls (`compare.evaluation.engine_passes`) and the growth ratios' forwards."""
+    """`work.evaluation.evaluate_run` with resolved EvalSettings on a test split of n_test images: its
+    engine calls (`work.evaluation.engine_passes`) and the growth ratios' forwards."""
     from sspnet.experiments.compare.work.evaluation import engine_passes
 
     n = min(ev.n_images or n_test, n_test)

@@ -210,7 +210,7 @@ def status_counts(plan: list[PlannedRun]) -> dict[str, int]:
 
 def format_plan(plan: list[PlannedRun], ctx: CompareContext, estimate: Any = None) -> str:
     """The plan as a text table (what --dry-run prints); estimate: its expected time
-    (`compare.estimate.Estimate`; None: not estimated)."""
+    (`plan.estimate.Estimate`; None: not estimated)."""
     ev, grid = ctx.eval, ctx.grid
     aa_where = "" if ev.autoattack == "off" else " in the audit" if ev.audit == "on" else f" on {ev.autoattack_images}"
     lines = [

@@ -27,7 +27,7 @@ def use_autoattack(mode: str) -> bool:
 
 
 def autoattack_in_evaluation(ev: Any) -> bool:
-    """AutoAttack runs once per run: inside the gradient-masking audit (on its images, `compare.audit`) when
+    """AutoAttack runs once per run: inside the gradient-masking audit (on its images, `work.audit`) when
     the audit is on, else here on `autoattack_images`."""
     return use_autoattack(ev.autoattack) and ev.audit == "off"
 
