@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from eval_models import stand_in
 from torch import nn
 
 import sspnet
@@ -18,18 +19,6 @@ from sspnet.eval.results import AttackStats, EpsResult, EvalResult, sweep_table
 from sspnet.eval.robustness import EvalConfig, evaluate
 
 torch.set_num_threads(1)
-
-
-def stand_in(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 5, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 5, stride=2),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(16 * 4 * 4, 10),
-    )
 
 
 @pytest.fixture(scope="module")
