@@ -183,7 +183,7 @@ def test_defaults_come_from_one_table_and_sweep_images_has_one():
     assert EvalSettings.from_dict(PRESETS["default"]["eval"]) == EvalSettings(eps=0.2)  # the rest: defaults
     assert EvalSettings().sweep_images == preset_value("default", "sweep_images") == 300
     assert help_default(EvalSettings, "sweep_images") == "default 300"
-    assert preset_help("sweep_images") == "default 300; paper-mnist, paper-cifar10 1000; cpu-hour 500"
+    assert preset_help("sweep_images") == "default 300; paper-mnist, paper-cifar10 1000; cpu-hour 500; three-groups 200"
     assert preset_help("steps") == "default 10; paper-mnist, paper-cifar10 20"
     assert preset_help("eps") == "default 0.2; paper-mnist 0.3; paper-cifar10 8"  # in each dataset's CLI unit
     assert help_default(EvalConfig, "steps") == "default 20" and help_default("growth", "n_images") == "default 500"

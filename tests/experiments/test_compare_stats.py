@@ -12,7 +12,7 @@ from scipy import stats
 from sspnet.experiments.compare import EvalSettings
 from sspnet.experiments.compare.analysis.comparisons import compare_to_baseline
 from sspnet.experiments.compare.analysis.significance import holm, mcnemar, mdd_images, mdd_t, signflip_test, t_test
-from sspnet.experiments.compare.analysis.stats import paired_ci
+from sspnet.experiments.compare.analysis.stats import METRICS, metrics_of, paired_ci
 from sspnet.experiments.compare.report.writer import write_report
 from sspnet.experiments.compare.work.perimage import pack, share_images, unpack, unpack_results
 
@@ -283,3 +283,25 @@ def test_the_findings_name_the_checkpoint_and_warn_when_it_was_selected_on_test(
     assert "model_acc.pt: best on the TEST set by acc, epoch 3" in findings_of(report)
     assert "WARNING: 1 of 2 runs were evaluated at a checkpoint selected on the test set" in findings_of(report)
     assert "checkpoint 'final' (model_final.pt: the last epoch, epoch 4; model_acc.pt" in report
+
+
+def test_each_block_group_s_growth_is_a_tested_metric_and_has_a_table(tmp_path):
+    """Three groups, as the paper's CIFAR-10 network: the last group's PGR differs (17 vs 11.6 as in the
+    paper's figure), the first two do not; one-group records keep exactly the metrics of before."""
+    rng = np.random.default_rng(1)
+    recs = records_for({"res": 0.0, "ssp2": 0.0}, seeds=4)
+    assert [k for k, _ in metrics_of(recs)] == [k for k, _ in METRICS]
+    for r in recs:
+        g3 = (17.0 if r["model"] == "res" else 11.6) + rng.normal(0, 0.3)
+        groups_ = [1.5 + rng.normal(0, 0.05), 1.8 + rng.normal(0, 0.05), g3]
+        prof = {"blocks": {"2": [1.2, 1.2, 1.3, 1.3, 4.0, 4.2]}, "groups": {"2": groups_}, "blocks_per_group": [2] * 3}
+        r["growth"] = {"adversarial": prof, "baseline": prof}
+    assert [k for k, _ in metrics_of(recs)][-3:] == ["growth_g1", "growth_g2", "growth_g3"]
+    rows = {row["metric"]: row for row in compare_to_baseline(recs)["rows"] if row["model"] == "ssp2"}
+    assert rows["growth_g3"]["mean"] == pytest.approx(-5.4, abs=0.5) and rows["growth_g3"]["significant_seeds"]
+    assert not rows["growth_g1"]["significant_seeds"]
+    report = report_of(tmp_path, recs, seeds=4)
+    table = report.split("Growth ratio per block group (L2)", 1)[1].split("\n\n", 2)[1]
+    res_line = next(line for line in table.splitlines() if line.startswith("| ResNet"))
+    assert res_line.count("±") == 6 and "| 16.9" in res_line  # PGD and noise of 3 groups, mean ± std
+    assert "group 3 growth ratio (PGD)" in report

@@ -31,7 +31,7 @@ def test_one_ctrl_c_that_arrives_twice_stops_gracefully_and_a_later_second_one_a
 def test_interrupt_advice_works(tmp_path, capsys, monkeypatch):
     import sspnet.train
 
-    def interrupted(cfg):
+    def interrupted(cfg, given=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sspnet.train, "train", interrupted)

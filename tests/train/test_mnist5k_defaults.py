@@ -16,7 +16,8 @@ def test_mnist5k_has_its_own_defaults_and_the_others_keep_the_originals():
     assert recipe(dataset="mnist5k") == ("adam", 2e-3, 8, "cyclic")
     for dataset in ("mnist", "fmnist", "cifar10", "tiny"):
         assert recipe(dataset=dataset) == ("sgd", 0.1, 128, "multistep")
-    assert recipe(dataset="mnist5k", opt="sgd") == ("sgd", 0.1, 128, "multistep")  # --opt: the original's rules
+    # --opt replaces the optimizer only; the recipe's lr is adam's, so sgd takes the original's lr for it
+    assert recipe(dataset="mnist5k", opt="sgd") == ("sgd", 0.1, 8, "cyclic")
     assert recipe(dataset="mnist5k", lr=0.01, batch_size=32) == ("adam", 0.01, 32, "cyclic")
 
 

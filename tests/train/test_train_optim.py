@@ -118,8 +118,9 @@ def test_resolved_config_fills_original_defaults_in_pixel_units():
     assert (c.lr, c.decay, c.milestones, c.steps) == (0.1, 5e-4, [80, 140, 180], 7)
     assert (c.eps, c.alpha) == (8 / 255, 2 / 255)
     assert TrainConfig(dataset="tiny").resolved().eps == 4 / 255
-    m = TrainConfig(dataset="mnist5k", opt="adam").resolved()
-    assert (m.lr, m.decay, m.milestones, m.steps, m.eps, m.alpha) == (1e-3, 0.0, [60, 100, 140], 10, 0.3, 0.05)
+    m = TrainConfig(dataset="mnist5k", opt="adam").resolved()  # the recipe's optimizer keeps the recipe's lr
+    assert (m.lr, m.decay, m.milestones, m.steps, m.eps, m.alpha) == (2e-3, 0.0, [60, 100, 140], 10, 0.3, 0.05)
+    assert TrainConfig(dataset="mnist", opt="adam").resolved().lr == 1e-3  # the original's lr for adam
     assert TrainConfig(dataset="fmnist").resolved().eps == 0.1
     assert TrainConfig(dataset="mnist5k", seed=3).resolved().save.endswith("mnist5k-res-none-seed3")
     assert (m.val_split, m.select_on, m.train_quantize, m.sync_bn) == (0.1, "val", True, True)

@@ -61,11 +61,9 @@ def scripted(tmp_path_factory):
     try:
         for select_on in ("val", "test"):
             # the original's SGD recipe: mnist5k's own one-cycle default ends at lr 0, so epoch 3 would equal 2
-            train(
-                TrainConfig(
-                    **TINY, epochs=3, steps_per_epoch=1, select_on=select_on, save=str(base / select_on), opt="sgd"
-                )
-            )
+            # (--opt replaces the optimizer only: the multistep schedule is named too)
+            opts = dict(select_on=select_on, save=str(base / select_on), opt="sgd", schedule="multistep")
+            train(TrainConfig(**TINY, epochs=3, steps_per_epoch=1, **opts))
     finally:
         mp.undo()
         torch.set_num_threads(threads)
@@ -202,7 +200,7 @@ def test_config_json_without_the_new_options_resumes_as_it_was_trained(tmp_path)
     from sspnet.train import read_run_config
 
     run = tmp_path / "r"
-    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=1, save=str(run), opt="sgd"))  # multistep: milestones
+    train(TrainConfig(**TINY, epochs=1, steps_per_epoch=1, save=str(run), opt="sgd", schedule="multistep"))
     doc = json.loads((run / "config.json").read_text())
     for key in ("val_split", "select_on", "train_quantize"):
         del doc["config"][key]

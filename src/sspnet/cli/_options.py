@@ -42,6 +42,15 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._format_action_invocation(action)
 
 
+class TableFormatter(HelpFormatter):
+    """`HelpFormatter` that prints a text with line breaks (an epilog table) as written; other texts wrap."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class Parser(argparse.ArgumentParser):
     """ArgumentParser with `HelpFormatter` whose errors raise `UsageError` (one line) instead of printing the
     usage and exiting."""

@@ -49,25 +49,27 @@ _OWN: dict[str, tuple[str, str | None, dict[str, Any]]] = {
         "--model in every group",
         {},
     ),
+    "--step-size": (
+        "step size h of every RK block: y = x + h F(x) for res, h * beta for a scheme (0: identity blocks)",
+        None,
+        {"type": float, "metavar": "H"},
+    ),
+    "--arch": (
+        "network architecture: mnist | cifar10 (3 groups) | tinyimagenet (4 groups), on the dataset's images",
+        "the dataset's",
+        {},
+    ),
     "--init": ("original | torch | kaiming", "", {}),
     "--lr": (
         "learning rate",
-        ("{lr} on mnist5k without --opt; else 0.1 for sgd, 1e-4 adam on colour / 1e-3 on grey data, 1e-3 rms"),
+        "{lr}; with an --opt other than the recipe's, the original's lr for that optimizer (table below)",
         {"type": float},
     ),
     "--decay": ("weight decay", "5e-4 with sgd on cifar10/tiny, else 0", {"type": float}),
     "--epochs": ("epochs", None, {"type": int}),
-    "--opt": (
-        "sgd | adam | rms (given --opt, mnist5k takes the original's recipe too)",
-        "{opt} on mnist5k, {original_opt} elsewhere",
-        {},
-    ),
+    "--opt": ("sgd | adam | rms (replaces the optimizer only: batch size and schedule stay)", "{opt}", {}),
     "--milestones": ("epochs where the lr is multiplied by 0.1, comma separated", "the original's", {}),
-    "--schedule": (
-        "multistep | cyclic (one triangular cycle, peak at 2/5)",
-        "{schedule} on mnist5k without --opt, else {original_schedule}",
-        {},
-    ),
+    "--schedule": ("multistep | cyclic (one triangular cycle, peak at 2/5)", "{schedule}", {}),
     "--adv": ("training adversary: none | fgsm | pgd | ball | fast", None, {}),
     "--eps-warmup": (
         (
@@ -129,8 +131,9 @@ _SWITCHES = {
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sspnet.cli._options import TableFormatter
+    from sspnet.cli._recipes import recipe_default, recipe_table
     from sspnet.train import TrainConfig
-    from sspnet.train.options import DATASET_RECIPES, ORIGINAL_RECIPE
 
     p = subparsers.add_parser(
         "train",
@@ -138,15 +141,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train an SSP / ResNet model; writes a run folder with config.json, metrics.jsonl, train.log, "
         "model_acc.pt / model_loss.pt (best on the validation split held out of the training images), "
         "model_final.pt and last.pt. Unset options take the original code's per-dataset defaults, except "
-        "on the embedded mnist5k, which without --opt trains with its own recipe (the original's SGD "
-        "recipe learns little on 4,000 digits). Multi-process: torchrun --nproc_per_node=K -m sspnet "
-        "train ...",
+        "on the embedded mnist5k, whose own recipe fills the options it fixes (the original's SGD recipe "
+        "learns little on 4,000 digits); each flag replaces its own value only (the table below). "
+        "Multi-process: torchrun --nproc_per_node=K -m sspnet train ...",
+        epilog=recipe_table(),
+        formatter_class=TableFormatter,
     )
-    recipe = {
-        **DATASET_RECIPES["mnist5k"],
-        "original_opt": ORIGINAL_RECIPE["opt"],
-        "original_schedule": ORIGINAL_RECIPE["schedule"],
-    }
+    recipe = {name: recipe_default(name) for name in ("lr", "opt", "schedule")}
 
     def own(flag: str) -> None:  # every default None: TrainConfig's (or the resumed run's) fills it in
         help, words, settings = _OWN[flag]
@@ -175,17 +176,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     shared("dataset")
     shared("data_root", "$SSPNET_DATA or ./data")
-    for flag in ("--model", "--groups"):
+    for flag in ("--model", "--groups", "--step-size", "--arch"):
         own(flag)
     shared("blocks", per_dataset(lambda spec: get_architecture(spec.arch).blocks))
     shared("norm_layer", per_dataset(lambda spec: get_architecture(spec.arch).norm))
     add_option(p, "--init", _OWN["--init"][0], shown=per_dataset(lambda spec: get_architecture(spec.arch).init))
     own("--lr")
     own("--decay")
-    shared(
-        "batch_size",
-        "{batch_size} on mnist5k without --opt, else {b}".format(b=ORIGINAL_RECIPE["batch_size"], **recipe),
-    )
+    shared("batch_size", recipe_default("batch_size"))
     for flag in ("--epochs", "--opt", "--milestones", "--schedule", "--adv"):
         own(flag)
     shared("train_pgd_steps", per_dataset(lambda spec: spec.train_iters))
@@ -257,10 +255,17 @@ def config_from_args(args: argparse.Namespace):
     eps / alpha of flags and of the config file are in the original's units and converted to pixel units here
     (those of a resumed config.json already are).
     """
+    return config_and_sources(args)[0]
+
+
+def config_and_sources(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    """`config_from_args` and the options given, {option: "flag" | "config file"} (`sspnet.train.sources`;
+    --resume gives the run folder and resume: the other options of a resumed run keep their recorded source)."""
     from sspnet.io.jsonio import read_mapping_file
     from sspnet.train import TrainConfig
     from sspnet.train.options import canonical_name
     from sspnet.train.run_config import resume_options
+    from sspnet.train.sources import CONFIG_FILE, FLAG
 
     skip = {"command", "handler", "config", "resume", "threads"}
     base: dict[str, Any] = {}
@@ -269,26 +274,31 @@ def config_from_args(args: argparse.Namespace):
         if args.out and Path(args.out) != Path(args.resume):
             raise ValueError(f"--resume {args.resume} and --out {args.out} name different folders; pass only --resume")
     given: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if args.config:
         for key, value in read_mapping_file(args.config, what="config file").items():
             given[canonical_name(_DEST.get(key.replace("-", "_"), key))] = value
-    given.update({_DEST.get(k, k): v for k, v in vars(args).items() if k not in skip and v is not None})
+        sources.update(dict.fromkeys(given, CONFIG_FILE))
+    flags = {_DEST.get(k, k): v for k, v in vars(args).items() if k not in skip and v is not None}
+    given.update(flags)
+    sources.update(dict.fromkeys(flags, FLAG))
     base.update(_to_pixels(given, given.get("dataset", base.get("dataset", TrainConfig.dataset))))
     if args.resume:
         base.update(save=str(args.resume), resume=True)
+        sources.update(save=FLAG, resume=FLAG)
     for key, kind, flag in (("groups", str, "--groups"), ("milestones", int, "--milestones")):
         if key in base:
             base[key] = _split(base[key], kind, flag)
-    return TrainConfig.from_dict(base)
+    return TrainConfig.from_dict(base), {canonical_name(k): v for k, v in sources.items()}
 
 
 def run(args: argparse.Namespace) -> int:
     from sspnet.io.runlayout import RunLayout
     from sspnet.train import NonFiniteLossError, train
 
-    cfg = config_from_args(args)
+    cfg, given = config_and_sources(args)
     try:
-        result = train(cfg)
+        result = train(cfg, given)
     except NonFiniteLossError as exc:
         print(f"sspnet train: error: {exc}", file=sys.stderr)
         return 1

@@ -126,31 +126,49 @@ def rk_step(
     return us[s]
 
 
-class RKBlock(nn.Module):
-    """y = one step of `scheme` on F, all stages sharing one F (its weights and norm layers)."""
+def check_step_size(h: object) -> float:
+    """The step size h as a float; ValueError unless it is a finite number >= 0 (0: the block is the identity)."""
+    if isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h < 0:
+        raise ValueError(f"step size must be a finite number >= 0 (1: the scheme as written), got {h!r}")
+    return float(h)
 
-    def __init__(self, channels: int, norm: str, scheme: Scheme):
+
+class RKBlock(nn.Module):
+    """y = one step of `scheme` with step size h on F, all stages sharing one F (its weights and norm layers).
+
+    The step size scales every beta: u_i = sum_j alpha_ij u_j + h beta_ij F(u_j), so h = 1 is the scheme as
+    written (res: y = x + F(x)), h = 0 the identity (F is never called) and res with h is y = x + h F(x).
+    """
+
+    def __init__(self, channels: int, norm: str, scheme: Scheme, step_size: float = 1.0):
         super().__init__()
         self.scheme = scheme
+        self.step_size = check_step_size(step_size)
         self.f = ResidualBranch(channels, channels, norm)
-        self.f_calls = scheme.f_calls
+        self._beta = tuple(tuple(self.step_size * b for b in row) for row in scheme.beta)
+        self.f_calls = scheme.f_calls if self.step_size > 0 else 0
+
+    def shu_osher(self) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+        """(alpha, h * beta) of this block as floats: what `forward` computes."""
+        return tuple(tuple(float(a) for a in row) for row in self.scheme.alpha), self._beta
 
     def forward(self, x: Tensor) -> Tensor:
-        return rk_step(self.f, x, self.scheme.alpha, self.scheme.beta)
+        if self.step_size == 0:  # sum_j alpha_ij x = x, exactly (1/3 x + 2/3 x need not round back to x)
+            return x
+        return rk_step(self.f, x, self.scheme.alpha, self._beta)
 
     def extra_repr(self) -> str:
-        return f"scheme={self.scheme.name}, stages={self.scheme.stages}"
+        h = "" if self.step_size == 1.0 else f", step_size={self.step_size:g}"
+        return f"scheme={self.scheme.name}, stages={self.scheme.stages}{h}"
 
 
 class ARKBlock(nn.Module):
-    """Adaptive 2-stage RK: c2 = b = sigmoid(b10) learned; y = x + (1 - 1/(2b)) F(x) + 1/(2b) F(x + b F(x)).
+    """Adaptive 2-stage RK: c2 = b = sigmoid(b10) learned; y = x + h (1 - 1/(2b)) F(x) + h/(2b) F(x + h b F(x)).
 
-    This is the original `ark` update with its a-terms cancelled (its output does not depend on a =
+    This is the original `ark` update (h = 1) with its a-terms cancelled (its output does not depend on a =
     sigmoid(a21)); `a21` and `b10` are kept as 1-element parameters for checkpoint compatibility.
-    freeze_a / freeze_b really freeze (requires_grad False). Exactly 2 F calls per forward.
+    freeze_a / freeze_b really freeze (requires_grad False). Exactly 2 F calls per forward (none for h = 0).
     """
-
-    f_calls = 2
 
     def __init__(
         self,
@@ -160,8 +178,11 @@ class ARKBlock(nn.Module):
         b10: float = 1.0,
         freeze_a: bool = True,
         freeze_b: bool = False,
+        step_size: float = 1.0,
     ):
         super().__init__()
+        self.step_size = check_step_size(step_size)
+        self.f_calls = 2 if self.step_size > 0 else 0
         self.f = ResidualBranch(channels, channels, norm)
         self.a21 = nn.Parameter(torch.tensor([float(a21)]), requires_grad=not freeze_a)
         self.b10 = nn.Parameter(torch.tensor([float(b10)]), requires_grad=not freeze_b)
@@ -170,14 +191,28 @@ class ARKBlock(nn.Module):
     def c2(self) -> Tensor:
         return torch.sigmoid(self.b10[0])
 
+    def _coefficients(self, b: Coef) -> tuple[list[list[Coef]], list[list[Coef]]]:
+        h, w2 = self.step_size, 0.5 / b
+        if h == 0:
+            return [[1.0], [1.0, 0.0]], [[0.0], [0.0, 0.0]]
+        return [[1.0], [1.0, 0.0]], [[h * b], [h * (1.0 - w2), h * w2]]
+
+    def shu_osher(self) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+        """(alpha, h * beta) at the current c2, as floats: what `forward` computes."""
+        alpha, beta = self._coefficients(float(self.c2.detach()))
+        return tuple(tuple(float(v) for v in r) for r in alpha), tuple(tuple(float(v) for v in r) for r in beta)
+
     def forward(self, x: Tensor) -> Tensor:
-        b = self.c2
-        w2 = 0.5 / b
-        return rk_step(self.f, x, [[1.0], [1.0, 0.0]], [[b], [1.0 - w2, w2]])
+        if self.step_size == 0:
+            return x
+        alpha, beta = self._coefficients(self.c2)
+        return rk_step(self.f, x, alpha, beta)
 
     def extra_repr(self) -> str:
+        h = "" if self.step_size == 1.0 else f", step_size={self.step_size:g}"
         return (
-            f"c2={self.c2.item():.4f}, a21 frozen={not self.a21.requires_grad}, b10 frozen={not self.b10.requires_grad}"
+            f"c2={self.c2.item():.4f}, a21 frozen={not self.a21.requires_grad}, "
+            f"b10 frozen={not self.b10.requires_grad}{h}"
         )
 
 

@@ -152,10 +152,12 @@ def load_model(
     if obj.get("format") == FORMAT:
         config = {**obj["model_config"], **overrides}
         old, new = get_dataset_spec(obj["model_config"]["dataset"]), get_dataset_spec(config["dataset"])
-        if old.arch != new.arch:
+        old_arch = get_architecture(obj["model_config"].get("arch", old.arch)).name
+        new_arch = get_architecture(config.get("arch", new.arch)).name
+        if old_arch != new_arch:
             raise ValueError(
-                f"{file} was trained on {old.name} ({old.arch} architecture); it cannot be loaded "
-                f"as a {new.name} model ({new.arch} architecture)"
+                f"{file} was trained on {old.name} ({old_arch} architecture); it cannot be loaded "
+                f"as a {new.name} model ({new_arch} architecture)"
             )
         model = create_model(**config)
         state = obj["state_dict"]

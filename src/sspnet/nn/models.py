@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sspnet.data.specs import DatasetSpec, get_dataset_spec
-from sspnet.nn.architectures import get_architecture
-from sspnet.nn.blocks import frozen_batchnorm_stats, init_kaiming, init_original, make_norm
+from sspnet.nn.architectures import Architecture, get_architecture
+from sspnet.nn.blocks import check_step_size, frozen_batchnorm_stats, init_kaiming, init_original, make_norm
 from sspnet.nn.inference import inference_copy, preferred_memory_format  # noqa: F401  (re-exported)
 from sspnet.nn.registry import BlockEntry, get_block, get_model_entry, list_models, model_identity  # noqa: F401
 from sspnet.nn.schemes import SCHEME_PRESETS, Scheme, get_scheme
@@ -125,6 +125,7 @@ def _f_calls(block: nn.Module) -> int:
 
 def _build(
     spec: DatasetSpec,
+    arch: Architecture,
     groups: Sequence[BlockEntry],
     blocks: int,
     norm: str,
@@ -132,7 +133,6 @@ def _build(
     config: dict[str, Any],
     activation_checkpointing: bool,
 ) -> SSPNet:
-    arch = get_architecture(spec.arch)
     stem = arch.build_stem(spec.channels, norm)  # built in this order: the seeded parameters depend on it
     head = arch.build_head(spec.num_classes, norm)
     transitions = arch.build_transitions(norm)
@@ -157,6 +157,8 @@ def create_model(
     freeze_b: bool | None = None,
     activation_checkpointing: bool = False,
     seed: int | None = None,
+    step_size: float | None = None,
+    arch: str | None = None,
 ) -> SSPNet:
     """Build an SSP network.
 
@@ -171,16 +173,24 @@ def create_model(
     a21, b10, freeze_a, freeze_b: ARK block options (defaults per architecture; a frozen, b trainable).
     activation_checkpointing: recompute each block in backward to save memory (training only).
     seed: if given, parameters are initialised from torch.manual_seed(seed).
+    step_size: h of every RK block (y = x + h F(x) for res, h * beta for any scheme; default 1, the scheme as
+        written; 0 makes every block the identity). Transitions and stem are not RK steps and do not take it.
+    arch: the architecture (mnist | cifar10 | tinyimagenet, `sspnet.nn.architectures`), default the dataset's;
+        another one takes the dataset's images as they are (every architecture is convolutional with a global
+        pool), e.g. the 3-group CIFAR-10 network on the 28 x 28 digits. The config records it only when it is
+        not the dataset's, so every other config is what it was before the option.
     """
     spec = get_dataset_spec(dataset)
-    blocks, norm, init = _checked_options(spec, blocks, norm, init)
+    architecture = get_architecture(spec.arch if arch is None else arch)
+    own_arch = architecture.name == spec.arch
+    blocks, norm, init = _checked_options(architecture, blocks, norm, init)
     upscale = True if upscale is None else bool(upscale)
     scheme_key = _model_key(scheme)
-    n_groups = get_architecture(spec.arch).n_groups
+    n_groups = architecture.n_groups
     if groups is None:
         entry = get_model_entry(scheme)
         kinds = (
-            [_model_key(b) for b in entry.blocks_per_group(spec.arch, n_groups)]
+            [_model_key(b) for b in entry.blocks_per_group(architecture.name, n_groups)]
             if entry.groups
             else [scheme_key] * n_groups
         )
@@ -190,10 +200,11 @@ def create_model(
         kinds = [_model_key(g) for g in groups]
         if len(kinds) != n_groups:
             raise ValueError(
-                f"groups must name {n_groups} block kind(s) for the {spec.arch} architecture "
+                f"groups must name {n_groups} block kind(s) for the {architecture.name} architecture "
                 f"(one per block group), got {len(kinds)}"
             )
     options = {k: v for k, v in dict(a21=a21, b10=b10, freeze_a=freeze_a, freeze_b=freeze_b).items() if v is not None}
+    h = 1.0 if step_size is None else check_step_size(step_size)
     config = {
         "scheme": scheme_key,
         "dataset": spec.name,
@@ -202,11 +213,22 @@ def create_model(
         "groups": kinds,
         "init": init,
         "upscale": upscale,
+        "step_size": h,
+        **({} if own_arch else {"arch": architecture.name}),
         **options,
     }
     entries = [get_block(k) for k in kinds]
     with _seeded(seed):
-        model = _build(spec, entries, blocks, norm, options, config, bool(activation_checkpointing))
+        model = _build(
+            spec,
+            architecture,
+            entries,
+            blocks,
+            norm,
+            {**options, "step_size": h},
+            config,
+            bool(activation_checkpointing),
+        )
         if init == "original":
             init_original(model, blocks, upscale)
         elif init == "kaiming":
@@ -214,9 +236,10 @@ def create_model(
     return model
 
 
-def _checked_options(spec: DatasetSpec, blocks: int | None, norm: str | None, init: str | None) -> tuple[int, str, str]:
+def _checked_options(
+    arch: Architecture, blocks: int | None, norm: str | None, init: str | None
+) -> tuple[int, str, str]:
     """(blocks, norm, init) with None replaced by the architecture's defaults; ValueError for bad values."""
-    arch = get_architecture(spec.arch)
     blocks = arch.blocks if blocks is None else blocks
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
         raise ValueError(f"blocks must be an integer >= 1 (blocks per group), got {blocks!r}")

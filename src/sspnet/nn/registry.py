@@ -16,6 +16,7 @@ a composite entry lists one block per group for each architecture, like the pape
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
 
 def _scheme_entry(scheme: Scheme) -> BlockEntry:
     def build(channels: int, norm: str, arch: str, options: Mapping[str, Any]) -> nn.Module:
-        return RKBlock(channels, norm, scheme)
+        return RKBlock(channels, norm, scheme, step_size=options.get("step_size", 1.0))
 
     return BlockEntry(
         scheme.name,
@@ -176,8 +177,43 @@ def model_identity(name: str | Scheme | dict | Path) -> str | dict:
 
 
 def display_name(name: str | Scheme | dict | Path) -> str:
-    """A reader's name: 'ResNet', 'SSP-2', 'SSP-adap', ... (a scheme file: its scheme's name)."""
+    """A reader's name: 'ResNet', 'SSP-2', 'SSP-adap', ... (a scheme file: its scheme's name); a model with a
+    step size (`split_step_size`) is shown with it: 'ResNet h=0.5'."""
+    if isinstance(name, str):
+        base, h = split_step_size(name)
+        if h is not None:
+            return f"{get_model_entry(base).display} h={h:g}"
     return get_model_entry(name).display
+
+
+def model_stem(spec: str) -> str:
+    """A model as a folder name: 'res@0.5' -> 'res-h0.5', '/path/ralston.yaml' -> 'ralston', 'ssp2' -> 'ssp2'."""
+    base, h = split_step_size(str(spec))
+    stem = Path(base).stem if base.lower().endswith((".yaml", ".yml", ".json")) else Path(base).name
+    return stem if h is None else f"{stem}-h{h:g}"
+
+
+STEP_MARK = "@"  # "res@0.5": the model res with step size 0.5 (compare's --models)
+
+
+def split_step_size(spec: str) -> tuple[str, float | None]:
+    """'res@0.5' -> ('res', 0.5); 'res' -> ('res', None). ValueError in one line for a step size that is not a
+    number >= 0."""
+    from sspnet.nn.blocks import check_step_size
+
+    if STEP_MARK not in spec:
+        return spec, None
+    base, _, h = spec.rpartition(STEP_MARK)
+    try:
+        value = float(h)
+    except ValueError:
+        value = math.nan
+    if not base or not math.isfinite(value):
+        raise ValueError(f"model {spec!r}: after {STEP_MARK!r} comes the step size h, a number like res@0.5")
+    try:
+        return base, check_step_size(value)
+    except ValueError as exc:
+        raise ValueError(f"model {spec!r}: {exc}") from None
 
 
 # ---- the adaptive RK block and the SSP-adap model ----------------------------------------------------------
@@ -190,12 +226,11 @@ def _build_ark(channels: int, norm: str, arch: str, options: Mapping[str, Any]) 
         b10=options.get("b10", b10),
         freeze_a=options.get("freeze_a", True),
         freeze_b=options.get("freeze_b", False),
+        step_size=options.get("step_size", 1.0),
     )
 
 
-register_block(
-    BlockEntry("ark", _build_ark, ARKBlock.f_calls, "adaptive 2-stage RK, learned c2 = sigmoid(b10)", stages=2, order=2)
-)
+register_block(BlockEntry("ark", _build_ark, 2, "adaptive 2-stage RK, learned c2 = sigmoid(b10)", stages=2, order=2))
 register_model(
     ModelEntry(
         "ark",

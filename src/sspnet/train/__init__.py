@@ -7,7 +7,8 @@ resume and DDP under torchrun.
 Modules: config (TrainConfig; eps / alpha in pixel units), optim (optimizers, lr schedules), meter (named metric
 sums), state (TrainState, last.pt), folder (RunFolder: every file of a run; `load_state` and `recorded_data_root`
 read them), step (train_step, Adversary, evaluate_clean), setup (building a run: validation split, model, DDP),
-syncbn (global-batch BatchNorm under DDP), loop (train).
+syncbn (global-batch BatchNorm under DDP), loop (train), sources (config.json's record of where each option
+came from: `option_sources`).
 Imports nn, data, attacks, io and `sspnet.distributed`; never eval, experiments or cli.
 """
 
@@ -16,6 +17,7 @@ from sspnet.train.folder import load_state, recorded_data_root
 from sspnet.train.loop import NonFiniteLossError, TrainResult, step_generator, train
 from sspnet.train.options import ALIASES
 from sspnet.train.run_config import read_run_config, read_run_meta, resume_options
+from sspnet.train.sources import option_sources
 
 __all__ = [
     "ADVERSARIES",
@@ -26,6 +28,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "load_state",
+    "option_sources",
     "read_run_config",
     "read_run_meta",
     "recorded_data_root",

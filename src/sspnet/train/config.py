@@ -58,6 +58,8 @@ IDENTITY_FIELDS = (
     "select_on",
     "train_quantize",
     "eps_warmup",
+    "step_size",
+    "arch",
 )
 # what runs whose config.json predates an option did (all images trained on, selection on test, no rounding)
 CONFIG_FORMAT_VERSION = 2  # config.json: 2 = eps/alpha in pixel units; absent = CLI units (+ eps_px/alpha_px)
@@ -66,7 +68,7 @@ CONFIG_FORMAT_VERSION = 2  # config.json: 2 = eps/alpha in pixel units; absent =
 _STR, _PATH, _INT, _NUM, _BOOL = "a string", "a path", "an integer", "a number", "true or false"
 OPTION_TYPES = {
     **dict.fromkeys(("dataset", "opt", "schedule", "adv", "device"), _STR),
-    **dict.fromkeys(("norm", "init", "select_on"), _STR),
+    **dict.fromkeys(("norm", "init", "select_on", "arch"), _STR),
     **dict.fromkeys(("data_root", "save", "init_from"), _PATH),
     "model": "a scheme name or scheme file",
     **dict.fromkeys(
@@ -85,7 +87,7 @@ OPTION_TYPES = {
         ),
         _INT,
     ),
-    **dict.fromkeys(("lr", "decay", "eps", "alpha", "val_split", "eps_warmup"), _NUM),
+    **dict.fromkeys(("lr", "decay", "eps", "alpha", "val_split", "eps_warmup", "step_size"), _NUM),
     **dict.fromkeys(
         (
             "resume",
@@ -114,9 +116,9 @@ class TrainConfig:
     eps / alpha: the training adversary's radius and PGD step, pixel units [0, 1] (cifar10's 8/255 is 8/255;
     `sspnet train --train-eps 8` converts). steps: PGD steps of the training adversary. batch_size is the global
     batch (split across ranks under torchrun). opt / batch_size / schedule / lr left at None follow
-    `default_recipe`: on mnist5k without opt Adam, lr 2e-3, batch 8, one-cycle; otherwise the original's SGD,
-    batch 128, multistep (lr `default_lr`). steps_per_epoch caps the optimizer steps of every epoch
-    (small-budget runs). save_every: steps between mid-epoch last.pt saves (0: epoch ends only).
+    `default_recipe`, each on its own: on mnist5k Adam, lr 2e-3, batch 8, one-cycle, elsewhere the original's
+    SGD, batch 128, multistep; an opt other than the recipe's takes `default_lr`. steps_per_epoch caps the steps
+    of every epoch (small-budget runs). save_every: steps between mid-epoch last.pt saves (0: epoch ends only).
     init_from: a checkpoint or run folder whose weights start the run (fine-tuning; same model config).
     eval_n_images: evaluate each epoch on that many class-stratified test images (`sspnet.data.subsets`).
     val_split: fraction of the training images held out as a class-stratified validation split (a function of
@@ -129,6 +131,9 @@ class TrainConfig:
     processes train the model one process would.
     eps_warmup: epochs (may be fractional) over which the training adversary's eps and alpha grow linearly from
     eps / (warmup steps) to their full value, step by step (`step.warmup_fraction`); 0: full eps from the start.
+    step_size: h of every RK block (`sspnet.nn.create_model`): y = x + h F(x) for res, h * beta for a scheme.
+    arch: the network architecture (mnist | cifar10 | tinyimagenet); None: the dataset's. The recipe (lr,
+    decay, milestones) still follows the dataset.
     """
 
     dataset: str = DEFAULT_DATASET
@@ -173,6 +178,8 @@ class TrainConfig:
     train_quantize: bool = True
     sync_bn: bool = True
     eps_warmup: float = 0.0
+    step_size: float = 1.0
+    arch: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -243,6 +250,15 @@ class TrainConfig:
                 raise ValueError(f"{flag(name)} must be an integer >= 1, got {v!r}")
         if isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 0:
             raise ValueError(f"--save-every must be an integer >= 0 (0: epoch ends only), got {self.save_every!r}")
+        if self.arch is not None:
+            from sspnet.nn.architectures import ARCHITECTURES
+
+            if self.arch not in ARCHITECTURES:
+                raise ValueError(f"unknown --arch {self.arch!r}; valid architectures: {', '.join(ARCHITECTURES)}")
+        if not (math.isfinite(self.step_size) and self.step_size >= 0):
+            raise ValueError(
+                f"--step-size must be a finite number >= 0 (1: the scheme as written), got {self.step_size!r}"
+            )
         if self.resume and self.force:
             raise ValueError("--resume and --force contradict each other; pass one of them")
         if self.resume and not self.save:

@@ -2,7 +2,8 @@
 are `sspnet.io.runlayout.RunLayout`'s (RunFolder is a RunLayout); the readers use the same table.
 
     config.json     {"format_version": 2, "config": resolved TrainConfig (eps/alpha in pixel units),
-                     "defaulted": the options filled from defaults, "budget_history": [{"epochs": E,
+                     "defaulted": the options filled from defaults, "sources": {option: where its value came
+                     from: flag | dataset recipe | ... (`sspnet.train.sources`)}, "budget_history": [{"epochs": E,
                      "at_epoch": epochs done, "at_step": steps done in the next epoch[, "milestones"]}, ...] (one
                      entry per --epochs the run was started or resumed with), "world_size", "model_config",
                      "scheme_hashes": {scheme file: hash of its coefficients} (a resume refuses an edited
@@ -37,6 +38,7 @@ from sspnet.io.runlayout import RunLayout
 from sspnet.train.config import CONFIG_FORMAT_VERSION, IDENTITY_FIELDS, TrainConfig
 from sspnet.train.options import EPOCH_DEPENDENT, to_cli_units
 from sspnet.train.run_config import read_run_config, read_run_meta
+from sspnet.train.sources import resumed_sources
 from sspnet.train.state import TrainState
 
 
@@ -91,15 +93,22 @@ class RunFolder(RunLayout):
 
     Use: `check()` before loading anything, `open()` once data and model are known good (clears the old run
     with --force, returns the last.pt state with --resume), then the writers. defaulted: the options of cfg
-    filled from defaults (`TrainConfig.defaulted`).
+    filled from defaults (`TrainConfig.defaulted`); sources: {option: source} (`sspnet.train.sources`).
     """
 
-    def __init__(self, cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        info: dist.DistInfo,
+        defaulted: list[str] | None = None,
+        sources: dict[str, str] | None = None,
+    ):
         super().__init__(cfg.save)
         self.cfg, self.info = cfg, info
         self.main = info.is_main
         self.existing: list[str] = []
         self.defaulted = list(defaulted or [])
+        self.sources = dict(sources or {})
         self.saved: dict[str, Any] = {}  # resume: the stored options and config.json's other records
         self.meta: dict[str, Any] = {"defaulted": [], "budget_history": []}
         self.state: dict[str, Any] | None = None  # resume: last.pt, read by check()
@@ -218,6 +227,7 @@ class RunFolder(RunLayout):
                     "format_version": CONFIG_FORMAT_VERSION,
                     "config": dataclasses.asdict(self.cfg),
                     "defaulted": self._defaulted(),
+                    "sources": self._sources(),
                     "budget_history": self._budgets(epoch, step),
                     "world_size": self.info.world_size,
                     "model_config": model_config,
@@ -234,6 +244,13 @@ class RunFolder(RunLayout):
             return sorted(self.defaulted)
         kept = {k for k in self.meta["defaulted"] if k not in EPOCH_DEPENDENT}
         return sorted(kept | set(self.defaulted))
+
+    def _sources(self) -> dict[str, str]:
+        """Where each option came from; on resume an option not given again keeps its recorded source
+        (`sspnet.train.sources.resumed_sources`)."""
+        if not self.cfg.resume or not self.sources:
+            return dict(self.sources)
+        return resumed_sources(self.sources, self.cfg, self.saved, self.meta)
 
     def _budgets(self, epoch: int, step: int) -> list[dict[str, Any]]:
         """budget_history with an entry for this start when it brings a new --epochs (or is the first)."""

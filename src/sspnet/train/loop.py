@@ -23,6 +23,7 @@ import gc
 import signal
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import torch
 from sspnet import distributed as dist
 from sspnet.train.config import TrainConfig
 from sspnet.train.setup import Run, prepare
+from sspnet.train.sources import option_sources
 from sspnet.train.step import evaluate_clean, train_step, warmup_fraction
 
 
@@ -108,8 +110,10 @@ class _Stop:
             signal.signal(signal.SIGINT, self._old)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train per `config` (see the module docstring); returns the run's metrics.
+def train(config: TrainConfig, given: Mapping[str, str] | Iterable[str] | None = None) -> TrainResult:
+    """Train per `config` (see the module docstring); returns the run's metrics. given: the options the caller
+    set, {option: source} or their names, for config.json's "sources" (`sspnet.train.sources`; None: an option
+    whose value differs from its dataclass default counts as set by the caller).
 
     Raises ValueError (bad options, resume mismatch), FileExistsError (folder in use without resume/force),
     NonFiniteLossError (NaN/inf loss; last.pt keeps the last good state) and KeyboardInterrupt after saving
@@ -121,7 +125,7 @@ def train(config: TrainConfig) -> TrainResult:
     info = dist.init_distributed(cfg.device)
     run, finished = None, False
     try:
-        run = prepare(cfg, info, config.defaulted())
+        run = prepare(cfg, info, config.defaulted(), option_sources(config, given))
         result = _train_run(run)
         finished = True
         return result

@@ -47,13 +47,15 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
-    """What config.json records besides the options: {"defaulted": options filled from defaults,
-    "budget_history": [{"epochs", "at_epoch", "at_step"[, "milestones"]}, ...], "scheme_hashes": {scheme
-    file: hash of its coefficients}} (empty when absent)."""
+    """What config.json records besides the options: {"defaulted": options filled from defaults, "sources":
+    {option: where its value came from} (`sspnet.train.sources`), "budget_history": [{"epochs", "at_epoch",
+    "at_step"[, "milestones"]}, ...], "scheme_hashes": {scheme file: hash of its coefficients}} (empty when
+    absent: a config.json of an earlier version has no sources)."""
     doc = _read_doc(run_dir)
-    hashes = doc.get("scheme_hashes")
+    hashes, sources = doc.get("scheme_hashes"), doc.get("sources")
     return {
         "defaulted": list(doc.get("defaulted") or []),
+        "sources": dict(sources) if isinstance(sources, dict) else {},
         "budget_history": list(doc.get("budget_history") or []),
         "scheme_hashes": dict(hashes) if isinstance(hashes, dict) else {},
     }

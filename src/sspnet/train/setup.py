@@ -70,6 +70,8 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         "init": cfg.init,
         "activation_checkpointing": cfg.activation_checkpointing,
         "seed": cfg.seed,
+        "step_size": cfg.step_size,
+        "arch": cfg.arch,
     }
     return create_model(cfg.model, **{k: v for k, v in kw.items() if v is not None})
 
@@ -84,16 +86,22 @@ def eval_subset(images: Tensor, labels: Tensor, n: int | None) -> tuple[Tensor, 
     return images[idx], labels[idx]
 
 
-def prepare(cfg: TrainConfig, info: dist.DistInfo, defaulted: list[str] | None = None) -> Run:
+def prepare(
+    cfg: TrainConfig,
+    info: dist.DistInfo,
+    defaulted: list[str] | None = None,
+    sources: dict[str, str] | None = None,
+) -> Run:
     """Build the run of a validated, resolved config (ValueError / FileExistsError before anything is written).
 
-    defaulted: the options `resolved()` filled in (`TrainConfig.defaulted`), recorded in config.json."""
+    defaulted: the options `resolved()` filled in (`TrainConfig.defaulted`); sources: where each option came
+    from (`sspnet.train.sources.option_sources`); config.json records both."""
     device = torch.device(info.device)
     if cfg.batch_size % info.world_size:
         raise ValueError(
             f"{flag('batch_size')} {cfg.batch_size} must be divisible by the number of processes ({info.world_size})"
         )
-    folder = RunFolder(cfg, info, defaulted)
+    folder = RunFolder(cfg, info, defaulted, sources)
     try:
         return _prepare(cfg, info, device, folder)
     except BaseException:

@@ -28,6 +28,7 @@ from sspnet.attacks import DEFAULTS, ThreatModel, threat_config
 from sspnet.attacks.defaults import default_of, format_default
 from sspnet.attacks.threat import check_config_names, flat_dict
 from sspnet.experiments.compare.presets import PRESETS
+from sspnet.experiments.compare.sources import compare_sources
 
 AUTOATTACK_MODES = ("auto", "on", "off")
 AUDIT_MODES = ("on", "off")
@@ -211,7 +212,8 @@ def preset_help(name: str, section: str = "eval", *, none: str = "none") -> str:
 @dataclass(frozen=True)
 class Resolved:
     """A CompareConfig with the preset filled in. train: TrainConfig options (eps / alpha in pixel units);
-    grid: (blocks, PGD steps of training) variants, or None for one variant."""
+    grid: (blocks, PGD steps of training) variants, or None for one variant; sources: where each option came
+    from (`sspnet.experiments.compare.sources`; in no hash)."""
 
     dataset: str
     models: list[str]
@@ -219,6 +221,7 @@ class Resolved:
     train: dict[str, Any]
     eval: EvalSettings
     grid: list[tuple[int, int]] | None
+    sources: dict[str, Any] = field(default_factory=dict)  # where each option came from (`compare.sources`)
 
 
 EXECUTORS = ("local", "submitit", "ray")
@@ -315,24 +318,37 @@ class CompareConfig:
         seeds = p["seeds"] if self.seeds is None else self.seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")
-        train = {**p["train"], **_given(self.train)}
+        train = {**p["train"], **_given(self.train)}  # each flag replaces its own option only, but for:
         _scale_warmup(train, p["train"], _given(self.train))
+        _follow_opt(train, p["train"], _given(self.train))
         ev = EvalSettings.from_dict({**p["eval"], **_given(self.eval)}).resolve(dataset)
         grid = self.grid if self.grid is not None else p["grid"]
-        return Resolved(dataset, models, seeds, train, ev, grid)
+        return Resolved(dataset, models, seeds, train, ev, grid, compare_sources(self, p, train, dataset))
 
 
 def _scale_warmup(train: dict[str, Any], preset: dict[str, Any], given: dict[str, Any]) -> None:
     """A preset's eps warm-up is a share of its epochs: with other --epochs and no --eps-warmup it keeps that
-    share (default / cpu-hour: 2 of 8 epochs, a quarter)."""
+    share (default / cpu-hour: 2 of 8 epochs, a quarter). The preset's own --epochs changes nothing (its run
+    hashes stay)."""
     epochs = given.get("epochs")
     if (
         preset.get("eps_warmup")
         and "eps_warmup" not in given
         and isinstance(epochs, int)
         and not isinstance(epochs, bool)
+        and epochs != preset.get("epochs")
     ):
         train["eps_warmup"] = preset["eps_warmup"] * epochs / preset["epochs"]
+
+
+def _follow_opt(train: dict[str, Any], preset: dict[str, Any], given: dict[str, Any]) -> None:
+    """A preset's lr belongs to its optimizer (as a dataset recipe's, `sspnet.train.options.default_recipe`):
+    an --opt other than the preset's, without --lr, leaves the lr to the trainer's rule for that optimizer."""
+    opt = given.get("opt")
+    if opt is None or "lr" in given or "lr" not in preset:
+        return
+    if str(opt).lower() != str(preset.get("opt", opt)).lower():
+        train.pop("lr", None)
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:
@@ -341,12 +357,14 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_models(models: list[str]) -> list[str]:
-    from sspnet.nn.registry import check_model
+    """The models of --models, checked: registered names or scheme files, each optionally with a step size
+    ('res@0.5', `sspnet.nn.registry.split_step_size`)."""
+    from sspnet.nn.registry import check_model, split_step_size
 
     if not models:
         raise ValueError("--models: give at least one model")
     if len(set(models)) != len(models):
         raise ValueError(f"--models lists a model twice: {models}")
     for m in models:
-        check_model(m)  # ValueError listing the valid names
+        check_model(split_step_size(m)[0])  # ValueError listing the valid names
     return models

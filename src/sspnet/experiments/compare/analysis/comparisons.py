@@ -24,7 +24,7 @@ from sspnet.experiments.compare.analysis.significance import (
     signflip_test,
     t_test,
 )
-from sspnet.experiments.compare.analysis.stats import METRICS, groups, mean_std, paired_ci, run_metrics
+from sspnet.experiments.compare.analysis.stats import groups, mean_std, metrics_of, paired_ci, run_metrics
 from sspnet.experiments.compare.work.perimage import run_correct
 
 ACCURACIES = ("clean", "fgsm", "pgd", "autoattack")  # the metrics with per-image correctness
@@ -75,7 +75,7 @@ def _comparison(pairs: list[tuple[dict, dict]], metric: str) -> tuple[dict[str, 
     """The seed-level statistics of one metric (and the image-level ones of an accuracy)."""
     diffs = []
     for rec, base in pairs:
-        value, ref = run_metrics(rec)[metric], run_metrics(base)[metric]
+        value, ref = run_metrics(rec).get(metric), run_metrics(base).get(metric)
         if value is not None and ref is not None:
             diffs.append(value - ref)
     m, low, high, n = paired_ci(diffs)
@@ -97,6 +97,7 @@ def _comparison(pairs: list[tuple[dict, dict]], metric: str) -> tuple[dict[str, 
 
 def _rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[np.ndarray | None]]:
     rows, diffs = [], []
+    metrics = metrics_of(records)
     for variant, models in groups(records).items():
         base = baseline_of(list(models))
         by_seed = {r["seed"]: r for r in models[base]}
@@ -104,7 +105,7 @@ def _rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[np.
             if model == base:
                 continue
             pairs = [(r, by_seed[r["seed"]]) for r in recs if r["seed"] in by_seed]
-            for metric, _ in METRICS:
+            for metric, _ in metrics:
                 row, d = _comparison(pairs, metric)
                 if row["n"]:
                     rows.append({"variant": variant, "model": model, "baseline": base, **row})

@@ -17,6 +17,15 @@ NAMES = {
     "growth_adv": "growth ratio (PGD)",
     "growth_noise": "growth ratio (noise)",
 }
+
+
+def metric_name(metric: str) -> str:
+    """A metric in words: NAMES, or 'group 3 growth ratio (PGD)' for growth_g3."""
+    if metric.startswith("growth_g") and metric[len("growth_g") :].isdigit():
+        return f"group {metric[len('growth_g') :]} growth ratio (PGD)"
+    return NAMES[metric]
+
+
 BOUND_ORDER = ("pgd", "autoattack", "fgsm", "clean")  # the accuracies named in the bound sentences
 
 
@@ -45,7 +54,7 @@ def _who(row: dict[str, Any]) -> str:
 
 def _effect(row: dict[str, Any], kind: str) -> str:
     return (
-        f"{_who(row)} {NAMES[row['metric']]} {amount(row['mean'], row['metric'], True)} "
+        f"{_who(row)} {metric_name(row['metric'])} {amount(row['mean'], row['metric'], True)} "
         f"(Holm-adjusted p {row[f'p_{kind}_holm']:.2g})"
     )
 
@@ -58,7 +67,11 @@ def _span(values: list[float], metric: str) -> str:
         if amount(lo, metric) == amount(hi, metric)
         else f"{amount(lo, metric).split()[0]}-{amount(hi, metric)}"
     )
-    return text + f" of {NAMES[metric]}" + (" (more than the whole scale)" if is_accuracy(metric) and hi >= 100 else "")
+    return (
+        text
+        + f" of {metric_name(metric)}"
+        + (" (more than the whole scale)" if is_accuracy(metric) and hi >= 100 else "")
+    )
 
 
 def _design(comp: dict[str, Any], seeds: int, n_images: Any) -> str:
@@ -112,11 +125,11 @@ def _mdds(rows: list[dict[str, Any]], metrics: list[str], key: str) -> str:
     for m in metrics:
         values = [r.get(key, math.nan) for r in rows if r["metric"] == m]
         if any(math.isinf(v) for v in values):
-            never.append(NAMES[m])
+            never.append(metric_name(m))
         elif any(math.isfinite(v) for v in values):
             sizes.append(_span([v for v in values if math.isfinite(v)], m))
         else:
-            unknown.append(NAMES[m])
+            unknown.append(metric_name(m))
     parts = [f"differences smaller than {', '.join(sizes)}"] if sizes else []
     if never:
         parts.append(f"any difference of {', '.join(never)} (too few discordant images)")

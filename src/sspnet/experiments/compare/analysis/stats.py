@@ -20,6 +20,17 @@ METRICS = (
     ("growth_adv", "PGR L2 (PGD)"),
     ("growth_noise", "PGR L2 (noise)"),
 )
+GROUP_METRIC = "growth_g"  # growth_g1, growth_g2, ...: the L2 PGR (PGD) of each block group, for >1 group
+
+
+def metrics_of(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """METRICS, and with several block groups the PGR of each group as a metric of its own (the paper's claim
+    is about the last group), so it gets the paired tests and the Holm correction of every other metric."""
+    n = max((len((r["growth"].get("adversarial") or {}).get("groups", {}).get("2") or []) for r in records), default=0)
+    extra = [(f"{GROUP_METRIC}{j + 1}", f"PGR L2 group {j + 1} (PGD)") for j in range(n)] if n > 1 else []
+    return list(METRICS) + extra
+
+
 PROFILES = {
     "growth_blocks": ("adversarial", "blocks"),
     "growth_blocks_noise": ("baseline", "blocks"),
@@ -56,9 +67,14 @@ def _growth_scalar(rec: dict[str, Any], which: str) -> float | None:
 
 
 def run_metrics(rec: dict[str, Any]) -> dict[str, float | None]:
-    """The scalar metrics of one run record (accuracies in %, growth = mean over groups of the L2 PGR)."""
+    """The scalar metrics of one run record (accuracies in %, growth = mean over groups of the L2 PGR; with
+    several groups also growth_g1, growth_g2, ...: each group's L2 PGR of the PGD examples)."""
     e = rec["eval"]
+    prof = rec["growth"].get("adversarial") or {}
+    per_group = (prof.get("groups") or {}).get("2") or []
+    own = {f"{GROUP_METRIC}{j + 1}": v for j, v in enumerate(per_group)} if len(per_group) > 1 else {}
     return {
+        **own,
         "clean": e["clean"],
         "fgsm": e["fgsm"],
         "pgd": e["pgd"],
@@ -98,8 +114,8 @@ def _model_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
         "cost": recs[0]["cost"],
         "blocks_per_group": list(recs[0]["growth"].get("blocks_per_group") or []),
     }
-    for key in [k for k, _ in METRICS] + ["train_seconds"]:
-        m, sd, n = mean_std([mt[key] for mt in mets])
+    for key in [k for k, _ in metrics_of(recs)] + ["train_seconds"]:
+        m, sd, n = mean_std([mt.get(key) for mt in mets])
         row[key] = {"mean": m, "std": sd, "n": n}
     for name, (which, by) in PROFILES.items():
         row[name] = _mean_profile(recs, which, by)

@@ -16,7 +16,7 @@ from typing import Any
 from sspnet.experiments.compare.config import EvalSettings
 
 # the keys of the settings dict the context replaced (results.json's "settings" block keeps them)
-SUMMARY_FIELDS = ("preset", "dataset", "models", "seeds", "train", "eval", "eval_hash", "grid", "out")
+SUMMARY_FIELDS = ("preset", "dataset", "models", "seeds", "train", "eval", "eval_hash", "grid", "out", "sources")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class CompareContext:
     eval: the resolved EvalSettings; eval_hash: their cache hash; grid: (blocks, PGD steps of training)
     variants or None; device: as requested ("auto", "cpu", "cuda:1"; each executor resolves it where the runs
     run); threads: --threads (None: 1 per run on a CPU or in a worker process, else torch's own); quiet: no
-    progress lines from the jobs."""
+    progress lines from the jobs; sources: where each option came from (`sspnet.experiments.compare.sources`)."""
 
     preset: str
     dataset: str
@@ -40,13 +40,14 @@ class CompareContext:
     data_root: str | None = None
     threads: int | None = None
     quiet: bool = False
+    sources: dict[str, Any] = dataclasses.field(default_factory=dict)  # `compare.sources`; in no hash
 
     def replace(self, **changes: Any) -> CompareContext:
         """A copy with `changes` (e.g. the resolved device, quiet for worker processes)."""
         return dataclasses.replace(self, **changes)
 
     def summary(self) -> dict[str, Any]:
-        """The "settings" block of results.json (the evaluation as its hash key)."""
+        """The "settings" block of results.json (the evaluation as its hash key, the sources of the options)."""
         return {**{k: getattr(self, k) for k in SUMMARY_FIELDS}, "eval": self.eval.key()}
 
     def run_threads(self, pooled: bool = False) -> int | None:
@@ -63,6 +64,7 @@ class CompareContext:
         if isinstance(settings, CompareContext):
             return settings
         fields: dict[str, Any] = {k: settings.get(k) for k in SUMMARY_FIELDS}
+        fields["sources"] = dict(fields["sources"] or {})  # none before the sources were recorded
         return cls(**fields)
 
 

@@ -15,7 +15,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sspnet.io.progress import fmt_seconds
@@ -70,11 +69,13 @@ class Estimate:
 
     def describe(self) -> str:
         """Two lines for the plan (one when nothing is to do)."""
+        from sspnet.nn.registry import model_stem
+
         if not self.costs:
             return "expected time: none (every run and audit is cached)"
         aa = f", AutoAttack {_words(self.autoattack_s)} of it" if self.autoattack_s else ""
         cost = ", ".join(
-            f"{Path(str(m)).stem}{'' if b is None else f'-N{b}'} {c.train:.3g}/{c.attack:.3g}/{c.forward:.3g}"
+            f"{model_stem(str(m))}{'' if b is None else f'-N{b}'} {c.train:.3g}/{c.attack:.3g}/{c.forward:.3g}"
             for (m, b), c in self.costs.items()
         )
         return (

@@ -72,17 +72,17 @@ def train_key(cfg: Any) -> dict[str, Any]:
     return key
 
 
-def cost_units(model: str, dataset: str, blocks: int | None) -> float:
+def cost_units(model: str, dataset: str, blocks: int | None, arch: str | None = None) -> float:
     """Relative cost of a run: stem + transitions + F calls of all blocks (MNIST's stem weighs about 5 F
-    calls)."""
+    calls); arch: the architecture, None: the dataset's."""
     from sspnet.data.specs import get_dataset_spec
     from sspnet.nn.architectures import get_architecture
     from sspnet.nn.registry import f_calls_per_group
 
-    spec = get_dataset_spec(dataset)
-    calls = f_calls_per_group(model, spec.arch)
-    stem = 5.0 if spec.arch == "mnist" else 1.0
-    return stem + (len(calls) - 1) + (blocks or get_architecture(spec.arch).blocks) * sum(calls)
+    architecture = get_architecture(arch or get_dataset_spec(dataset).arch)
+    calls = f_calls_per_group(model, architecture.name)
+    stem = 5.0 if architecture.name == "mnist" else 1.0
+    return stem + (len(calls) - 1) + (blocks or architecture.blocks) * sum(calls)
 
 
 def _variants(grid: list[tuple[int, int]] | None) -> list[tuple[str, dict[str, int]]]:
@@ -108,6 +108,7 @@ def make_context(config: CompareConfig) -> CompareContext:
         eval=res.eval,
         eval_hash=eval_hash,
         grid=res.grid,
+        sources=res.sources,
         out=str(config.out),
         device=config.device,
         data_root=config.data_root,
@@ -118,6 +119,7 @@ def make_context(config: CompareConfig) -> CompareContext:
 
 def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
     """The runs of a context, every run's status read from its folder."""
+    from sspnet.nn.registry import model_stem, split_step_size
     from sspnet.train import TrainConfig
 
     runs_dir = Path(ctx.out) / "runs"
@@ -125,11 +127,13 @@ def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
     for label, extra in _variants(ctx.grid):
         for model in ctx.models:
             for seed in range(ctx.seeds):
+                base, step_size = split_step_size(model)  # "res@0.5": res with step size 0.5
                 opts = {
                     **ctx.train,
                     **extra,
+                    **({} if step_size is None else {"step_size": step_size}),
                     "dataset": ctx.dataset,
-                    "model": model,
+                    "model": base,
                     "seed": seed,
                     "data_root": ctx.data_root,
                     "device": ctx.device,
@@ -141,7 +145,7 @@ def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
                 if ctx.threads not in (None, 1):  # CPU float results depend on the thread count
                     key["threads"] = ctx.threads
                 h = config_hash(key)
-                name = f"{label + '-' if label else ''}{Path(model).stem}-s{seed}-{h[:8]}"
+                name = f"{label + '-' if label else ''}{model_stem(model)}-s{seed}-{h[:8]}"
                 tc.save = str(runs_dir / name)
                 plan.append(
                     PlannedRun(
@@ -152,7 +156,7 @@ def plan_runs(ctx: CompareContext) -> list[PlannedRun]:
                         tc,
                         h,
                         runs_dir / name,
-                        cost_units=cost_units(model, ctx.dataset, tc.blocks),
+                        cost_units=cost_units(base, ctx.dataset, tc.blocks, tc.arch),
                     )
                 )
     for run in plan:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sspnet.experiments.compare.analysis.findings import NAMES, short_name
+from sspnet.experiments.compare.analysis.findings import metric_name, short_name
 
 
 def model_label(name: str) -> str:
@@ -149,7 +149,7 @@ def significance_table(comp_rows: list[dict[str, Any]], comp: dict[str, Any]) ->
         plus = sum(s["model_only"] for s in r.get("per_seed", []))
         minus = sum(s["base_only"] for s in r.get("per_seed", []))
         cells = [
-            NAMES[r["metric"]],
+            metric_name(r["metric"]),
             f"{r['mean']:+.{k}f}",
             str(r["n"]),
             _p(r["p_seeds"], r.get("p_seeds_holm")),
@@ -204,4 +204,30 @@ def growth_table(rows: dict[str, Any]) -> list[str]:
                 f"{a:.3f} / {b:.3f}" if b is not None else f"{a:.3f}" for a, b in zip(vals, noise or [None] * len(vals))
             ]
             lines.append(f"| {model_label(model)} | {p} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def group_growth_table(rows: dict[str, Any]) -> list[str]:
+    """L2 PGR per block group, mean +- std over seeds, PGD and noise (nothing for one-group models: the block
+    table says it all)."""
+    n = max((len(row["growth_groups"].get("2") or []) for row in rows.values()), default=0)
+    if n < 2:
+        return []
+    lines = [
+        "",
+        "Growth ratio per block group (L2), mean ± std over seeds; PGD, then noise in brackets:",
+        "",
+        "| model | " + " | ".join(f"group {j + 1}" for j in range(n)) + " |",
+        "|---|" + "---:|" * n,
+    ]
+    for model, row in rows.items():
+        cells = []
+        for key in ("growth_groups", "growth_groups_noise"):
+            means, sds = row[key].get("2") or [], row.get(key + "_std", {}).get("2") or []
+            cells.append([fmt(m, sd, 3, row["n"]) for m, sd in zip(means, sds or [None] * len(means))])
+        adv, noise = cells
+        noise = noise or [""] * len(adv)
+        lines.append(
+            f"| {model_label(model)} | " + " | ".join(f"{a} ({b})" if b else a for a, b in zip(adv, noise)) + " |"
+        )
     return lines

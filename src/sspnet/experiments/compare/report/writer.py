@@ -14,11 +14,12 @@ from typing import Any
 
 from sspnet.experiments.compare.analysis.comparisons import compare_to_baseline
 from sspnet.experiments.compare.analysis.findings import at_chance, chance_text, checkpoints, findings, short_name
-from sspnet.experiments.compare.analysis.stats import METRICS, aggregate, run_metrics
+from sspnet.experiments.compare.analysis.stats import aggregate, metrics_of, run_metrics
 from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.report import tables
 from sspnet.experiments.compare.report.audit import audit_section, audit_summary
 from sspnet.experiments.compare.report.tables import fmt, model_label
+from sspnet.experiments.compare.sources import sources_line
 from sspnet.experiments.compare.work.perimage import FORMAT, share_images
 from sspnet.io.files import atomic_write_json, atomic_write_text, provenance
 from sspnet.io.jsonio import to_jsonable
@@ -127,7 +128,7 @@ def write_report(
     ev = ctx.eval
     agg, comp = aggregate(records), compare_to_baseline(records)
     has_aa = any(r["eval"].get("autoattack") is not None for r in records)
-    metrics = [(k, name) for k, name in METRICS if k != "autoattack" or has_aa]
+    metrics = [(k, name) for k, name in metrics_of(records) if k != "autoattack" or has_aa]
     plots = {variant: _variant_plots(out, variant, rows, ev, ctx.dataset) for variant, rows in agg.items()}
     audit = audit_summary(records, audit_note)
     n_images = records[0]["eval"]["n_images"] if records else "?"
@@ -211,6 +212,7 @@ def _header(records, ctx, elapsed, command, statuses, jobs) -> list[str]:
         f"evaluation took {total_runs:.0f} s summed over the {len(records)} runs (training loops alone "
         f"{total_train:.0f} s)",
         "- training: " + ", ".join(f"{k}={v}" for k, v in ctx.train.items()),
+        *sources_line(ctx.sources),
         f"- evaluation: checkpoint '{ev.crit}' ({checkpoints(records)}), {n} test images, L∞ eps "
         f"{eps_text(ev.eps, unit)}: FGSM, PGD-{ev.steps} (step {eps_text(ev.alpha, unit)}, {_restarts(ev)}, "
         "8-bit rounding "
@@ -310,6 +312,7 @@ def _variant_section(
         lines += ["", f"**{chance_text(chance)}**"]
     lines += tables.paired_table(mine, metrics)
     lines += tables.significance_table(mine, comp) + tables.sweep_table(rows, ev, unit) + tables.growth_table(rows)
+    lines += tables.group_growth_table(rows)
     return lines + [""] + [f"![{f}]({f})" for f in plots] + [""]
 
 
