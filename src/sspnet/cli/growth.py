@@ -1,4 +1,5 @@
-"""`sspnet growth RUN_DIR [RUN_DIR ...]`: perturbation growth ratios per group and per block.
+"""`sspnet growth RUN_DIR [RUN_DIR ...]`: perturbation growth ratios per group and per block, and beside them the
+L2 Lipschitz bounds (`sspnet.eval.lipschitz`; --no-bound skips them).
 
 Writes RUN_DIR/growth.json, RUN_DIR/growth.png (ratio per block, group boundaries marked) and
 RUN_DIR/growth_groups.png (ratio per block group, the paper's PGR figures) for every run, and with several runs
@@ -74,6 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         extra = dict(settings)
         default = extra.pop("default", None if field is None else field_default(GrowthConfig, field))
         add_flag(p, "growth", concept, default=default, shown=shown, **extra)
+    add_option(
+        p,
+        "--bound",
+        "L2 Lipschitz bounds per block and group beside the measured p=2 ratios, the certified accuracy at eps "
+        "and the per-block forward-Euler / SSP certificates of the pairs",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+    )
     add_threads(p, "growth")
     add_option(p, "--label", "one label per run for tables and plots", nargs="+", shown="the run folder's name")
     add_option(
@@ -147,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 crit=args.crit,
                 label=label,
                 progress=shown,
+                bound=args.bound,
             )
         finally:
             if shown is not None:
@@ -156,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         growth_results_plot([result], groups_path, by="group", title=result.label)
         results.append(result)
         _print(result)
+        print_bounds(result)
         print_checkpoint(result.checkpoint)
         print(f"  wrote {json_path}, {plot_path} and {groups_path}")
     if len(results) > 1:
@@ -177,3 +188,50 @@ def _print(r: GrowthResult) -> None:
             print(f"  {name:11s} p={p:3s} groups [{groups}]  blocks [{blocks}]")
         for note in prof.undefined:
             print(f"  ! {note}")
+
+
+def _num(v: Any, width: int = 8, spec: str = ".3g") -> str:
+    """A bound, ratio or fraction in a table cell ('-' where there is none: None, NaN, inf)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return f"{'-':>{width}s}"
+    return f"{v:{width}{spec}}"
+
+
+def print_bounds(r: GrowthResult) -> None:
+    """The L2 bounds of `r.lipschitz` next to the measured p=2 ratios, per block and per group, then the
+    network bound, the certified accuracy and why a bound is vacuous."""
+    lip = r.lipschitz
+    if not lip:
+        return
+    prof, certs = lip["profile"], lip.get("certificates", {})
+    adv = r.adversarial.blocks.get("2") if r.adversarial.blocks else None
+    noise = r.baseline.blocks.get("2") if r.baseline is not None and r.baseline.blocks else None
+    ca, cn = certs.get("adversarial", {}), certs.get("noise", {})
+    print("  L2 bound vs measured p=2 ratio; fe: fraction of pairs on which the forward-Euler step of size h is")
+    print("  contractive at the block input, ssp: fraction the SSP argument certifies (pairs seen only)")
+    print("     block group    bound      adv    noise   fe adv  ssp adv fe noise ssp noise")
+    for k, b in enumerate(prof["blocks"]):
+        cells = [_num(b["block"])] + [_num(m[k] if m else None, spec=".3f") for m in (adv, noise)]
+        for c in (ca, cn):
+            cells += [_num(c[key][k] if key in c else None, spec=".2f") for key in ("fe_contractive", "ssp_certified")]
+        print(f"  {k + 1:8d} {b['group'] + 1:5d} " + " ".join(cells))
+    g_adv = r.adversarial.groups.get("2") if r.adversarial.groups else None
+    g_noise = r.baseline.groups.get("2") if r.baseline is not None and r.baseline.groups else None
+    for j, g in enumerate(prof["groups"]):
+        ms = " ".join(f"{w} {_num(m[j] if m else None, 0, '.3f')}" for w, m in (("adv", g_adv), ("noise", g_noise)))
+        print(f"  group {j + 1}: L2 bound {_num(g, 0)}  measured p=2 {ms}")
+    parts = f"stem {_num(prof['stem']['bound'], 0)}, head {_num(prof['head']['bound'], 0)}"
+    if prof["transitions"]:
+        parts += ", transitions " + " ".join(_num(t["bound"], 0) for t in prof["transitions"])
+    print(f"  network L2 bound (pixels -> logits) {_num(prof['network'], 0)} ({parts}; {prof['seconds']:.2f} s)")
+    c = lip.get("certified")
+    if c:
+        print(
+            f"  certified accuracy at linf eps {c['eps']:.4g} (L2 radius {c['radius']:.4g}): {c['certified']:.3f} "
+            f"of {c['n']} images (clean {c['accuracy']:.3f}; median certified L2 radius {_num(c['median_radius'], 0)})"
+        )
+    for why in prof.get("reasons", []):
+        print(f"  ! bound vacuous or missing: {why}")
+    for k, why in enumerate(lip.get("ssp_reasons", [])):
+        if why:
+            print(f"  ! block {k + 1}: no SSP certificate ({why})")

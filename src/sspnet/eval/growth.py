@@ -21,6 +21,7 @@ class-stratified rule of `sspnet.data.subsets` (or the caller's `indices`); `Gro
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,11 @@ from sspnet.attacks import DEFAULTS, ThreatModel, dataset_threat, random_point, 
 from sspnet.attacks.base import LEVELS, check_count, sub_quantum
 from sspnet.eval.growth_results import GrowthProfile, GrowthResult, reduce_ratios
 from sspnet.eval.growth_trace import P_NAMES, check_structure, p_name, p_value, sample_ratios, trace_features
+from sspnet.eval.lipschitz import certified_accuracy, lipschitz_profile
+from sspnet.eval.lipschitz_cert import certificate_stats, reduce_certificates
 from sspnet.eval.selection import select_images
 from sspnet.io.files import provenance
+from sspnet.io.jsonio import to_jsonable
 from sspnet.io.progress import ProgressCallback, report
 from sspnet.io.runlayout import RunLayout
 
@@ -150,8 +154,10 @@ def _ratio_chunks(
     attack: Callable | None,
     x_adv: Tensor | None,
     progress: ProgressCallback = None,
+    certificates: dict[str, list] | None = None,
 ) -> tuple[list, list]:
-    """Per-batch `sample_ratios` of the adversarial images and of the noise baseline (model in eval mode)."""
+    """Per-batch `sample_ratios` of the adversarial images and of the noise baseline (model in eval mode); with
+    `certificates` ({"adversarial": [], "noise": []}) also each batch's `certificate_stats` there."""
     gen = torch.Generator().manual_seed(cfg.seed)
     adv_chunks, noise_chunks = [], []
     adv = (
@@ -169,9 +175,13 @@ def _ratio_chunks(
             xa = x_adv[s : s + cfg.batch_size] if x_adv is not None else (attack(xb, yb) if attack else None)
             if xa is not None:
                 adv_chunks.append(sample_ratios(model, xb, xa.detach(), cfg.ps))
+                if certificates is not None:
+                    certificates["adversarial"].append(certificate_stats(model, xb, xa.detach()))
             if cfg.noise != "none":
                 xn = random_point(xb, eps, cfg.noise, "linf", generator=gen)
                 noise_chunks.append(sample_ratios(model, xb, xn, cfg.ps))
+                if certificates is not None:
+                    certificates["noise"].append(certificate_stats(model, xb, xn))
             done = min(s + cfg.batch_size, x.shape[0])
             report(progress, done, x.shape[0], f"growth ({what}): {done}/{x.shape[0]} images")
     finally:
@@ -193,6 +203,7 @@ def measure_growth(
     run_dir: str | None = None,
     adversary_info: dict[str, Any] | None = None,
     progress: ProgressCallback = None,
+    bound: bool = False,
 ) -> GrowthResult:
     """Growth ratios of `model` on a split's images.
 
@@ -205,6 +216,10 @@ def measure_growth(
             adversary_info describes them. Else `attack(x, y)`, else the config's adversary.
         progress: None (silent) or `progress(done, total, note)` (`sspnet.io.progress`) after every batch, done
             / total in images.
+        bound: also record `GrowthResult.lipschitz` (`bound_record`): the L2 Lipschitz bounds, the certified
+            accuracy at eps on these images and the per-block forward-Euler / SSP certificates of the pairs (off
+            by default here, so library callers such as compare get what they got before; `growth_of_run` and
+            `sspnet growth` turn it on).
     Returns:
         GrowthResult (ratios averaged over the images, `subset` says which).
     """
@@ -233,7 +248,8 @@ def measure_growth(
                 random_start=threat.random_start,
                 quantize=threat.quantize,
             )
-    adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv, progress)
+    certs: dict[str, list] | None = {"adversarial": [], "noise": []} if bound else None
+    adv_chunks, noise_chunks = _ratio_chunks(model, x, y, cfg, eps, attack, x_adv, progress, certs)
     return GrowthResult(
         label=label or str(mcfg.get("scheme", type(model).__name__)),
         dataset=str(dataset),
@@ -248,7 +264,27 @@ def measure_growth(
         run_dir=run_dir,
         subset=subset,
         provenance=provenance(),
+        lipschitz=bound_record(model, x, y, eps, certs, cfg.batch_size) if certs is not None else None,
     )
+
+
+def bound_record(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float | None, certs: dict[str, list], batch_size: int = 256
+) -> dict[str, Any]:
+    """What `GrowthResult.lipschitz` holds: {"profile": `lipschitz_profile(...).to_dict()` (L2 bounds per block,
+    group, stem, transition, head, network), "certified": `certified_accuracy` at linf eps on the images x,
+    "certificates": {"adversarial" | "noise": per-block fractions of the pairs (`reduce_certificates`)},
+    "ssp_reasons": per block why the SSP argument cannot apply (None where it can)}."""
+    profile = lipschitz_profile(model, tuple(x.shape[1:]))
+    radius = math.nan if eps is None else eps  # a resolved threat model always has an eps
+    cert = certified_accuracy(model, x, y, radius, "linf", bound=profile.network, batch_size=batch_size)
+    reasons: list[str | None] = next((c[1] for chunks in certs.values() for c in chunks), [])
+    return {
+        "profile": profile.to_dict(),
+        "certified": to_jsonable(cert),
+        "certificates": {kind: reduce_certificates([c[0] for c in chunks]) for kind, chunks in certs.items() if chunks},
+        "ssp_reasons": reasons,
+    }
 
 
 def load_test_images(
@@ -275,11 +311,12 @@ def growth_of_run(
     label: str | None = None,
     out: str | Path | None = None,
     progress: ProgressCallback = None,
+    bound: bool = True,
 ) -> tuple[GrowthResult, Path]:
     """Measure growth of the model in a run folder (or checkpoint file) on its dataset's test images and write
         the JSON: `RUN_DIR/growth.json` (or `CHECKPOINT.growth.json`, or `out`). crit: the checkpoint of a run
     folder (acc | loss | final; default final: the end of training, chosen on no data); the result records which
-    file and how it was selected. Returns (result, json path)."""
+    file and how it was selected; bound: `measure_growth`'s (on by default here). Returns (result, json path)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no run folder or checkpoint at {path}; train one with `sspnet train --out DIR`")
@@ -293,7 +330,15 @@ def growth_of_run(
     dataset = dataset or model.config.get("dataset")
     images, labels = data.load(dataset, root=data_root, split="test", device=device)
     result = measure_growth(
-        model, images, labels, cfg, label=label or path.name, dataset=dataset, run_dir=str(path), progress=progress
+        model,
+        images,
+        labels,
+        cfg,
+        label=label or path.name,
+        dataset=dataset,
+        run_dir=str(path),
+        progress=progress,
+        bound=bound,
     )
     result.checkpoint = describe_checkpoint(path, crit)
     target = Path(out) if out else (path / GROWTH_FILE if path.is_dir() else path.with_suffix(".growth.json"))
@@ -309,6 +354,7 @@ __all__ = [
     "GrowthConfig",
     "GrowthProfile",
     "GrowthResult",
+    "bound_record",
     "build_adversary",
     "growth_of_run",
     "load_test_images",

@@ -66,7 +66,9 @@ class GrowthResult:
 
         n: images used; subset: which ones ({"rule", "seed", "n", "per_class", "indices"}; None in files written
         before it existed); checkpoint: which file and how it was selected (None when measured on a model
-    object). JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN stored as null).
+    object); lipschitz: the L2 Lipschitz bounds, certified accuracy and forward-Euler / SSP certificates beside
+    the measured ratios (`sspnet.eval.growth.bound_record`; None when skipped and in files written before it).
+    JSON round trip: `save(path)` / `GrowthResult.load(path)` (NaN and inf stored as null).
     """
 
     label: str
@@ -83,6 +85,7 @@ class GrowthResult:
     subset: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None  # `sspnet.nn.checkpoints.describe_checkpoint` of the model measured
     provenance: dict[str, Any] = field(default_factory=dict)
+    lipschitz: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -33,7 +33,7 @@ from sspnet.experiments.compare.sources import compare_sources
 AUTOATTACK_MODES = ("auto", "on", "off")
 AUDIT_MODES = ("on", "off")
 AUDIT_FIELDS = ("audit", "audit_images", "audit_queries")  # cached apart from the evaluation (work.audit)
-RECORD_VERSION = 2  # 2: per-image correctness, checkpoint description
+RECORD_VERSION = 3  # 2: per-image correctness, checkpoint description; 3: Lipschitz bounds beside the growth
 # dataset-dependent evaluation eps of the default (standard-training) budget, pixel units
 BUDGET_EPS = {"mnist": 0.1, "cifar10": 2 / 255, "tinyimagenet": 1 / 255}
 # evaluation options renamed to one name per concept: old name -> new name (for the error message)
@@ -323,7 +323,9 @@ class CompareConfig:
         _follow_opt(train, p["train"], _given(self.train))
         ev = EvalSettings.from_dict({**p["eval"], **_given(self.eval)}).resolve(dataset)
         grid = self.grid if self.grid is not None else p["grid"]
-        return Resolved(dataset, models, seeds, train, ev, grid, compare_sources(self, p, train, dataset))
+        return Resolved(
+            dataset, models, seeds, train, ev, grid, compare_sources(self, p, train, dataset, EvalSettings().to_dict())
+        )
 
 
 def _scale_warmup(train: dict[str, Any], preset: dict[str, Any], given: dict[str, Any]) -> None:

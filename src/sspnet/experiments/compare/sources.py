@@ -57,16 +57,17 @@ def train_sources(
     return out
 
 
-def eval_sources(preset: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, str]:
-    """{option: source} of every flat `EvalSettings` option: flag, preset or default."""
-    from sspnet.experiments.compare.config import EvalSettings
+def eval_sources(preset: Mapping[str, Any], given: Mapping[str, Any], names: Any) -> dict[str, str]:
+    """{option: source} of every evaluation option in `names` (the flat `EvalSettings` options): flag, preset
+    or default."""
+    return {name: FLAG if name in given else PRESET if name in preset else DEFAULT for name in names}
 
-    return {name: FLAG if name in given else PRESET if name in preset else DEFAULT for name in EvalSettings().to_dict()}
 
-
-def compare_sources(config: Any, preset: Mapping[str, Any], train: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+def compare_sources(
+    config: Any, preset: Mapping[str, Any], train: Mapping[str, Any], dataset: str, eval_names: Any
+) -> dict[str, Any]:
     """The sources of a `CompareConfig` resolved against its preset entry (`PRESETS[config.preset]`); train:
-    the resolved training options."""
+    the resolved training options; eval_names: the flat `EvalSettings` options."""
     given_train = {k: v for k, v in config.train.items() if v is not None}
     given_eval = {k: v for k, v in config.eval.items() if v is not None}
     grid = config.grid if config.grid is not None else preset["grid"]
@@ -76,7 +77,7 @@ def compare_sources(config: Any, preset: Mapping[str, Any], train: Mapping[str, 
         "seeds": _of(config.seeds),
         "grid": _of(config.grid),
         "train": train_sources(train, preset["train"], given_train, dataset, _of(config.grid) if grid else None),
-        "eval": eval_sources(preset["eval"], given_eval),
+        "eval": eval_sources(preset["eval"], given_eval, eval_names),
     }
 
 

@@ -18,6 +18,7 @@ from sspnet.experiments.compare.analysis.stats import aggregate, metrics_of, run
 from sspnet.experiments.compare.plan.context import CompareContext
 from sspnet.experiments.compare.report import tables
 from sspnet.experiments.compare.report.audit import audit_section, audit_summary
+from sspnet.experiments.compare.report.bounds import bounds_section
 from sspnet.experiments.compare.report.tables import fmt, model_label
 from sspnet.experiments.compare.sources import sources_line
 from sspnet.experiments.compare.work.perimage import FORMAT, share_images
@@ -148,6 +149,7 @@ def write_report(
             [d for d in chance if d["variant"] == (variant or "")],
             _eps_unit(ctx.dataset),
         )
+    lines += bounds_section(records, ev)
     lines += _runs_table(records) + _missing_section(missing) + audit_section(records, audit) + _flags(records)
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     images, slim = share_images(records)

@@ -149,6 +149,7 @@ def _growth(
         label=label,
         dataset=dataset,
         run_dir=run_dir,
+        bound=True,  # the L2 Lipschitz bounds beside the measured ratios (under a second per model)
     )
 
 
