@@ -91,7 +91,7 @@ def bounds_section(records: list[dict[str, Any]], ev: Any) -> list[str]:
     lines += [f"- **bound below the measured ratio (a bug):** {x}" for x in bad] or [
         "- every block and group of every run: measured mean ratio <= bound, as it must be"
     ]
-    return lines
+    return lines + [""]
 
 
 def _block_table(models: dict[str, list[dict[str, Any]]]) -> list[str]:
