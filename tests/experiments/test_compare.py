@@ -294,7 +294,7 @@ def test_every_accuracy_can_be_recomputed_from_results_json(tmp_path):
                 "sweep_images": 10,
                 "autoattack": "on",
                 "autoattack_images": 8,
-                "audit_images": 6,
+                "audit_images": 3,
             },
         )
     )
@@ -304,8 +304,8 @@ def test_every_accuracy_can_be_recomputed_from_results_json(tmp_path):
     assert all("indices" not in d for r in results["records"] for d in r["images"].values())
     for run, rec in zip(runs, results["records"]):
         c = run["correct"]
-        # AutoAttack ran once, inside the audit, on its 6 images (autoattack_images applies with the audit off)
-        assert [len(c[k][0]) for k in ("clean", "pgd", "autoattack", sweep_key(0))] == [30, 30, 6, 10]
+        # AutoAttack ran once, inside the audit, on its 3 images (autoattack_images applies with the audit off)
+        assert [len(c[k][0]) for k in ("clean", "pgd", "autoattack", sweep_key(0))] == [30, 30, 3, 10]
         assert rec["audit"]["accuracy"]["autoattack"] * 100 == pytest.approx(rec["eval"]["autoattack"], abs=1e-5)
         for key in ("clean", "fgsm", "pgd", "autoattack"):
             assert 100 * c[key][1].mean() == pytest.approx(rec["eval"][key], abs=1e-9), key

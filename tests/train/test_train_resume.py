@@ -125,6 +125,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference, tmp_path):
     assert "resumed at epoch" in (run / "train.log").read_text()
 
 
+@pytest.mark.slow  # 30 s; test_sigkill_mid_epoch_then_resume_is_bit_identical covers the resume path
 def test_sigkill_during_the_eps_warmup_then_resume_is_bit_identical(tmp_path):
     # warm-up over 1.5 epochs of 8 steps: the kill at a mid-epoch save of epoch 1 falls inside it
     warm = ("--eps-warmup", "1.5")

@@ -201,7 +201,7 @@ def split_step_size(spec: str) -> tuple[str, float | None]:
     number >= 0."""
     from sspnet.nn.blocks import check_step_size
 
-    if STEP_MARK not in spec:
+    if STEP_MARK not in spec or Path(spec).is_file():  # a scheme file whose name holds the mark is a file
         return spec, None
     base, _, h = spec.rpartition(STEP_MARK)
     try:
