@@ -218,8 +218,7 @@ def measure_growth(
             / total in images.
         bound: also record `GrowthResult.lipschitz` (`bound_record`): the L2 Lipschitz bounds, the certified
             accuracy at eps on these images and the per-block forward-Euler / SSP certificates of the pairs (off
-            by default here, so library callers such as compare get what they got before; `growth_of_run` and
-            `sspnet growth` turn it on).
+            by default here; `growth_of_run`, `sspnet growth` and compare's evaluation turn it on).
     Returns:
         GrowthResult (ratios averaged over the images, `subset` says which).
     """
